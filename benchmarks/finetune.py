@@ -33,7 +33,7 @@ from nncc.loading import load_model
 from nncc.passes.prune_channels import PruneChannels
 from nncc.pipeline import PassContext, run_passes
 from nncc.training.finetune import TrainConfig, finetune_model
-from nncc.training.regularizers import parse_regularizers
+from nncc.training.specs import parse_regularizers
 
 
 def test_accuracy(model, x, y) -> float:

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/group_scissor_training.py [--test] [--model lenet_caffe] [--crossbar 64] ...
 
 First the *floor*: the fewest crossbars a model can keep when every weighted layer keeps at
-least one crossbar (logical count of CALIBRATION.md, ceil(N/X) ceil(M/X) per layer), as a
+least one crossbar (logical count of docs/sources.md, "Crossbar geometry": ceil(N/X) ceil(M/X) per layer), as a
 fraction of its unclipped count, for lenet5 (6-16-120-84) and lenet_caffe (Caffe's 20-50-500,
 the paper's network) at X = 64 and 128. A floor above the paper's 13.62% rules the model out.
 
@@ -12,7 +12,7 @@ Then the flow, each step printed with the top-1 (onnxruntime) on 500 digits held
 4,000 training digits (settings are chosen on them; the base model trained on them, so its
 held-out top-1 is 100% and the loss there is pessimistic), the crossbar-area ratio (placed
 physical crossbars: bit slices x polarities, all-zero blocks not placed), routing-area ratio,
-logical-crossbar ratio (CALIBRATION.md's count) against the unclipped model, from the reram
+logical-crossbar ratio (Group Scissor's count) against the unclipped model, from the reram
 target at X x X. ``--test`` measures the result once on the 1,000 test digits.
 
   1. train 15 epochs with rank clipping during training (every 100 steps each layer is cut to
@@ -48,7 +48,7 @@ from nncc.loading import load_model
 from nncc.models.mnist import mnist_split
 from nncc.pipeline import PassContext, parse_pass_spec, run_passes
 from nncc.training.finetune import TrainConfig, finetune_model, split_holdout
-from nncc.training.regularizers import parse_regularizers
+from nncc.training.specs import parse_regularizers
 
 PAPER = {"crossbar_area": 0.1362, "routing_area": 0.081}
 

@@ -65,7 +65,7 @@ def model_paths(tmp: pathlib.Path, only: set[str] | None) -> list[tuple[str, pat
 
 def pixel2_check(tmp: pathlib.Path) -> None:
     """The pixel2 profile against the published figure: LPIRC 2018's winner, a quantized
-    MobileNet V2 on one Snapdragon 835 core, 27-28 ms (CALIBRATION.md; its width and
+    MobileNet V2 on one Snapdragon 835 core, 27-28 ms (docs/sources.md, "Mobile CPU"; its width and
     resolution are [U], so 1.0 / 224 is assumed). The zoo model is quantized here with
     onnxruntime's static QDQ quantizer (int8 weights, uint8 activations, random calibration)."""
     try:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ucnn.py [--models lenet5,alexnet,resnet50] [--set key=value ...]
 
-Weight schemes (the paper's [V abstract / CALIBRATION.md]: 16-bit, 8-bit, INQ ~17 unique, TTQ 3):
+Weight schemes (the paper's [V abstract; docs/sources.md, "UCNN"]: 16-bit, 8-bit, INQ ~17 unique, TTQ 3):
   16-bit, 8-bit   the float weights quantized per layer inside the cost model (--set weight_bits)
   U=17, U=3       the ``weight-share`` pass (per-filter 1-D k-means), then 16-bit storage
   tern50          ``prune:ratio=0.5`` then ``weight-share:unique=3``: {-a, 0, +b} per filter with half

@@ -1,8 +1,10 @@
-"""Per-layer workload facts every target starts from: shapes, MACs, parameters, bytes.
+"""The layer view: per-layer workload facts every pass and target starts from.
 
-One :class:`Layer` per compute node of the (shape-inferred) graph. MACs count the
-multiply-accumulates of the dense operation as the ONNX node defines it; element-wise
-work is counted separately in ``elementwise_ops``.
+One :class:`Layer` per compute node of the (shape-inferred) graph: op, shapes, MACs,
+parameters, bytes, and for weighted ops the weight with its layout (:mod:`nncc.weights`).
+MACs count the multiply-accumulates of the dense operation as the ONNX node defines it;
+element-wise work is counted separately in ``elementwise_ops``. Which class an op belongs
+to is :mod:`nncc.ops`' table.
 """
 
 from __future__ import annotations
@@ -14,24 +16,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-# Ops that move no data and do no arithmetic at inference time.
-NO_OP_TYPES = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Constant"})
-
-# Op classes every target's cost model sorts nodes into (each target keeps its own cost per op).
-# Ops that cost nothing once shapes are static: metadata only.
-NO_OPS = NO_OP_TYPES | {"Size", "EyeLike", "Optional", "OptionalGetElement"}
-# Window and reduction ops: work scales with the *input* elements.
-POOL_OPS = frozenset({"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
-                      "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-                      "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMax", "ArgMin", "TopK", "CumSum"})
-# Data movement: copies, gathers, layout changes.
-DATA_OPS = frozenset({"Concat", "Split", "Slice", "Transpose", "Gather", "GatherElements", "GatherND", "ScatterND",
-                      "ScatterElements", "Pad", "Tile", "Expand", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth",
-                      "ConstantOfShape", "Range", "OneHot", "ReverseSequence", "Trilu", "Compress", "NonZero"})
-# Element-wise ops a runtime runs inside the producing Conv/Gemm kernel (epilogue fusion).
-EPILOGUE_OPS = frozenset({"BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-                          "Add", "Sub", "Mul", "Div"})
-
+from nncc.irutils import static_shape
+from nncc.ops import NO_OPS
+from nncc.weights import Weight, bias_of, layer_name, weight_of
 
 @dataclasses.dataclass
 class Layer:
@@ -48,21 +35,19 @@ class Layer:
     elementwise_ops: int   # output elements for non-MAC ops (one op each)
     attributes: dict[str, Any]
     node: ir.Node = dataclasses.field(repr=False, compare=False)
+    weight: Weight | None = dataclasses.field(default=None, repr=False, compare=False)  # constant weight and its layout
+    bias: ir.Value | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def is_weighted(self) -> bool:
-        return self.macs > 0 and self.params > 0
+        """A dot-product op with a constant weight operand (see :mod:`nncc.weights`)."""
+        return self.weight is not None
 
 
-def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None:
-        return None
-    dims = tuple(value.shape)
-    return dims if all(isinstance(d, int) for d in dims) else None
 
 
 def _nbytes(value: ir.Value | None) -> int:
-    shape = _shape(value)
+    shape = static_shape(value)
     if shape is None or value.dtype is None:
         return 0
     return math.prod(shape) * value.dtype.itemsize
@@ -82,25 +67,25 @@ def _attrs(node: ir.Node) -> dict[str, Any]:
 def node_macs(node: ir.Node) -> int:
     """Multiply-accumulates of one node; 0 for ops without a dot-product core."""
     op = node.op_type
-    out = _shape(node.outputs[0]) if node.outputs else None
+    out = static_shape(node.outputs[0]) if node.outputs else None
     if op == "Conv" and out is not None:
-        w = _shape(node.inputs[1])
+        w = static_shape(node.inputs[1])
         if w is None:
             return 0
         return math.prod(out) * math.prod(w[1:])  # w: [M, C/group, k...]
     if op == "ConvTranspose":
-        x, w = _shape(node.inputs[0]), _shape(node.inputs[1])
+        x, w = static_shape(node.inputs[0]), static_shape(node.inputs[1])
         if x is None or w is None:
             return 0
         return math.prod(x) * math.prod(w[1:])  # w: [C, M/group, k...]
     if op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul") and out is not None:
-        a = _shape(node.inputs[0])
+        a = static_shape(node.inputs[0])
         if a is None:
             return 0
         k = a[0] if (op == "Gemm" and node.attributes.get_int("transA", 0)) else a[-1]
         return math.prod(out) * k
     if op in ("QLinearConv", "ConvInteger") and out is not None:
-        w = _shape(node.inputs[3 if op == "QLinearConv" else 1])
+        w = static_shape(node.inputs[3 if op == "QLinearConv" else 1])
         return math.prod(out) * math.prod(w[1:]) if w else 0
     if op == "Einsum" and out is not None:
         return _einsum_macs(node)
@@ -112,7 +97,7 @@ def _einsum_macs(node: ir.Node) -> int:
     lhs, _, _ = equation.partition("->")
     sizes: dict[str, int] = {}
     for term, value in zip(lhs.split(","), node.inputs):
-        shape = _shape(value)
+        shape = static_shape(value)
         if shape is None or "..." in term or len(term) != len(shape):
             return 0
         sizes.update(zip(term, shape))
@@ -126,22 +111,24 @@ def layers(model: ir.Model) -> list[Layer]:
         consts = [v for v in node.inputs if v is not None and v.const_value is not None]
         activations = [v for v in node.inputs if v is not None and v.const_value is None]
         macs = node_macs(node)
-        out_elems = sum(math.prod(s) for s in (_shape(o) for o in node.outputs) if s is not None)
+        out_elems = sum(math.prod(s) for s in (static_shape(o) for o in node.outputs) if s is not None)
         rows.append(
             Layer(
-                name=node.name or f"{node.op_type}_{index}",
+                name=layer_name(node, index),
                 op=node.op_type,
                 domain=node.domain,
-                input_shapes=[_shape(v) for v in node.inputs],
-                output_shapes=[_shape(v) for v in node.outputs],
+                input_shapes=[static_shape(v) for v in node.inputs],
+                output_shapes=[static_shape(v) for v in node.outputs],
                 macs=macs,
                 params=sum(v.const_value.size for v in consts),
                 weight_bytes=sum(v.const_value.nbytes for v in consts),
                 input_bytes=sum(_nbytes(v) for v in activations),
                 output_bytes=sum(_nbytes(v) for v in node.outputs),
-                elementwise_ops=0 if macs or node.op_type in NO_OP_TYPES else out_elems,
+                elementwise_ops=0 if macs or node.op_type in NO_OPS else out_elems,
                 attributes=_attrs(node),
                 node=node,
+                weight=weight_of(node),
+                bias=bias_of(node),
             )
         )
     return rows
@@ -158,8 +145,8 @@ def model_summary(model: ir.Model) -> dict[str, Any]:
         "macs": int(sum(r.macs for r in rows)),
         "nodes": len(rows),
         "ops": dict(sorted(_count(r.op for r in rows).items())),
-        "inputs": [{"name": v.name, "shape": list(_shape(v) or []), "dtype": str(v.dtype)} for v in model.graph.inputs],
-        "outputs": [{"name": v.name, "shape": list(_shape(v) or []), "dtype": str(v.dtype)} for v in model.graph.outputs],
+        "inputs": [{"name": v.name, "shape": list(static_shape(v) or []), "dtype": str(v.dtype)} for v in model.graph.inputs],
+        "outputs": [{"name": v.name, "shape": list(static_shape(v) or []), "dtype": str(v.dtype)} for v in model.graph.outputs],
     }
 
 
@@ -172,4 +159,4 @@ def _count(items) -> dict[str, int]:
 
 def input_specs(model: ir.Model) -> list[tuple[str, tuple[int, ...], np.dtype]]:
     """(name, static shape, numpy dtype) of every graph input."""
-    return [(v.name, _shape(v) or (), v.dtype.numpy()) for v in model.graph.inputs]
+    return [(v.name, static_shape(v) or (), v.dtype.numpy()) for v in model.graph.inputs]

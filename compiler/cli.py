@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pathlib
 import sys
@@ -16,6 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.registry import PASSES, TARGETS, load_plugin
+from nncc.training.params import TrainParams, choices, python_type
 
 err_console = Console(stderr=True)
 _STATE: dict[str, Any] = {"debug": False, "file": "nncc"}
@@ -288,29 +290,35 @@ def calibrate(target, output):
     click.echo(text)
 
 
+def training_options(func):
+    """One click option per fine-tuning parameter, from their one declaration (TrainParams)."""
+    for f in reversed(dataclasses.fields(TrainParams)):
+        flag, kind, allowed = f.name.replace("_", "-"), python_type(f.name), choices(f.name)
+        if kind is bool:
+            option = click.option(f"--{flag}/--no-{flag}", default=f.default, show_default=True, help=f.metadata["help"])
+        else:
+            option = click.option(f"--{flag}", type=click.Choice(allowed) if allowed else kind, default=f.default,
+                                  show_default=True, help=f.metadata["help"])
+        func = option(func)
+    return func
+
+
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--data", "data_path", required=True, type=click.Path(), help="Training data (.npz with x, y).")
 @click.option("-r", "--regularizer", "regularizers", multiple=True, metavar="NAME[:k=v,...]",
               help="Penalty to add (repeatable): group-lasso, hoyer, group-hoyer, nuclear, force, bitslice-l1, quant-reg.")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--keep-zeros/--no-keep-zeros", default=True, show_default=True, help="Exact zeros (pruned weights) stay zero.")
-@click.option("--eval", "eval_path", type=click.Path(), help="Held-out data (.npz with x, y) for accuracy before/after.")
-@click.option("--holdout", type=float, default=0.1, show_default=True, help="Without --eval: fraction of --data kept out of training to measure accuracy.")
+@training_options
+@click.option("--eval", "eval_path", type=click.Path(), help="Held-out data (.npz with x, y) for accuracy before/after (else --holdout of --data).")
 @click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable).")
 @click.option("-o", "--output", type=click.Path(), default=None, help="ONNX file to write (default: <model>.finetuned.onnx).")
-def finetune(model, data_path, regularizers, epochs, lr, batch_size, seed, optimizer, keep_zeros, eval_path, holdout,
-             input_shape, output):
+def finetune(model, data_path, regularizers, eval_path, input_shape, output, **params):
     """Fine-tune MODEL on labelled data with compression regularizers; write the trained ONNX."""
     from nncc.training.cli import run_finetune
 
     _STATE["file"] = model
-    click.echo(run_finetune(model, data_path, regularizers, epochs, lr, batch_size, seed, optimizer, keep_zeros,
-                            eval_path, holdout, input_shape, output, err_console))
+    click.echo(run_finetune(model, data_path, regularizers, TrainParams(**params), eval_path, input_shape, output,
+                            err_console))
 
 
 @cli.command()

@@ -8,18 +8,28 @@ from typing import Any
 
 @dataclasses.dataclass
 class LayerCost:
+    """One report row. A target subclasses it to declare its own fields (crossbars, ADC bits,
+    cores...); every declared field is a column of the report's ``layers`` table."""
+
     name: str
     op: str
     macs: int
     latency_s: float
     energy_j: float
     utilization: float | None = None
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # target-specific fields
 
     def to_json(self) -> dict[str, Any]:
-        row = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
-        row.update(self.extra)
-        return row
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.repr}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclasses.dataclass

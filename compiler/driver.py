@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 import nncc
 from nncc import analysis, runtime
-from nncc.backends.base import Mapping, Target
+from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model, save_model
@@ -91,15 +91,16 @@ def compile_model(
     if eval_data is not None and options.context.data is None:  # labelled data for training passes (finetune)
         options.context.data = eval_data
     progress("passes")
-    # Passes that plan for the hardware (rank-clip's crossbar size) read the target's config.
-    options.context.options["target_config"] = target.config
+    # Passes that plan for the hardware (rank-clip's crossbar size) read the target's geometry.
+    options.context.target = target.name
+    options.context.crossbar = target.crossbar_geometry()
     records = run_passes(model, list(passes) + list(target.legalize()), options.context)
     infer_shapes(model, model_path)
     progress("lowering")
-    with options.context:  # targets measure on the user's calibration data too (ADC bits, spike rates)
-        mapping = target.lower(model)
-        cost = target.estimate(mapping)
-        ratios = _ratios_to_uncompressed(model_path, target, records, cost, options)
+    # Targets measure on the user's calibration data too (ADC bits, spike rates).
+    mapping = target.lower(model, calibration=options.context.calibration)
+    cost = target.estimate(mapping)
+    ratios = _ratios_to_uncompressed(model_path, target, records, cost, options)
     if ratios is not None:
         cost.extra_totals["vs_uncompressed"] = ratios
     progress("verifying")
@@ -124,9 +125,10 @@ def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord
     if not any(r.modified for r in records if r.name not in {p.name for p in target.legalize()}):
         return None
     plain = load_model(model_path, options.input_shapes)
-    run_passes(plain, list(target.legalize()), PassContext(calibration=options.context.calibration))
+    context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
+    run_passes(plain, list(target.legalize()), context)
     infer_shapes(plain, model_path)
-    return target.ratios_to_uncompressed(target.estimate(target.lower(plain)), cost)
+    return target.ratios_to_uncompressed(target.estimate(target.lower(plain, calibration=options.context.calibration)), cost)
 
 
 def verify(original: ir.Model, model: ir.Model, options: CompileOptions, eval_data, where) -> dict[str, Any]:

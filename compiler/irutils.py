@@ -1,16 +1,73 @@
-"""Small onnx-ir helpers the passes share."""
+"""Small onnx-ir helpers the passes and targets share: shapes, constants, initializers.
+
+Two notions of "a constant", each for its own reader:
+- :func:`const_array`: the data of an initializer. What a pass may rewrite in place (loading
+  has already folded ``Constant`` nodes into initializers).
+- :func:`constant_value`: anything whose value is fixed before inference: an initializer, a
+  ``Constant`` node, or a ``DequantizeLinear`` of constants (a QDQ model's weights). What a
+  cost model reads: the hardware stores such a tensor, whatever the graph computes it from.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
 
+from nncc.safety import check_created_tensor
+
+
+def static_shape(value: ir.Value | None) -> tuple[int, ...] | None:
+    """The value's shape when every dimension is a known integer, else None."""
+    if value is None or value.shape is None:
+        return None
+    dims = tuple(value.shape)
+    return dims if all(isinstance(d, int) for d in dims) else None
+
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:
-    """The constant behind ``value`` as numpy, or None when it is computed at run time."""
+    """The initializer data behind ``value`` as numpy, or None when it is computed at run time."""
     if value is None or value.const_value is None:
         return None
     return value.const_value.numpy()
+
+
+def constant_value(value: ir.Value | None) -> np.ndarray | None:
+    """The value fixed before inference: initializer, Constant node, or DequantizeLinear of constants."""
+    if value is None:
+        return None
+    if value.const_value is not None:
+        return value.const_value.numpy()
+    node = value.producer()
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Constant" and "value" in node.attributes:
+        return node.attributes["value"].value.numpy()
+    if node.op_type == "DequantizeLinear":
+        x, scale = constant_value(node.inputs[0]), constant_value(node.inputs[1])
+        zp = constant_value(node.inputs[2]) if len(node.inputs) > 2 else None
+        if x is None or scale is None:
+            return None
+        axis = node.attributes.get_int("axis", 1)
+        shape = [1] * x.ndim
+        if scale.ndim == 1 and scale.size > 1:
+            shape[axis % x.ndim] = scale.size
+        zp = np.zeros(1) if zp is None else zp.astype(np.float64).reshape(shape if zp.size > 1 else [1])
+        return ((x.astype(np.float64) - zp) * scale.astype(np.float64).reshape(shape if scale.size > 1 else [1])).astype(np.float32)
+    return None
+
+
+def is_constant(value: ir.Value | None) -> bool:
+    """Whether ``value`` is fixed before inference (see :func:`constant_value`), without reading its data."""
+    if value is None:
+        return False
+    if value.const_value is not None:
+        return True
+    node = value.producer()
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == "Constant":
+        return True
+    return node.op_type == "DequantizeLinear" and all(is_constant(v) for v in node.inputs[:2])
 
 
 def replace_node_output(graph: ir.Graph, node: ir.Node, old: ir.Value, new: ir.Value, suffix: str,
@@ -47,8 +104,6 @@ def unique_name(graph: ir.Graph, base: str) -> str:
 
 def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray) -> ir.Value:
     """Register ``array`` as a new initializer (unique name, size-capped like every pass-made tensor)."""
-    from nncc.safety import check_created_tensor
-
     check_created_tensor(int(array.nbytes), "pass", f"initializer '{base_name}'")
     value = ir.Value(name=unique_name(graph, base_name), shape=ir.Shape(array.shape),
                      type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), const_value=ir.tensor(array))

@@ -21,6 +21,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
 from nncc.errors import NnccError
+from nncc.folding import fold_weight_constants
 from nncc.safety import check_tensors
 
 # Tensors above this many bytes in total are written as external data (protobuf's 2 GB cap).
@@ -84,8 +85,6 @@ def load_model(
     del proto
     common_passes.RemoveInitializersFromInputsPass()(model)
     if fold:
-        from nncc.passes.fold import fold_weight_constants
-
         fold_weight_constants(model)
     fix_input_shapes(model, input_shapes or {}, path)
     infer_shapes(model, path)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nncc import runtime
-from nncc.backends.base import SearchOption, Target
+from nncc.target import SearchOption, Target
 from nncc.driver import CompileOptions, CompileResult, compile_model
 from nncc.errors import NnccError
 from nncc.loading import load_model

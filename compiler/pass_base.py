@@ -4,6 +4,15 @@ A pass subclasses :class:`NnccPass`, declares its parameters as dataclass fields
 ``name`` (the registry and CLI name, e.g. ``fold-batchnorm``) and implements ``apply``.
 It must be idempotent (a second run returns ``modified=False``) and records what it did in
 ``self.stats``, which lands in the report's ``passes`` list.
+
+Stats schema (one for every pass, checked by :func:`check_stats` after every ``apply``):
+pass-specific summary values under their own keys, plus two tables when the pass works layer
+by layer:
+- ``layers``: a list of records, one per layer the pass worked on (rewrote, or measured and
+  found already done), each with ``name`` (the layer);
+- ``skipped``: a list of records, one per layer (or weight) it declined, each with ``name``
+  and ``reason`` (and ``op`` where known).
+Counts go under their own keys (``factorized``, ``quantized_layers``, ...), never in place of a table.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ class NnccPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         self.stats = {}
         modified = bool(self.apply(model))
+        check_stats(self.stats, f"pass '{self.name}'")  # every pass, so none drifts from the schema
         return ir.passes.PassResult(model, modified)
 
     def params(self) -> dict[str, Any]:
@@ -49,6 +59,16 @@ class NnccPass(ir.passes.InPlacePass):
     def __str__(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.params().items())
         return f"{self.name}:{args}" if args else self.name
+
+
+def check_stats(stats: dict[str, Any], where: str) -> None:
+    """Raise TypeError when ``stats`` breaks the schema of the module docstring."""
+    for key, needs in (("layers", ("name",)), ("skipped", ("name", "reason"))):
+        if key not in stats:
+            continue
+        table = stats[key]
+        if not isinstance(table, list) or not all(isinstance(r, dict) and all(k in r for k in needs) for r in table):
+            raise TypeError(f"{where}: stats['{key}'] must be a list of records with {', '.join(needs)}")
 
 
 def coerce_fields(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from nncc.crossbar import CrossbarGeometry
 from nncc.errors import NnccError
 from nncc.files import read_toml
 from nncc.pass_base import NnccPass
@@ -70,13 +71,24 @@ class PassContext:
     passes that measure the model (quantization, mixed precision, ADC bits).
     ``data`` holds labelled samples ``(x, y)`` (x with a leading sample axis, y integer
     class labels) for passes that train (``finetune``); ``nncc compile --eval`` sets it.
+    ``target`` names the compile target and ``crossbar`` is its crossbar geometry (None when
+    it has no crossbars, or outside a compile): what passes that plan for crossbars read.
     """
 
     disabled: set[str] = dataclasses.field(default_factory=set)
     instruments: list[Instrument] = dataclasses.field(default_factory=list)
     calibration: dict[str, np.ndarray] | None = None
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: tuple[np.ndarray, np.ndarray] | None = None  # labelled (x, y) for training passes
+    target: str | None = None
+    crossbar: CrossbarGeometry | None = None
+
+    def crossbar_for(self, where: str) -> CrossbarGeometry:
+        """The compile target's crossbar geometry, or a clear error naming what is missing."""
+        if self.crossbar is not None:
+            return self.crossbar
+        if self.target is not None:
+            raise NnccError(where, f"plans for crossbars, and target '{self.target}' has none (compile with -t reram)")
+        raise NnccError(where, "plans for crossbars, and no compile target gave a crossbar geometry (compile with -t reram)")
 
     @staticmethod
     def current() -> PassContext:

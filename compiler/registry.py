@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 from nncc.errors import NnccError
+from nncc.pass_base import NnccPass
+from nncc.target import Target
 
 
 class Registry:
@@ -55,6 +57,11 @@ class Registry:
         self.register(name, cls, f"{ep.value}")
         return cls
 
+    def create(self, name: str, **params: Any) -> Any:
+        """An instance of the registered ``name`` (a target's ``legalize`` builds its passes so,
+        never by importing a pass module)."""
+        return self.get(name)(**params)
+
     def all(self) -> dict[str, type]:
         return {name: self.get(name) for name in self.names()}
 
@@ -65,9 +72,6 @@ TARGETS = Registry("nncc.targets", "target")
 
 def load_plugin(path: str | pathlib.Path) -> list[str]:
     """Import a user's ``.py`` file and register the passes and targets it defines."""
-    from nncc.pass_base import NnccPass
-    from nncc.backends.base import Target
-
     path = pathlib.Path(path)
     if not path.is_file():
         raise NnccError(path, "plugin file not found")

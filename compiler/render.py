@@ -156,7 +156,7 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "## Passes", ""]
     if report.get("passes"):
         out.append(md_table(["pass", "params", "modified", "stats", "time"], [
-            [md_escape(p["name"]), md_escape(kv(p.get("params", {}))), p.get("modified", ""), md_escape(kv(p.get("stats", {}))),
+            [md_escape(p["name"]), md_escape(kv(p.get("params", {}))), p.get("modified", ""), md_escape(pass_stats_text(p.get("stats", {}))),
              fmt_seconds(p.get("time_s"))] for p in report["passes"]
         ]))
     else:
@@ -216,6 +216,16 @@ def optimize_lines(search: dict[str, Any]) -> list[str]:
 
 def kv(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={cell(v)}" for k, v in d.items()) if d else ""
+
+
+def pass_stats_text(stats: dict[str, Any]) -> str:
+    """One pass's stats in a table cell: its summary values, then its ``layers`` and ``skipped``
+    tables (the schema of :mod:`nncc.pass_base`) as counts and names, so that a long table does
+    not crowd the summary out of the cell."""
+    tables = {key: stats[key] for key in ("layers", "skipped") if isinstance(stats.get(key), list)}
+    parts = [kv({k: v for k, v in stats.items() if k not in tables})]
+    parts += [f"{key}={len(rows)}" + (f" ({cell([r.get('name') for r in rows])})" if rows else "") for key, rows in tables.items()]
+    return ", ".join(part for part in parts if part)
 
 
 def cell(v: Any, limit: int = 60) -> str:

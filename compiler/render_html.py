@@ -14,7 +14,8 @@ import re
 from typing import Any, Callable
 
 from nncc.render import (CORE_LAYER_FIELDS, cell, extra_layer_fields, fmt_count, fmt_joules, fmt_percent,
-                         fmt_seconds, kv, measured_text, optimize_rows, top_layers, total_rows, total_tables)
+                         fmt_seconds, kv, measured_text, optimize_rows, pass_stats_text, top_layers, total_rows,
+                         total_tables)
 
 PLOT_TOP_N = 40        # bars per chart; the rest are summed into one "other" bar
 LABEL_CHARS = 48       # longer layer names are cut in plot labels (the table has them whole)
@@ -101,7 +102,7 @@ def passes_section(passes: list[dict[str, Any]]) -> list[str]:
     if not passes:
         return ["<h2>Passes</h2>", "<p>none</p>"]
     return ["<h2>Passes</h2>", table(["pass", "params", "modified", "stats", "time"], [
-        [p["name"], kv(p.get("params", {})), p.get("modified", ""), kv(p.get("stats", {})), fmt_seconds(p.get("time_s"))]
+        [p["name"], kv(p.get("params", {})), p.get("modified", ""), pass_stats_text(p.get("stats", {})), fmt_seconds(p.get("time_s"))]
         for p in passes], numeric={4})]
 
 

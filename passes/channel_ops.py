@@ -12,9 +12,21 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from nncc.irutils import const_array
-from nncc.passes.channel_groups import (BROADCAST, POOLS, REDUCES, RESHAPES, UNARY, Edit, _Analysis, label,
-                                        static_shape)
+from nncc.irutils import const_array, static_shape
+from nncc.passes.channel_space import ChannelSpaces, Edit
+from nncc.passes.weighted import label
+from nncc.weights import bias_of, weight_of
+
+# Element-wise ops of one tensor: channel c of the output depends on channel c only.
+UNARY = frozenset("""Relu LeakyRelu Sigmoid Tanh Elu Selu Celu HardSigmoid HardSwish Softplus Softsign Gelu
+    Mish Identity Dropout Neg Abs Sqrt Exp Log Reciprocal Floor Ceil Round Erf Sin Cos Sign ThresholdedRelu
+    Cast Clip""".split())
+# Broadcasting element-wise ops: operands with the channel dim are coupled; per-channel constants get sliced.
+BROADCAST = frozenset("Add Sub Mul Div Max Min Sum Mean Pow PRelu".split())
+POOLS = frozenset("MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool".split())
+RESHAPES = frozenset("Reshape Flatten Squeeze Unsqueeze".split())
+REDUCES = frozenset("ReduceMean ReduceMax ReduceMin ReduceSum ReduceL1 ReduceL2 ReduceLogSumExp".split())
+
 
 def _all(node: ir.Node) -> set[int]:
     return set(range(len(node.inputs)))
@@ -24,55 +36,55 @@ def _has(node: ir.Node, index: int) -> bool:
     return len(node.inputs) > index and node.inputs[index] is not None
 
 
-def _conv(a: _Analysis, node: ir.Node) -> set[int] | None:
-    x, w = node.inputs[0], node.inputs[1]
-    weight, where = const_array(w), f"Conv '{label(node)}'"
-    if weight is None or weight.ndim < 3 or (_has(node, 2) and const_array(node.inputs[2]) is None):
+def _conv(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
+    weight, x, where = weight_of(node), node.inputs[0], f"Conv '{label(node)}'"
+    if weight is None or not weight.is_initializer or len(weight.shape) < 3 or (_has(node, 2) and const_array(node.inputs[2]) is None):
         return None
-    group, x_shape = node.attributes.get_int("group", 1), static_shape(x)
+    layout, shape, x_shape = weight.layout, weight.shape, static_shape(x)
+    filters, inputs = layout.out_axis(len(shape)), layout.in_axis(len(shape))  # the weight's channel axes
     bias = [Edit("bias", node, 2, 0)] if _has(node, 2) else []
-    if group == 1:
+    if layout.groups == 1:
         element, _ = a.obtain(x, 1, 1, where)
-        a.edit(element, Edit("consumer", node, 1, 1))
-        out = a.new(weight.shape[0])
-        a.edit(out, Edit("filter", node, 1, 0), *bias)
-    elif x_shape is not None and group == x_shape[1] == weight.shape[0] and weight.shape[1] == 1:
+        a.edit(element, Edit("consumer", node, layout.index, inputs))
+        out = a.new(weight.outputs)
+        a.edit(out, Edit("filter", node, layout.index, filters), *bias)
+    elif x_shape is not None and layout.groups == x_shape[1] == weight.outputs and shape[inputs] == 1:
         # Depthwise: output channel c reads input channel c only, so both are one space.
         out, _ = a.obtain(x, 1, 1, where)
-        a.edit(out, Edit("dwfilter", node, 1, 0), *bias, Edit("group", node, 1, 0))
+        a.edit(out, Edit("dwfilter", node, layout.index, filters), *bias, Edit("group", node, layout.index, 0))
     else:
         return None  # grouped conv: channels are coupled in blocks; not modelled
     a.attach(node.outputs[0], out, 1, 1, where)
     return _all(node)
 
 
-def _matmul_like(a: _Analysis, node: ir.Node) -> set[int] | None:
-    x, w = node.inputs[0], node.inputs[1]
-    weight, x_shape, where = const_array(w), static_shape(x), f"{node.op_type} '{label(node)}'"
-    out_shape = static_shape(node.outputs[0])
-    if weight is None or weight.ndim != 2 or x_shape is None or out_shape is None:
+def _matmul_like(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
+    """Gemm and MatMul X @ W: the weight's outputs are a new channel space, its reduction axis
+    slices the input's features (a W @ X product, weight first, is not modelled)."""
+    weight, x, where = weight_of(node), node.inputs[0], f"{node.op_type} '{label(node)}'"
+    x_shape, out_shape = static_shape(x), static_shape(node.outputs[0])
+    if weight is None or not weight.is_initializer or weight.layout.index != 1 or len(weight.shape) != 2:
         return None
-    if node.op_type == "Gemm":
-        trans_b = node.attributes.get_int("transB", 0)
-        k_axis_x = 0 if node.attributes.get_int("transA", 0) else 1
-        k_axis_w, n_axis_w = (1, 0) if trans_b else (0, 1)
-        bias = const_array(node.inputs[2]) if _has(node, 2) else None
-        if _has(node, 2) and bias is None:
-            return None
-    else:
-        k_axis_x, k_axis_w, n_axis_w, bias = len(x_shape) - 1, 0, 1, None
+    if x_shape is None or out_shape is None:
+        return None
+    bias_value = bias_of(node)  # Gemm's C
+    bias = const_array(bias_value)
+    if bias_value is not None and bias is None:
+        return None
+    k_axis_w, n_axis_w = weight.layout.in_axis(2), weight.layout.out_axis(2)
+    k_axis_x = 0 if node.attributes.get_int("transA", 0) else len(x_shape) - 1  # transA: Gemm only
     element, block = a.obtain(x, k_axis_x, None, where)
-    a.edit(element, Edit("consumer", node, 1, k_axis_w, block))
+    a.edit(element, Edit("consumer", node, weight.layout.index, k_axis_w, block))
     n = weight.shape[n_axis_w]
     out = a.new(n)
-    a.edit(out, Edit("filter", node, 1, n_axis_w))
+    a.edit(out, Edit("filter", node, weight.layout.index, n_axis_w))
     if bias is not None and bias.ndim >= 1 and bias.shape[-1] == n:
         a.edit(out, Edit("bias", node, 2, bias.ndim - 1))
     a.attach(node.outputs[0], out, len(out_shape) - 1, 1, where)
     return _all(node)
 
 
-def _norm(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _norm(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     params = node.inputs[1:]
     if any(const_array(v) is None or const_array(v).ndim != 1 for v in params):
         return None
@@ -86,7 +98,7 @@ def _norm(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-def _unary(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _unary(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     entry = a.follow(node, node.inputs[0])
     if entry is not None:
         for out in node.outputs:
@@ -94,7 +106,7 @@ def _unary(a: _Analysis, node: ir.Node) -> set[int] | None:
     return {0}
 
 
-def _pool(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _pool(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     if any(o.uses() or o in a.graph.outputs for o in node.outputs[1:]):
         return None  # MaxPool indices are flat offsets that include the channel
     entry = a.follow(node, node.inputs[0], axis=1)
@@ -103,7 +115,7 @@ def _pool(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-def _broadcast(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _broadcast(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     where, out = f"{node.op_type} '{label(node)}'", node.outputs[0]
     out_shape = static_shape(out)
     rank = len(out_shape or ())
@@ -138,7 +150,7 @@ def _broadcast(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-def _reshape(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _reshape(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     x, y, where = node.inputs[0], node.outputs[0], f"{node.op_type} '{label(node)}'"
     if x not in a.info:
         return _all(node)
@@ -177,7 +189,7 @@ def _reshape(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-def _concat(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _concat(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     where, out = f"Concat '{label(node)}'", node.outputs[0]
     rank = len(static_shape(out) or ())
     tracked = [v for v in node.inputs if v in a.info]
@@ -202,7 +214,7 @@ def _concat(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-def _reduce(a: _Analysis, node: ir.Node) -> set[int] | None:
+def _reduce(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     """Reducing other axes (statistics pooling over time, a spatial mean) keeps channels apart."""
     entry, shape = a.follow(node, node.inputs[0]), static_shape(node.inputs[0])
     axes = node.attributes.get_ints("axes")
@@ -218,7 +230,7 @@ def _reduce(a: _Analysis, node: ir.Node) -> set[int] | None:
     return _all(node)
 
 
-HANDLERS: dict[str, Callable[[_Analysis, ir.Node], set[int] | None]] = {
+HANDLERS: dict[str, Callable[[ChannelSpaces, ir.Node], set[int] | None]] = {
     "Conv": _conv, "Gemm": _matmul_like, "MatMul": _matmul_like,
     "BatchNormalization": _norm, "InstanceNormalization": _norm,
     "Concat": _concat,

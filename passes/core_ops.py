@@ -32,22 +32,24 @@ layer's weight). Marked nodes are never legalized again, so a second run changes
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
+from nncc import runtime
+from nncc.analysis import input_specs
 from nncc.errors import NnccError
-from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output
+from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output, static_shape
+from nncc.blocks import BLOCK, LAYER, MARK, Block, BlockedLayer, describe_weighted, quantize_symmetric
+from nncc.ops import ACTIVATIONS
 from nncc.pass_base import NnccPass
+from nncc.passes.weighted import skip_record, weighted_nodes
+from nncc.pipeline import PassContext
 
-MARK, LAYER, BLOCK = "nncc.core_op", "nncc.layer", "nncc.block"
-from nncc.passes.core_op_plan import (  # noqa: F401 - re-exported for targets
-    _MAX_SPLIT_OUTPUTS, ACTIVATIONS, Block, _Layer, _static, chunks, conv_plan, describe_weighted, fc_plan,
-    quantize_symmetric,
-)
+# onnx-ir hides initializers over 1 KB from shape inference: longer Split size lists use Slices.
+_MAX_SPLIT_OUTPUTS = 100
 
 
 @dataclasses.dataclass
@@ -85,43 +87,40 @@ class LegalizeCoreOps(NnccPass):
         graph = model.graph
         self._taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
         self._opset = model.opset_imports.get("", 17)
-        layers: dict[str, dict[str, Any]] = {}
+        layers: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
         already = 0
         todo = []
-        for node in list(graph):
-            if node.domain != "" or node.op_type not in ("Conv", "Gemm", "MatMul"):
-                continue
+        for node, label, _ in weighted_nodes(graph):
             if MARK in node.metadata_props:
                 already += 1
                 continue
             layer = describe_weighted(node, self.crossbar, self.fan_out)
             if isinstance(layer, str):
-                skipped.append({"name": node.name or node.outputs[0].name, "op": node.op_type, "reason": layer})
+                skipped.append(skip_record(node, label, layer))
             else:
-                todo.append(layer)
-        ranges = self._activation_ranges(model, todo) if self.activation_bits and todo else {}
-        for layer in todo:
-            label = layer.node.name or layer.node.outputs[0].name
+                todo.append((label, layer))
+        ranges = self._activation_ranges(model, [layer for _, layer in todo]) if self.activation_bits and todo else {}
+        for label, layer in todo:
             if layer.node.inputs[0] in ranges:
                 self._quantize_activation(graph, layer.node, ranges[layer.node.inputs[0]], label)
-            layers[label] = self._legalize(graph, layer, label)
+            layers.append({"name": label, **self._legalize(graph, layer, label)})
         replaced, unsupported = self._legalize_activations(graph)
         if todo:
             drop_unused_initializers(graph)
         self.stats.update({
             "crossbar": self.crossbar, "fan_out": self.fan_out or self.crossbar, "weight_bits": self.weight_bits, "activation_bits": self.activation_bits,
             "legalized_layers": len(layers), "already_legalized_nodes": already,
-            "core_ops": sum(r["core_ops"] for r in layers.values()),
-            "reduction_ops": sum(r["reduction_ops"] for r in layers.values()),
-            "max_weight_error": max((r["max_weight_error"] for r in layers.values()), default=0.0),
+            "core_ops": sum(r["core_ops"] for r in layers),
+            "reduction_ops": sum(r["reduction_ops"] for r in layers),
+            "max_weight_error": max((r["max_weight_error"] for r in layers), default=0.0),
             "layers": layers, "skipped": skipped, "replaced": replaced, "unsupported_activations": unsupported,
         })
         return bool(layers or replaced)
 
     # --- layers -----------------------------------------------------------------------
 
-    def _legalize(self, graph: ir.Graph, layer: _Layer, label: str) -> dict[str, Any]:
+    def _legalize(self, graph: ir.Graph, layer: BlockedLayer, label: str) -> dict[str, Any]:
         node = layer.node
         wq, scale, err = quantize_symmetric(layer.weight, self.weight_bits)
         blocks = sum(len(group) for group in layer.plan)
@@ -129,19 +128,16 @@ class LegalizeCoreOps(NnccPass):
                   "in_chunks": len(layer.plan[0]), "out_chunks": len(layer.plan), "core_ops": blocks,
                   "reduction_ops": sum(1 for group in layer.plan if len(group) > 1),
                   "weight_scale": scale, "max_weight_error": err, "error_bound": scale / 2}
-        if blocks == 1:  # fits one crossbar: quantize in place, keep the node as it is
-            original = const_array(node.inputs[1])
-            if node.op_type == "Gemm":  # undo the alpha/transB view: the node keeps its attributes
-                alpha = node.attributes.get_float("alpha", 1.0)
-                wq = (wq / alpha if alpha else wq).astype(original.dtype)
-                wq = wq.T if node.attributes.get_int("transB", 0) else wq
-            node.replace_input_with(1, add_initializer(graph, f"{node.inputs[1].name}_q{self.weight_bits}", np.ascontiguousarray(wq)))
+        if blocks == 1:  # fits one crossbar: quantize in place, keep the node (and its attributes) as it is
+            value = layer.operand.value
+            tensor = np.ascontiguousarray(layer.weight_tensor(wq))
+            node.replace_input_with(layer.operand.layout.index, add_initializer(graph, f"{value.name}_q{self.weight_bits}", tensor))
             node.metadata_props.update({MARK: "block", LAYER: label, BLOCK: layer.plan[0][0].describe()})
             return record
         self._split(graph, layer, wq, label)
         return record
 
-    def _split(self, graph: ir.Graph, layer: _Layer, wq: np.ndarray, label: str) -> None:
+    def _split(self, graph: ir.Graph, layer: BlockedLayer, wq: np.ndarray, label: str) -> None:
         node, x = layer.node, layer.node.inputs[0]
         out = node.outputs[0]
         meta = {LAYER: label}
@@ -158,14 +154,14 @@ class LegalizeCoreOps(NnccPass):
                 split_inputs.append(add_initializer(graph, f"{label}_split_sizes", np.asarray(sizes, np.int64)))
             else:
                 attrs.append(ir.AttrInt64s("split", sizes))
-            outs = [self._value(f"{label}_in{i}", x, _resize(_static(x), axis, s)) for i, s in enumerate(sizes)]
+            outs = [self._value(f"{label}_in{i}", x, _resize(static_shape(x), axis, s)) for i, s in enumerate(sizes)]
             new.append(self._node("Split", split_inputs, outs, attrs, f"{label}/split", {**meta, MARK: "split"}))
             piece = dict(zip(ranges, outs))
         elif len(ranges) > 1:  # many pieces: one Slice each (a long Split size list hides shapes from inference)
             axes = add_initializer(graph, f"{label}_slice_axis", np.asarray([layer.axis], np.int64))
             for i, (a, b) in enumerate(ranges):
                 bounds = [add_initializer(graph, f"{label}_slice{i}_{k}", np.asarray([v], np.int64)) for k, v in (("start", a), ("end", b))]
-                value = self._value(f"{label}_in{i}", x, _resize(_static(x), layer.axis, b - a))
+                value = self._value(f"{label}_in{i}", x, _resize(static_shape(x), layer.axis, b - a))
                 new.append(self._node("Slice", [x, *bounds, axes], [value], [], f"{label}/slice{i}", {**meta, MARK: "split"}))
                 piece[(a, b)] = value
         results = []
@@ -176,7 +172,7 @@ class LegalizeCoreOps(NnccPass):
                 inputs = [piece[(b.in0, b.in1)], self._block_weight(graph, layer, wq, b, label, i, j)]
                 if not partial and layer.bias is not None:
                     inputs.append(self._bias(graph, layer, b, label, j, for_sum=False))
-                shape = _resize(_static(out), 1 if node.op_type == "Conv" else -1, b.out1 - b.out0)
+                shape = _resize(static_shape(out), 1 if layer.is_conv else -1, b.out1 - b.out0)
                 value = self._value(f"{label}_core{j}_{i}", out, shape)
                 new.append(self._node(node.op_type, inputs, [value], self._block_attrs(node, b), f"{label}/core{j}_{i}",
                                       {**meta, MARK: "partial" if partial else "block", BLOCK: b.describe()}))
@@ -184,13 +180,13 @@ class LegalizeCoreOps(NnccPass):
             if partial:
                 if layer.bias is not None:
                     parts.append(self._bias(graph, layer, group[0], label, j, for_sum=True))
-                value = self._value(f"{label}_sum{j}", out, _static(parts[0]))
+                value = self._value(f"{label}_sum{j}", out, static_shape(parts[0]))
                 new.append(self._node("Sum", parts, [value], [], f"{label}/reduce{j}", {**meta, MARK: "reduce"}))
                 parts = [value]
             results.append(parts[0])
         if len(results) > 1:
-            final = self._value(f"{label}_concat", out, _static(out))
-            axis = 1 if node.op_type == "Conv" else (-1 if self._opset >= 11 else len(_static(out) or (0, 0)) - 1)
+            final = self._value(f"{label}_concat", out, static_shape(out))
+            axis = 1 if layer.is_conv else (-1 if self._opset >= 11 else len(static_shape(out) or (0, 0)) - 1)
             new.append(self._node("Concat", results, [final], [ir.AttrInt64("axis", axis)], f"{label}/concat", {**meta, MARK: "concat"}))
         else:
             final = results[0]
@@ -198,15 +194,15 @@ class LegalizeCoreOps(NnccPass):
         final.shape, final.type = out.shape, out.type
         replace_node_output(graph, node, out, final, "_unlegalized")
 
-    def _block_weight(self, graph, layer: _Layer, wq: np.ndarray, b: Block, label: str, i: int, j: int) -> ir.Value:
-        if layer.node.op_type == "Conv":
+    def _block_weight(self, graph, layer: BlockedLayer, wq: np.ndarray, b: Block, label: str, i: int, j: int) -> ir.Value:
+        if layer.is_conv:
             w = wq[b.out0:b.out1, b.w_in[0]:b.w_in[1]]
         else:
             w = wq[b.in0:b.in1, b.out0:b.out1]  # [K, M] as multiplied; blocks use transB=0, alpha=1
         return add_initializer(graph, f"{label}_w{j}_{i}", np.ascontiguousarray(w))
 
-    def _bias(self, graph, layer: _Layer, b: Block, label: str, j: int, for_sum: bool) -> ir.Value:
-        if layer.node.op_type == "Conv":
+    def _bias(self, graph, layer: BlockedLayer, b: Block, label: str, j: int, for_sum: bool) -> ir.Value:
+        if layer.is_conv:
             bias = layer.bias[b.out0:b.out1]
             if for_sum:  # broadcast over [N, M, *spatial]
                 bias = bias.reshape((-1,) + (1,) * (layer.weight.ndim - 2))
@@ -241,12 +237,8 @@ class LegalizeCoreOps(NnccPass):
 
     # --- activations ----------------------------------------------------------------------
 
-    def _activation_ranges(self, model: ir.Model, todo: list[_Layer]) -> dict[ir.Value, tuple[float, float]]:
+    def _activation_ranges(self, model: ir.Model, todo: list[BlockedLayer]) -> dict[ir.Value, tuple[float, float]]:
         """(min, max) of every layer input on the calibration inputs (onnxruntime, inputs exposed as outputs)."""
-        from nncc import runtime
-        from nncc.analysis import input_specs
-        from nncc.pipeline import PassContext
-
         data = PassContext.current().calibration
         if not data:
             raise NnccError(f"--pass {self.name}", "activation_bits needs calibration inputs (--calib or --eval data)")
@@ -280,7 +272,7 @@ class LegalizeCoreOps(NnccPass):
         consts = [add_initializer(graph, f"{label}_act_{k}", np.asarray(v, np.float32))
                   for k, v in (("scale", scale or 1.0), ("qmin", qmin), ("qmax", qmax))]
         meta = {MARK: "act-quant", LAYER: label}
-        a, r, c, y = (self._value(f"{label}_act_{k}", x, _static(x)) for k in ("div", "round", "clip", "q"))
+        a, r, c, y = (self._value(f"{label}_act_{k}", x, static_shape(x)) for k in ("div", "round", "clip", "q"))
         nodes = [self._node("Div", [x, consts[0]], [a], [], f"{label}/act_div", meta),
                  self._node("Round", [a], [r], [], f"{label}/act_round", meta),
                  self._node("Clip", [r, consts[1], consts[2]], [c], [], f"{label}/act_clip", meta),
@@ -301,7 +293,7 @@ class LegalizeCoreOps(NnccPass):
             label = node.name or node.outputs[0].name
             exact, why = _relu_substitute(node)
             if "Relu" in supported and (exact or (why and self.approximate)):
-                relu = self._node("Relu", [node.inputs[0]], [self._value(f"{label}_relu", node.outputs[0], _static(node.outputs[0]))],
+                relu = self._node("Relu", [node.inputs[0]], [self._value(f"{label}_relu", node.outputs[0], static_shape(node.outputs[0]))],
                                   [], f"{label}_relu", {MARK: "activation", LAYER: label})
                 graph.insert_before(node, relu)
                 old, new = node.outputs[0], relu.outputs[0]

@@ -25,74 +25,39 @@ import math
 import numpy as np
 import onnx_ir as ir
 
+from nncc.crossbar import logical_blocks, placed_crossbars, row_blocks, segment_norms
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers
 from nncc.pass_base import NnccPass
-from nncc.passes.rank_clip import crossbar_config
+from nncc.passes.rank_clip import plan_geometry
+from nncc.passes.weighted import skip_record, weighted_nodes
+from nncc.weights import Weight
 
 # Counting the placed crossbars quantizes the layer's cells (as the reram mapping does); past
 # this many cells the count is left out of the stats rather than slowing the pass down.
 PHYSICAL_COUNT_MAX_CELLS = 1 << 26
 
 
-@dataclasses.dataclass
-class _Layer:
-    matrix: np.ndarray                 # [K, N] as the reram mapping places it
-    write: object                      # [K, N] -> the node's weight tensor layout
-
-
-def _layer(node: ir.Node) -> _Layer | str:
-    """The node's weight as the reram mapping sees it, or why the node is skipped."""
-    op = node.op_type
-    w = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
-    if w is None:
-        return "weight (second input) is not a constant initializer"
-    if not np.issubdtype(w.dtype, np.floating):
-        return f"weight dtype {w.dtype} is not floating point"
-    if op == "Conv":
-        if node.attributes.get_int("group", 1) != 1:
-            return "grouped convolution: the reram mapping packs whole groups per crossbar (not handled)"
-        shape = w.shape
-        return _Layer(w.reshape(shape[0], -1).T, lambda m, shape=shape: np.ascontiguousarray(m.T.reshape(shape)))
-    if w.ndim != 2:
-        return f"{w.ndim}-D weight: only 2-D weights map onto crossbars"
+def crossbar_matrix(node: ir.Node, weight: Weight) -> np.ndarray | str:
+    """The node's weight as the reram mapping places it, [K fan-in, N outputs], or why the node is skipped."""
+    layout, shape = weight.layout, weight.shape
+    if weight.integer_bits is not None:
+        return "integer weights (a pre-quantized op): not mapped onto crossbars"
+    if layout.kind == "conv_transpose":
+        return "ConvTranspose: the reram mapping does not place it on crossbars"
+    if layout.index != 1:
+        return "constant first operand (W X): the reram mapping does not place it on crossbars"
+    if layout.groups != 1:
+        return "grouped convolution: the reram mapping packs whole groups per crossbar (not handled)"
+    if layout.kind == "in_first" and len(shape) != 2:
+        return f"{len(shape)}-D weight: only 2-D weights map onto crossbars"
     if const_array(node.inputs[0]) is not None:
         return "both operands are constant"
-    if op == "Gemm" and node.attributes.get_int("transB", 0):
-        return _Layer(w.T, lambda m: np.ascontiguousarray(m.T))
-    return _Layer(w, lambda m: np.ascontiguousarray(m))
-
-
-def group_norms(matrix: np.ndarray, x: int) -> np.ndarray:
-    """[row blocks, N]: L2 norm of each output's weights within each row block of ``x`` rows."""
-    k, n = matrix.shape
-    squares = np.zeros((math.ceil(k / x), n), dtype=np.float64)
-    for b, start in enumerate(range(0, k, x)):
-        block = matrix[start:start + x].astype(np.float64)
-        squares[b] = np.sum(block * block, axis=0)
-    return np.sqrt(squares)
-
-
-def logical_blocks(matrix: np.ndarray, x: int) -> int:
-    """Non-zero X x X blocks (one cell per weight)."""
-    k, n = matrix.shape
-    return sum(bool(np.any(matrix[r:r + x, c:c + x])) for r in range(0, k, x) for c in range(0, n, x))
-
-
-def placed_crossbars(matrix: np.ndarray, config) -> int | None:
-    """Crossbars the reram mapping places for this matrix (non-zero physical blocks)."""
-    from nncc.backends.reram import adc
-
-    k, n = matrix.shape
-    x, cols = config.crossbar_size, n * config.slices * config.polarities
-    if k * cols > PHYSICAL_COUNT_MAX_CELLS:
-        return None
-    scale = adc.layer_scale(float(np.max(np.abs(matrix))) if matrix.size else 0.0, config)
-    placed = 0
-    for start in range(0, k, x):
-        nz = np.any(adc.physical_matrix(matrix[start:start + x], config, scale) != 0, axis=0)
-        placed += sum(bool(np.any(nz[c:c + x])) for c in range(0, cols, x))
-    return placed
+    w = const_array(weight.value)
+    if not np.issubdtype(w.dtype, np.floating):
+        return f"weight dtype {w.dtype} is not floating point"
+    (matrix,) = layout.matrices(w)
+    return matrix
 
 
 @dataclasses.dataclass
@@ -105,8 +70,8 @@ class DeleteGroups(NnccPass):
         0.1 costs LeNet-5/MNIST about 0.1-0.5 pt top-1, 0.5 about 10 pt (benchmarks/group_scissor.py).
       threshold: when given, wins over ``ratio``: delete groups whose L2 norm is below
         ``threshold`` x the layer's largest group norm (0..1).
-      crossbar: crossbar rows X (the row-block height); None: the compile target's
-        ``crossbar_size`` (the reram default, 128, outside a reram compile).
+      crossbar: crossbar rows X (the row-block height); None: the compile target's crossbar
+        size. The pass plans for the compile target's crossbars and fails when it has none.
       min_row_blocks: only layers whose fan-in spans at least this many crossbar row blocks.
         With one row block a column segment is a whole output (deleting it prunes a filter,
         not a connection between crossbars), so by default such layers are left alone.
@@ -147,27 +112,22 @@ class DeleteGroups(NnccPass):
         return mask.reshape(norms.shape)
 
     def apply(self, model: ir.Model) -> bool:
-
         graph = model.graph
-        config = crossbar_config(self.crossbar)
-        x = config.crossbar_size
+        geometry = plan_geometry(self.name, self.crossbar)
+        x = geometry.size
         done: list[dict] = []
         skipped: list[dict] = []
-        for node in list(graph):
-            if node.domain != "" or node.op_type not in ("Gemm", "MatMul", "Conv"):
+        for node, label, weight in weighted_nodes(graph):
+            w = weight if isinstance(weight, str) else crossbar_matrix(node, weight)
+            if isinstance(w, str):
+                skipped.append(skip_record(node, label, w))
                 continue
-            label = node.name or node.outputs[0].name
-            layer = _layer(node)
-            if isinstance(layer, str):
-                skipped.append({"name": label, "op": node.op_type, "reason": layer})
+            if row_blocks(w.shape[0], x) < self.min_row_blocks:
+                skipped.append(skip_record(node, label, f"fan-in {w.shape[0]} spans {row_blocks(w.shape[0], x)} row block(s) "
+                                                        f"of {x} < min_row_blocks={self.min_row_blocks}",
+                                           matrix_shape=list(w.shape)))
                 continue
-            w = layer.matrix
-            if math.ceil(w.shape[0] / x) < self.min_row_blocks:
-                skipped.append({"name": label, "op": node.op_type, "matrix_shape": list(w.shape),
-                                "reason": f"fan-in {w.shape[0]} spans {math.ceil(w.shape[0] / x)} row block(s) of {x} "
-                                          f"< min_row_blocks={self.min_row_blocks}"})
-                continue
-            norms = group_norms(w, x)
+            norms = segment_norms(w, x)
             delete = self._select(norms)
             record = {"name": label, "op": node.op_type, "matrix_shape": list(w.shape), "row_blocks": int(norms.shape[0]),
                       "groups_total": int(norms.size), "groups_deleted": int(delete.sum()),
@@ -179,7 +139,7 @@ class DeleteGroups(NnccPass):
             new = np.where(rows, 0, w).astype(w.dtype)
             deleted = float(np.sqrt(np.sum(norms[delete] ** 2)))
             total = float(np.linalg.norm(w.astype(np.float64)))
-            before, after = placed_crossbars(w, config), placed_crossbars(new, config)
+            before, after = (placed_crossbars(m, geometry, PHYSICAL_COUNT_MAX_CELLS) for m in (w, new))
             record.update({
                 "deleted_frobenius": deleted, "relative_deleted_frobenius": deleted / total if total else 0.0,
                 "max_deleted_group_norm": float(norms[delete].max()),
@@ -187,8 +147,9 @@ class DeleteGroups(NnccPass):
                 "crossbars_before": before, "crossbars_after": after,
                 "blocks_emptied": None if before is None else before - after,
             })
-            value = add_initializer(graph, f"{node.inputs[1].name}_groups_deleted", layer.write(new))
-            node.replace_input_with(1, value)
+            layout = weight.layout
+            tensor = np.ascontiguousarray(layout.from_gemm_view(new.T, weight.shape))
+            node.replace_input_with(layout.index, add_initializer(graph, f"{weight.value.name}_groups_deleted", tensor))
             done.append(record)
         if done:
             drop_unused_initializers(graph)
@@ -197,6 +158,6 @@ class DeleteGroups(NnccPass):
             "crossbar": x, "layers_changed": len(done),
             "groups_total": sum(r["groups_total"] for r in done), "groups_deleted": sum(r["groups_deleted"] for r in done),
             "blocks_emptied": sum(r["blocks_emptied"] or 0 for r in done),
-            "layers": done, "skipped_layers": skipped,
+            "layers": done, "skipped": skipped,
         })
         return bool(done)

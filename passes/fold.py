@@ -6,49 +6,16 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
-import onnx_ir.passes.common as common_passes
-import onnxscript.optimizer
 
+from nncc.folding import WEIGHT_PRODUCERS, fold_constants
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output
 from nncc.pass_base import NnccPass
-from nncc.safety import check_created_tensor
+from nncc.weights import bias_of, weight_of
 
-# Weights produced by these ops are folded even when the result is larger than the
-# inputs; onnxscript keeps ConstantOfShape by default to save file size, but every
-# cost model needs the weights as initializers.
-_WEIGHT_PRODUCERS = frozenset({"Constant", "ConstantOfShape"})
-_NO_LIMIT = 1 << 62
-
-
-def _check_constant_sizes(model: ir.Model) -> None:
-    """Refuse ConstantOfShape nodes whose output would break the created-tensor cap."""
-    for node in model.graph:
-        if node.op_type != "ConstantOfShape" or node.domain != "":
-            continue
-        shape = const_array(node.inputs[0])
-        if shape is None:
-            continue
-        value = node.attributes.get("value")
-        itemsize = value.value.dtype.itemsize if value is not None else 4
-        check_created_tensor(int(np.prod(shape, dtype=np.float64)) * itemsize, "model", f"node '{node.name}' (ConstantOfShape {list(shape)})")
-
-
-def _fold(model: ir.Model, force: frozenset[str]) -> bool:
-    _check_constant_sizes(model)
-    result = onnxscript.optimizer.fold_constants(
-        model,
-        input_size_limit=_NO_LIMIT,
-        output_size_limit=_NO_LIMIT,
-        should_fold=lambda node: True if node.op_type in force and node.domain == "" else None,
-    )
-    lifted = common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
-    unused = common_passes.RemoveUnusedNodesPass()(model)
-    return bool(result.modified or lifted.modified or unused.modified)
-
-
-def fold_weight_constants(model: ir.Model) -> bool:
-    """Turn weights computed by Constant/ConstantOfShape subgraphs into initializers."""
-    return _fold(model, _WEIGHT_PRODUCERS)
+# The weighted ops a per-output-channel scale folds into exactly: a float weight whose outputs
+# lie on one axis (nncc.weights' layout), and a bias input to take the shift. ConvTranspose's
+# outputs lie per group on axis 1, MatMul has no bias, integer ops have integer weights.
+FOLDS_INTO = frozenset({"Conv", "Gemm"})
 
 
 @dataclasses.dataclass
@@ -61,7 +28,7 @@ class FoldConstants(NnccPass):
 
     def apply(self, model: ir.Model) -> bool:
         before = model.graph.num_nodes()
-        modified = _fold(model, _WEIGHT_PRODUCERS)
+        modified = fold_constants(model, WEIGHT_PRODUCERS)
         self.stats["nodes_removed"] = before - model.graph.num_nodes()
         return modified
 
@@ -100,34 +67,31 @@ class FoldBatchNorm(NnccPass):
             gamma, beta, mean, var = (p.astype(np.float64) for p in params)
             eps = bn.attributes.get_float("epsilon", 1e-5)
             scale = gamma / np.sqrt(var + eps)
-            if producer.op_type == "Conv" and producer.domain == "":
-                axis = 0
-            elif producer.op_type == "Gemm" and producer.domain == "":
-                if producer.attributes.get_int("transA", 0) or len(producer.inputs[0].shape or ()) != 2:
-                    continue
-                axis = 0 if producer.attributes.get_int("transB", 0) else 1
-            else:
+            held = weight_of(producer) if producer.op_type in FOLDS_INTO else None
+            if held is None or not held.is_initializer:
                 continue
-            weight = const_array(producer.inputs[1])
-            if weight is None or weight.shape[axis] != scale.shape[0] or len(producer.inputs[1].uses()) != 1:
+            if producer.op_type == "Gemm" and (producer.attributes.get_int("transA", 0) or len(producer.inputs[0].shape or ()) != 2):
                 continue
-            bias_value = producer.inputs[2] if len(producer.inputs) > 2 else None
+            axis = held.layout.out_axis(len(held.shape))  # BatchNorm's channels are the producer's outputs
+            weight = const_array(held.value)
+            if weight.shape[axis] != scale.shape[0] or len(held.value.uses()) != 1:
+                continue
+            bias_value = bias_of(producer)
             bias = const_array(bias_value) if bias_value is not None else np.zeros(scale.shape[0])
             if bias is None or (bias_value is not None and len(bias_value.uses()) != 1):
                 continue
             if producer.op_type == "Gemm":
-                alpha = producer.attributes.get_float("alpha", 1.0)
                 beta_attr = producer.attributes.get_float("beta", 1.0)
-                if alpha != 1.0 or beta_attr != 1.0 or bias.ndim > 1 or bias.size not in (1, scale.size):
+                if held.layout.scale != 1.0 or beta_attr != 1.0 or bias.ndim > 1 or bias.size not in (1, scale.size):
                     continue
                 bias = np.broadcast_to(bias, scale.shape)
             shape = [1] * weight.ndim
             shape[axis] = -1
             new_w = (weight.astype(np.float64) * scale.reshape(shape)).astype(weight.dtype)
             new_b = ((bias.astype(np.float64) - mean) * scale + beta).astype(weight.dtype)
-            w_init = add_initializer(graph, f"{producer.inputs[1].name}_bnfold", new_w)
+            w_init = add_initializer(graph, f"{held.value.name}_bnfold", new_w)
             b_init = add_initializer(graph, f"{producer.name or producer.outputs[0].name}_bias_bnfold", new_b)
-            producer.replace_input_with(1, w_init)
+            producer.replace_input_with(held.layout.index, w_init)
             if len(producer.inputs) > 2:
                 producer.replace_input_with(2, b_init)
             else:

@@ -18,7 +18,6 @@ else the smallest rank keeping ``energy`` of sum s_i^2. The created nodes carry
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import numpy as np
@@ -26,18 +25,14 @@ import onnx_ir as ir
 
 from nncc.analysis import node_macs
 from nncc.errors import NnccError
-from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output
+from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output, static_shape
 from nncc.pass_base import NnccPass
 from nncc.passes.svd import Truncation, truncate
+from nncc.passes.weighted import skip_record, weighted_nodes
+from nncc.weights import Weight, bias_of
 
 MARK = "nncc.factorized"
 _SUFFIXES = ("_lowrank_a", "_lowrank_b")
-
-
-def _static(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
 
 
 @dataclasses.dataclass
@@ -46,6 +41,7 @@ class _Plan:
 
     matrix: np.ndarray           # 2-D, the weight as the decomposition sees it
     scheme: str                  # "matmul", "channel" or "spatial"
+    weight: Weight               # the node's weight and its layout
     note: str = ""               # e.g. why the scheme fell back
 
 
@@ -89,60 +85,58 @@ class FactorizeLowRank(NnccPass):
 
     # ------------------------------------------------------------------ planning
 
-    def weighted_nodes(self, model: ir.Model) -> tuple[list[tuple[ir.Node, str, _Plan | str]], int]:
-        """(node, label, plan or why it is skipped) for every Gemm/MatMul/Conv not yet
-        factorized, and how many nodes an earlier run already produced. Shared with rank-clip,
-        which plans the same way and only chooses the rank differently."""
+    def plans(self, model: ir.Model) -> tuple[list[tuple[ir.Node, str, _Plan | str]], int]:
+        """(node, label, plan or why it is skipped) for every weighted node not yet factorized,
+        and how many nodes an earlier run already produced. Shared with rank-clip, which plans
+        the same way and only chooses the rank differently."""
         self._opset = model.opset_imports.get("", 1)
         found, already = [], 0
-        for node in list(model.graph):
-            if node.domain != "" or node.op_type not in ("Gemm", "MatMul", "Conv"):
-                continue
-            label = node.name or node.outputs[0].name
+        for node, label, weight in weighted_nodes(model.graph):
             if node.metadata_props.get(MARK) == "1" or label.endswith(_SUFFIXES):
                 already += 1
                 continue
-            found.append((node, label, self.plan(node)))
+            found.append((node, label, weight if isinstance(weight, str) else self.plan(node, weight)))
         return found, already
 
-    def plan(self, node: ir.Node) -> _Plan | str:
+    def plan(self, node: ir.Node, weight: Weight) -> _Plan | str:
         """What to factorize in ``node``, or why it is skipped."""
-        op = node.op_type
-        if op == "Gemm":
-            w = const_array(node.inputs[1])
-            if w is None or w.ndim != 2:
-                return "weight (B) is not a constant 2-D tensor"
-            if const_array(node.inputs[0]) is not None:
-                return "both operands are constant (fold constants instead)"
-            if self._opset < 11:
-                return f"opset {self._opset}: the first Gemm would need a C input (optional from opset 11)"
-            return _Plan(w.T if node.attributes.get_int("transB", 0) else w, "matmul")
-        if op == "MatMul":
-            a, b = (const_array(v) for v in node.inputs[:2])
-            if (a is None) == (b is None):
-                return "needs exactly one constant operand"
-            w = b if b is not None else a
-            if w.ndim != 2:
-                return f"constant operand is {w.ndim}-D (batched weights are not factorized)"
-            return _Plan(w, "matmul")
-        # Conv
-        w = const_array(node.inputs[1])
-        if w is None:
-            return "weight is not constant"
-        group = node.attributes.get_int("group", 1)
-        if group != 1:
-            kind = "depthwise" if group == w.shape[0] and w.shape[1] == 1 else "grouped"
-            return f"{kind} convolution (group={group}): a shared rank-r basis would mix groups"
-        n, c, kernel = w.shape[0], w.shape[1], w.shape[2:]
+        layout = weight.layout
+        if weight.integer_bits is not None:
+            return "integer weights (a pre-quantized op) are not factorized"
+        if layout.kind == "conv_transpose":
+            return "ConvTranspose is not factorized (not implemented)"
+        if layout.spatial_axes(len(weight.shape)):  # kernel axes: a convolution
+            return self._conv_plan(weight)
+        if len(weight.shape) != 2:
+            return f"constant operand is {len(weight.shape)}-D (batched weights are not factorized)"
+        if const_array(node.inputs[1 - layout.index]) is not None:
+            return "both operands are constant (fold constants instead)"
+        if node.op_type == "Gemm" and self._opset < 11:
+            return f"opset {self._opset}: the first Gemm would need a C input (optional from opset 11)"
+        w = const_array(weight.value)
+        # The weight as the product multiplies it: W [M, K] left of W @ X, [K, N] right of X @ W
+        # (Gemm: B' whatever transB).
+        matrix = layout.gemm_view(w) if layout.index == 0 else layout.matrices(w)[0]
+        return _Plan(matrix, "matmul", weight)
+
+    def _conv_plan(self, weight: Weight) -> _Plan | str:
+        layout, shape = weight.layout, weight.shape
+        n, c = weight.outputs, shape[layout.in_axis(len(shape))]
+        kernel = tuple(shape[axis] for axis in layout.spatial_axes(len(shape)))
+        if layout.groups != 1:
+            kind = "depthwise" if layout.groups == n and c == 1 else "grouped"
+            return f"{kind} convolution (group={layout.groups}): a shared rank-r basis would mix groups"
+        w = const_array(weight.value)
+        channel = layout.gemm_view(w)  # [N, C kh kw]
         if self.scheme == "spatial":
             if len(kernel) != 2:
-                return _Plan(w.reshape(n, -1), "channel", f"{len(kernel)}-D kernel: spatial needs 2-D, used channel")
+                return _Plan(channel, "channel", weight, f"{len(kernel)}-D kernel: spatial needs 2-D, used channel")
             if kernel == (1, 1):
-                return _Plan(w.reshape(n, -1), "channel", "1x1 kernel: spatial falls back to channel")
+                return _Plan(channel, "channel", weight, "1x1 kernel: spatial falls back to channel")
             kh, kw = kernel
             # M[(c, i), (n, j)] = W[n, c, i, j], so M ~= A B gives W[n,c,i,j] ~= sum_k B[k,(n,j)] A[(c,i),k].
-            return _Plan(w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw), "spatial")
-        return _Plan(w.reshape(n, -1), "channel")
+            return _Plan(w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw), "spatial", weight)
+        return _Plan(channel, "channel", weight)
 
     def _rank_rule(self) -> str:
         return f"rank_ratio={self.rank_ratio}" if self.rank_ratio is not None else f"energy={self.energy}"
@@ -154,20 +148,20 @@ class FactorizeLowRank(NnccPass):
         done: list[dict] = []
         skipped: list[dict] = []
         forced = self.rank_ratio is not None and self.rank_ratio >= 1.0
-        nodes, already = self.weighted_nodes(model)
+        nodes, already = self.plans(model)
         for node, label, plan in nodes:
             if isinstance(plan, str):
-                skipped.append({"name": label, "op": node.op_type, "reason": plan})
+                skipped.append(skip_record(node, label, plan))
                 continue
             weight = plan.matrix
             if not np.issubdtype(weight.dtype, np.floating):
-                skipped.append({"name": label, "op": node.op_type, "reason": f"weight dtype {weight.dtype} is not floating point"})
+                skipped.append(skip_record(node, label, f"weight dtype {weight.dtype} is not floating point"))
                 continue
             if not np.all(np.isfinite(weight)):
-                skipped.append({"name": label, "op": node.op_type, "reason": "weight holds inf or NaN"})
+                skipped.append(skip_record(node, label, "weight holds inf or NaN"))
                 continue
             if not np.any(weight):
-                skipped.append({"name": label, "op": node.op_type, "reason": "weight is all zero"})
+                skipped.append(skip_record(node, label, "weight is all zero"))
                 continue
             trunc = truncate(weight, self.rank_ratio, self.energy, self.randomized, self.seed)
             params_before, params_after = weight.size, trunc.rank * sum(weight.shape)
@@ -183,20 +177,20 @@ class FactorizeLowRank(NnccPass):
                 record["note"] = plan.note
             no_saving = params_after >= params_before or (macs_after is not None and macs_before is not None and macs_after >= macs_before)
             if self.min_params_saving and no_saving and not forced:
-                skipped.append({"name": label, "op": node.op_type, "rank": trunc.rank, "full_rank": trunc.full_rank,
-                                "reason": f"no saving at rank {trunc.rank}: params {params_before} -> {params_after}, "
-                                          f"MACs {macs_before} -> {macs_after}"})
+                skipped.append(skip_record(node, label, f"no saving at rank {trunc.rank}: params {params_before} -> "
+                                           f"{params_after}, MACs {macs_before} -> {macs_after}",
+                                           rank=trunc.rank, full_rank=trunc.full_rank))
                 continue
             self.rewrite(graph, node, plan, trunc, weight.dtype)
             done.append(record)
         if done:
             drop_unused_initializers(graph)
         self.stats.update({
-            "scheme": self.scheme, "rank_rule": self._rank_rule(), "factorized": len(done), "skipped": len(skipped),
+            "scheme": self.scheme, "rank_rule": self._rank_rule(), "factorized": len(done),
             "already_factorized_nodes": already,
             "params_before": sum(r["params_before"] for r in done), "params_after": sum(r["params_after"] for r in done),
             "macs_before": sum(r["macs_before"] or 0 for r in done), "macs_after": sum(r["macs_after"] or 0 for r in done),
-            "layers": done, "skipped_layers": skipped,
+            "layers": done, "skipped": skipped,
         })
         return bool(done)
 
@@ -210,7 +204,7 @@ class FactorizeLowRank(NnccPass):
             # pixels of the conv), so the MACs scale like the parameters.
             positions = macs_before // (m * n)
             return positions * r * (m + n)
-        x, y = _static(node.inputs[0]), _static(node.outputs[0])
+        x, y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
         if x is None or y is None:
             return None
         batch, c_in, _, width_in = x
@@ -222,12 +216,8 @@ class FactorizeLowRank(NnccPass):
     def rewrite(self, graph: ir.Graph, node: ir.Node, plan: _Plan, trunc: Truncation, dtype: np.dtype) -> None:
         left, right = trunc.left.astype(dtype), trunc.right.astype(dtype)
         base = node.name or node.outputs[0].name
-        if node.op_type == "Gemm":
-            first, second = self._gemm(graph, node, left, right, base)
-        elif node.op_type == "MatMul":
-            first, second = self._matmul(graph, node, left, right, base)
-        else:
-            first, second = self._conv(graph, node, plan, left, right, base)
+        build = {"Gemm": self._gemm, "MatMul": self._matmul, "Conv": self._conv}[node.op_type]
+        first, second = build(graph, node, plan, left, right, base)
         first.name, second.name = base + _SUFFIXES[0], base + _SUFFIXES[1]
         for created in (first, second):
             created.metadata_props[MARK] = "1"
@@ -240,7 +230,7 @@ class FactorizeLowRank(NnccPass):
     def _hidden(like: ir.Value, shape: list | None, name: str) -> ir.Value:
         return ir.Value(name=name, shape=ir.Shape(shape) if shape is not None else None, type=like.type)
 
-    def _gemm(self, graph, node, left, right, base):
+    def _gemm(self, graph, node, plan, left, right, base):
         a = node.inputs[0]
         trans_a = node.attributes.get_int("transA", 0)
         trans_b = node.attributes.get_int("transB", 0)
@@ -260,12 +250,12 @@ class FactorizeLowRank(NnccPass):
         second = ir.Node("", "Gemm", inputs, attributes=attrs, num_outputs=1)
         return first, second
 
-    def _matmul(self, graph, node, left, right, base):
+    def _matmul(self, graph, node, plan, left, right, base):
         x = node.inputs[0]
         w1 = add_initializer(graph, f"{base}_lowrank_w1", np.ascontiguousarray(left))
         w2 = add_initializer(graph, f"{base}_lowrank_w2", np.ascontiguousarray(right))
         r = left.shape[1]
-        if x.const_value is None:
+        if plan.weight.layout.index == 1:
             # X [..., K] @ W [K, N] ~= (X @ L) @ R
             shape = list(x.shape)[:-1] + [r] if x.shape is not None and len(x.shape) >= 1 else None
             hidden = self._hidden(node.outputs[0], shape, f"{base}_lowrank_hidden")
@@ -280,16 +270,16 @@ class FactorizeLowRank(NnccPass):
 
     def _conv(self, graph, node, plan, left, right, base):
         x = node.inputs[0]
-        bias = [node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] is not None else []
-        w = const_array(node.inputs[1])
-        n, c, kernel = w.shape[0], w.shape[1], list(w.shape[2:])
+        bias = [b] if (b := bias_of(node)) is not None else []
+        shape = plan.weight.shape
+        n, c, kernel = shape[0], shape[1], list(shape[2:])
         r = left.shape[1]
         attrs = node.attributes
         auto_pad = attrs.get_string("auto_pad", "NOTSET")
         strides = list(attrs.get_ints("strides", [1] * len(kernel)))
         dilations = list(attrs.get_ints("dilations", [1] * len(kernel)))
         pads = list(attrs.get_ints("pads", [0] * 2 * len(kernel)))
-        out_shape = _static(node.outputs[0])
+        out_shape = static_shape(node.outputs[0])
         if plan.scheme == "channel":
             # left = U sqrt(S) [N, r] -> 1x1 conv; right = sqrt(S) V^T [r, C k..] -> k x k conv.
             w1 = add_initializer(graph, f"{base}_lowrank_w1", np.ascontiguousarray(right.reshape([r, c] + kernel)))
@@ -306,7 +296,7 @@ class FactorizeLowRank(NnccPass):
             # decomposes per axis too, since the row conv leaves the width unchanged.
             first_attrs = self._conv_attrs([kh, 1], [strides[0], 1], [dilations[0], 1], [pads[0], 0, pads[2], 0], auto_pad)
             second_attrs = self._conv_attrs([1, kw], [1, strides[1]], [1, dilations[1]], [0, pads[1], 0, pads[3]], auto_pad)
-            x_shape = _static(x)
+            x_shape = static_shape(x)
             hidden_shape = [out_shape[0], r, out_shape[2], x_shape[3]] if out_shape is not None and x_shape is not None else None
         hidden = self._hidden(node.outputs[0], hidden_shape, f"{base}_lowrank_hidden")
         first = ir.Node("", "Conv", [x, w1], attributes=first_attrs, outputs=[hidden])

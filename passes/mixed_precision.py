@@ -41,9 +41,10 @@ from nncc.errors import NnccError
 from nncc.irutils import const_array
 from nncc.loading import runtime_max_ir_version
 from nncc.pass_base import NnccPass
-from nncc.passes.calibration import calibration_feeds
-from nncc.passes.quantize import (QuantConfig, Target, dequantize, find_targets, onnxruntime_kernels,
-                                  prepare, quantize_targets, quantize_weight, stored_bits)
+from nncc.pipeline import PassContext
+from nncc.calibration import calibration_feeds
+from nncc.passes.quant_scales import dequantize, quantize_weight, stored_bits
+from nncc.passes.quantize import QuantConfig, Target, find_targets, onnxruntime_kernels, prepare, quantize_targets
 
 METHOD = ("sensitivity search: per-layer relative output MSE measured in onnxruntime with one layer's weights "
           "quantized at a time, then a greedy knapsack (smallest error increase per budget unit saved) over the "
@@ -53,8 +54,8 @@ METHOD = ("sensitivity search: per-layer relative output MSE measured in onnxrun
 def measure_sensitivity(model: ir.Model, targets: list[Target], candidates: list[int], config: QuantConfig,
                         feeds: list[dict[str, np.ndarray]]) -> dict[str, dict[int, float]]:
     """s_l(b) for every weighted layer l and width b: one session, the weights fed as inputs."""
-    weighted = [t for t in targets if t.weight_index is not None]
-    weights = {t.name: (t.node.inputs[t.weight_index].name, const_array(t.node.inputs[t.weight_index])) for t in weighted}
+    weighted = [t for t in targets if t.weight is not None]
+    weights = {t.name: (t.weight.value.name, const_array(t.weight.value)) for t in weighted}
     names = {name for name, _ in weights.values()}
     proto = ir.to_proto(model)
     kept = [init for init in proto.graph.initializer if init.name not in names]
@@ -80,7 +81,7 @@ def measure_sensitivity(model: ir.Model, targets: list[Target], candidates: list
         axis = t.axis if config.per_channel else None
         table[t.name] = {}
         for b in candidates:
-            wq = dequantize(*quantize_weight(w, stored_bits(b, config), axis, config.symmetric), axis)
+            wq = dequantize(*quantize_weight(w, stored_bits(b, config.reduce_range), axis, config.symmetric), axis)
             got = run({wname: wq})
             err = sum(float(np.sum(np.square(g.astype(np.float64) - r))) for go, ro in zip(got, reference) for g, r in zip(go, ro))
             table[t.name][b] = err / power
@@ -182,15 +183,15 @@ class QuantizeMixedPrecision(NnccPass):
         config = QuantConfig(self.per_channel, self.symmetric, True, self.activation_bits, False, self.calibrate,
                              calib_samples=self.calib_samples, reduce_range=self.reduce_range)
         folded = prepare(model, self.fold_batchnorm, self.stats, "mixed-precision")
-        targets = find_targets(model.graph)
+        targets, self.stats["skipped"] = find_targets(model.graph)
         self.stats["quantized_layers"] = len(targets)
         if not targets:
             return folded
         budgets = self._budgets(model, targets)
-        weighted = [t for t in targets if t.weight_index is not None]
+        weighted = [t for t in targets if t.weight is not None]
         sensitivity: dict[str, dict[int, float]] = {t.name: {b: 0.0 for b in cands} for t in weighted}
         if budgets and len(cands) > 1:
-            feeds, source = calibration_feeds(model, self.sensitivity_samples)
+            feeds, source = calibration_feeds(model, PassContext.current().calibration, self.sensitivity_samples)
             sensitivity = measure_sensitivity(model, targets, cands, config, feeds)
             self.stats["sensitivity_data"] = source
         bits = greedy_bits(sensitivity, cands, budgets)
@@ -218,12 +219,12 @@ class QuantizeMixedPrecision(NnccPass):
 
     def _budgets(self, model: ir.Model, targets: list[Target]) -> list[Budget]:
         budgets = []
-        weighted = [t for t in targets if t.weight_index is not None]
+        weighted = [t for t in targets if t.weight is not None]
         if self.size_ratio is not None:
             fp32 = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-            weight_names = {t.node.inputs[t.weight_index].name for t in weighted}
+            weight_names = {t.weight.value.name for t in weighted}
             other = fp32 - sum(model.graph.initializers[name].const_value.nbytes for name in weight_names)
-            channels = sum(const_array(t.node.inputs[t.weight_index]).shape[t.axis] if self.per_channel else 1 for t in weighted)
+            channels = sum(t.weight.shape[t.axis] if self.per_channel else 1 for t in weighted)  # one scale per channel
             budgets.append(Budget("size_ratio", self.size_ratio * fp32, other + 5 * channels,  # scale f32 + zero point i8
                                   {t.name: t.params / 8 for t in weighted}))
         if self.energy_ratio is not None:
@@ -231,7 +232,7 @@ class QuantizeMixedPrecision(NnccPass):
             macs = {t.name: node_macs(t.node) for t in targets}
             if not sum(macs.values()):
                 raise NnccError("mixed-precision", "energy_ratio needs MAC counts: the model has no inferred shapes")
-            fixed = sum(m * a * a for t, m in zip(targets, macs.values()) if t.weight_index is None)
+            fixed = sum(m * a * a for t, m in zip(targets, macs.values()) if t.weight is None)
             budgets.append(Budget("energy_ratio", self.energy_ratio * 1024 * sum(macs.values()), fixed,
                                   {t.name: macs[t.name] * a for t in weighted}))
         return budgets

@@ -11,7 +11,7 @@ dimension along the row), each row is split into vectors of length L, and each v
 keeps its N largest-magnitude entries, so every vector has the same number of non-zeros
 and the hardware can store them as N values plus N in-vector indices.
 
-The weight discovery and the GEMM views here are shared with ``passes/share.py``.
+Weights are found and viewed through the layer view's weight layouts (:mod:`nncc.weights`).
 """
 
 from __future__ import annotations
@@ -25,82 +25,7 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array
 from nncc.pass_base import NnccPass
-
-# Ops whose input 1 is a weight operand of a dot product.
-WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-# How a weight tensor maps onto the GEMM operand [outputs, reduction]:
-#   out_first      Conv [M, C/g, k...] and Gemm transB=1 [N, K]: row m is filter m.
-#   in_first       Gemm transB=0 and MatMul [..., K, N]: the reduction is axis -2.
-#   conv_transpose ConvTranspose [C, M/g, k...]: the reduction runs over C (per group).
-Layout = Literal["out_first", "in_first", "conv_transpose"]
-
-
-@dataclasses.dataclass
-class WeightRef:
-    """One constant weight initializer and the layers that read it (several when shared)."""
-
-    value: ir.Value
-    layers: list[str]            # layer names (node name, or op_index as in analysis.layers)
-    layout: Layout | None        # None when two readers see the tensor in different layouts
-    group: int
-
-    @property
-    def name(self) -> str:
-        return self.value.name or self.layers[0]
-
-
-def layer_name(node: ir.Node, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
-
-
-def _node_layout(node: ir.Node) -> tuple[Layout, int]:
-    if node.op_type == "Conv":
-        return "out_first", node.attributes.get_int("group", 1)
-    if node.op_type == "ConvTranspose":
-        return "conv_transpose", node.attributes.get_int("group", 1)
-    if node.op_type == "Gemm":
-        return ("out_first" if node.attributes.get_int("transB", 0) else "in_first"), 1
-    return "in_first", 1  # MatMul
-
-
-def weight_refs(graph: ir.Graph) -> tuple[list[WeightRef], dict[str, str]]:
-    """Prunable weights in graph order, and {initializer: why skipped} for the others.
-
-    A weight qualifies when it is a floating-point initializer that the user cannot
-    override (not a graph input), and every reader uses it as input 1 of a weight op:
-    changing a tensor that also feeds, say, an Add would change more than the layer.
-    """
-    refs: dict[int, WeightRef] = {}
-    skipped: dict[str, str] = {}
-    for index, node in enumerate(graph):
-        if node.domain != "" or node.op_type not in WEIGHT_OPS or len(node.inputs) < 2:
-            continue
-        value = node.inputs[1]
-        # const_value.numpy() copies the tensor out of its proto: check presence, not content.
-        if value is None or value.const_value is None or value.name in skipped:
-            continue
-        reason = None
-        if not value.is_initializer() or value in graph.inputs or value in graph.outputs:
-            reason = "not a private initializer (graph input/output or Constant)"
-        elif value.dtype is None or not value.dtype.is_floating_point():
-            reason = f"dtype {value.dtype} is not floating point"
-        elif any(user.domain != "" or user.op_type not in WEIGHT_OPS or slot != 1 for user, slot in value.uses()):
-            reason = "also read by a node that does not use it as a weight"
-        if reason:
-            skipped[value.name] = reason
-            refs.pop(id(value), None)
-            continue
-        layout, group = _node_layout(node)
-        ref = refs.get(id(value))
-        if ref is None:
-            refs[id(value)] = WeightRef(value, [layer_name(node, index)], layout, group)
-        else:
-            ref.layers.append(layer_name(node, index))
-            if (ref.layout, ref.group) != (layout, group):
-                ref.layout = None
-    return list(refs.values()), skipped
-
+from nncc.weights import WeightLayout, WeightRef, layer_name, vector_blocks, weight_of, weight_refs
 
 def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
     """Point every reader of ``ref`` at ``array``; the initializer keeps its name."""
@@ -113,59 +38,30 @@ def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
     ref.value = new
 
 
-def gemm_view(weight: np.ndarray, layout: Layout, group: int = 1) -> np.ndarray:
-    """The weight as the GEMM operand [rows, K]: each row is one output's reduction vector."""
-    shape = weight.shape
-    if layout == "out_first":
-        return weight.reshape(shape[0], -1)
-    if layout == "in_first":
-        if weight.ndim == 1:  # MatMul by a vector: one output, reduction over all
-            return weight.reshape(1, -1)
-        return np.swapaxes(weight, -1, -2).reshape(-1, shape[-2])
-    c, mg = shape[0], shape[1]
-    return weight.reshape(group, c // group, mg * int(np.prod(shape[2:]))).transpose(0, 2, 1).reshape(-1, c // group)
+WEIGHT_SLOTS = (1,)  # prune and weight-share rewrite the second operand's weight (X @ W, Conv, Gemm)
 
 
-def from_gemm_view(matrix: np.ndarray, shape: tuple[int, ...], layout: Layout, group: int = 1) -> np.ndarray:
-    """Inverse of :func:`gemm_view`."""
-    if layout == "out_first" or (layout == "in_first" and len(shape) == 1):
-        return matrix.reshape(shape)
-    if layout == "in_first":
-        return np.swapaxes(matrix.reshape(*shape[:-2], shape[-1], shape[-2]), -1, -2)
-    c = shape[0]
-    return matrix.reshape(group, -1, c // group).transpose(0, 2, 1).reshape(shape)
+def skipped_records(graph: ir.Graph, skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """The ``skipped`` table: the weights :func:`weight_refs` (or the pass) set aside, by name,
+    then the weighted layers whose weight it never offered, with why."""
+    records = [{"name": name, "reason": reason} for name, reason in skipped.items()]
+    for index, node in enumerate(graph):
+        weight = weight_of(node)
+        if weight is None:
+            continue
+        if weight.integer_bits is not None:
+            reason = "integer weights (a pre-quantized model) are left as they are"
+        elif weight.layout.index not in WEIGHT_SLOTS:
+            reason = "constant first operand (W @ X): only second-operand weights are rewritten"
+        elif not weight.is_initializer:
+            reason = "weight is computed before inference (Constant node), not an initializer"
+        else:
+            continue
+        records.append({"name": layer_name(node, index), "op": node.op_type, "reason": reason})
+    return records
 
 
-def filter_view(weight: np.ndarray, layout: Layout, group: int = 1) -> np.ndarray:
-    """The weight as [filters, weights per filter]: one row per output channel/neuron.
-
-    Same as :func:`gemm_view` except for ConvTranspose, whose filter for one output
-    channel spans all kernel positions.
-    """
-    if layout != "conv_transpose":
-        return gemm_view(weight, layout, group)
-    c, mg = weight.shape[0], weight.shape[1]
-    k = int(np.prod(weight.shape[2:]))
-    return weight.reshape(group, c // group, mg, k).transpose(0, 2, 1, 3).reshape(group * mg, -1)
-
-
-def from_filter_view(matrix: np.ndarray, shape: tuple[int, ...], layout: Layout, group: int = 1) -> np.ndarray:
-    if layout != "conv_transpose":
-        return from_gemm_view(matrix, shape, layout, group)
-    c, mg = shape[0], shape[1]
-    return matrix.reshape(group, mg, c // group, -1).transpose(0, 2, 1, 3).reshape(shape)
-
-
-def vector_blocks(matrix: np.ndarray, vector: int) -> np.ndarray:
-    """[rows, n_vectors, vector]; the last short vector is padded with zeros."""
-    rows, k = matrix.shape
-    count = -(-k // vector)
-    padded = np.zeros((rows, count * vector), dtype=matrix.dtype)
-    padded[:, :k] = matrix
-    return padded.reshape(rows, count, vector)
-
-
-def vector_sparsity_pattern(weight: np.ndarray, vector: int, layout: Layout, group: int = 1, keep: int | None = None) -> dict[str, Any]:
+def vector_sparsity_pattern(weight: np.ndarray, vector: int, layout: WeightLayout, keep: int | None = None) -> dict[str, Any]:
     """Check the N-of-L balance of a weight, as a sparse-tensor-core target reads it.
 
     ``keep`` (N) defaults to the largest non-zero count of any vector. A vector is
@@ -173,7 +69,7 @@ def vector_sparsity_pattern(weight: np.ndarray, vector: int, layout: Layout, gro
     short vector of a row counts as padded with zeros. ``exact_fraction`` is the share
     of full vectors with exactly N non-zeros.
     """
-    matrix = gemm_view(weight, layout, group)
+    matrix = layout.gemm_view(weight)
     nonzero = np.count_nonzero(vector_blocks(matrix, vector), axis=-1)
     full_nonzero = nonzero[:, :matrix.shape[1] // vector]
     n = int(nonzero.max(initial=0)) if keep is None else int(keep)
@@ -228,6 +124,13 @@ def _sparsity(array: np.ndarray) -> float:
     return float(1.0 - np.count_nonzero(array) / array.size) if array.size else 0.0
 
 
+def layer_records(ref: WeightRef, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``layers`` record per layer that reads ``ref`` (the same figures for each, since the
+    weight is one tensor), naming the others where it is shared."""
+    shared = {"shared_with": ref.layers} if len(ref.layers) > 1 else {}
+    return [{"name": layer, **entry, **shared} for layer in ref.layers]
+
+
 def _select(refs: list[WeightRef], skip_first_last: bool, min_params: int, skipped: dict[str, str]) -> list[WeightRef]:
     chosen = []
     for i, ref in enumerate(refs):
@@ -262,7 +165,7 @@ class PruneWeights(NnccPass):
         if not 0.0 <= self.ratio <= 1.0:
             raise NnccError(f"--pass {self.name}", f"ratio={self.ratio} is not in [0, 1]")
         graph = model.graph
-        refs, skipped = weight_refs(graph)
+        refs, skipped = weight_refs(graph, WEIGHT_SLOTS)
         refs = _select(refs, self.skip_first_last, self.min_params, skipped)
         arrays = [const_array(r.value) for r in refs]
         magnitudes = _magnitudes(arrays)
@@ -290,7 +193,7 @@ class PruneWeights(NnccPass):
                 if np.any(arrays[i][layer_mask] != 0):
                     new_arrays[i] = np.where(layer_mask, np.zeros((), arrays[i].dtype), arrays[i])
         modified = False
-        layers: dict[str, dict[str, Any]] = {}
+        layers: list[dict[str, Any]] = []
         for i, ref in enumerate(refs):
             if new_arrays[i] is not arrays[i]:
                 replace_weight(graph, ref, new_arrays[i])
@@ -298,10 +201,7 @@ class PruneWeights(NnccPass):
             entry = {"weight": ref.name, "params": int(arrays[i].size), "sparsity": _sparsity(new_arrays[i]),
                      "newly_zeroed": int(np.count_nonzero(arrays[i]) - np.count_nonzero(new_arrays[i])),
                      "threshold": thresholds[i]}
-            if len(ref.layers) > 1:
-                entry["shared_with"] = ref.layers
-            for layer in ref.layers:
-                layers[layer] = entry
+            layers += layer_records(ref, entry)
         total = sum(a.size for a in new_arrays)
         zeros = sum(a.size - np.count_nonzero(a) for a in new_arrays)
         self.stats.update({
@@ -310,7 +210,7 @@ class PruneWeights(NnccPass):
             "params": int(total),
             "zeros": int(zeros),
             "sparsity": float(zeros / total) if total else 0.0,
-            "skipped": skipped,
+            "skipped": skipped_records(graph, skipped),
         })
         if self.scope == "global":
             self.stats["threshold"] = thresholds[0] if refs else 0.0
@@ -351,27 +251,23 @@ class SparsifyVectors(NnccPass):
     def apply(self, model: ir.Model) -> bool:
         keep = self._keep()
         graph = model.graph
-        refs, skipped = weight_refs(graph)
+        refs, skipped = weight_refs(graph, WEIGHT_SLOTS)
         refs = _select(refs, self.skip_first_last, self.min_params, skipped)
         modified = False
-        layers: dict[str, dict[str, Any]] = {}
+        layers: list[dict[str, Any]] = []
         total = zeros = 0
         for ref in refs:
             if ref.layout is None:
                 skipped[ref.name] = "shared by layers that read it in different layouts"
                 continue
             weight = const_array(ref.value)
-            matrix = keep_largest_per_vector(gemm_view(weight, ref.layout, ref.group), self.vector, keep)
-            new = from_gemm_view(matrix, weight.shape, ref.layout, ref.group)
+            matrix = keep_largest_per_vector(ref.layout.gemm_view(weight), self.vector, keep)
+            new = ref.layout.from_gemm_view(matrix, weight.shape)
             if not np.array_equal(new, weight):
                 replace_weight(graph, ref, new)
                 modified = True
-            pattern = vector_sparsity_pattern(new, self.vector, ref.layout, ref.group, keep)
-            entry = {"weight": ref.name, "layout": ref.layout, **pattern}
-            if len(ref.layers) > 1:
-                entry["shared_with"] = ref.layers
-            for layer in ref.layers:
-                layers[layer] = entry
+            pattern = vector_sparsity_pattern(new, self.vector, ref.layout, keep)
+            layers += layer_records(ref, {"weight": ref.name, "layout": ref.layout.kind, **pattern})
             total += new.size
             zeros += new.size - int(np.count_nonzero(new))
         self.stats.update({
@@ -381,7 +277,7 @@ class SparsifyVectors(NnccPass):
             "params": int(total),
             "zeros": int(zeros),
             "sparsity": float(zeros / total) if total else 0.0,
-            "balanced_fraction": min((e["balanced_fraction"] for e in layers.values()), default=1.0),
-            "skipped": skipped,
+            "balanced_fraction": min((e["balanced_fraction"] for e in layers), default=1.0),
+            "skipped": skipped_records(graph, skipped),
         })
         return modified

@@ -41,7 +41,8 @@ from nncc.analysis import model_summary
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers
 from nncc.pass_base import NnccPass
-from nncc.passes.channel_groups import FILTER_KINDS, ChannelGroup, analyze
+from nncc.passes.channel_groups import ChannelGroup, analyze
+from nncc.passes.channel_space import FILTER_KINDS
 
 METADATA_KEY = "nncc.prune-channels"
 

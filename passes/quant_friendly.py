@@ -32,6 +32,7 @@ import onnx_ir as ir
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers, replace_node_output
 from nncc.pass_base import NnccPass
 from nncc.passes.fold import FoldBatchNorm
+from nncc.weights import Weight, bias_of, weight_of
 
 
 def _single_reader(value: ir.Value, graph: ir.Graph) -> ir.Node | None:
@@ -41,12 +42,18 @@ def _single_reader(value: ir.Value, graph: ir.Graph) -> ir.Node | None:
     return uses[0][0]
 
 
+def _conv_weight(node: ir.Node) -> Weight | None:
+    """A float Conv's weight (the rewrites here are Conv's: integer and transposed forms differ)."""
+    return weight_of(node) if node.op_type == "Conv" else None
+
+
 def is_depthwise(node: ir.Node) -> bool:
-    if node.op_type != "Conv" or node.domain != "":
+    """One input channel per group and as many groups as outputs: each channel filtered on its own."""
+    weight = _conv_weight(node)
+    if weight is None or weight.shape is None:
         return False
-    w = node.inputs[1].shape if len(node.inputs) > 1 and node.inputs[1] is not None else None
-    group = node.attributes.get_int("group", 1)
-    return group > 1 and w is not None and len(w) >= 2 and w[1] == 1 and w[0] == group
+    layout, shape = weight.layout, weight.shape
+    return layout.groups > 1 and shape[layout.in_axis(len(shape))] == 1 and weight.outputs == layout.groups
 
 
 def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
@@ -91,13 +98,15 @@ def drop_depthwise_activations(graph: ir.Graph) -> list[str]:
 
 
 def _pointwise(node: ir.Node | None) -> bool:
-    if node is None or node.op_type != "Conv" or node.domain != "" or node.attributes.get_int("group", 1) != 1:
+    """An unpadded 1x1 Conv (group 1) whose weight initializer nothing else reads."""
+    weight = _conv_weight(node) if node is not None else None
+    if weight is None or not weight.is_initializer or weight.layout.groups != 1:
         return False
-    w = const_array(node.inputs[1])
-    pads = node.attributes.get_ints("pads", None)
-    return (w is not None and w.ndim == 4 and w.shape[2:] == (1, 1) and not any(pads or ())
+    shape, pads = weight.shape, node.attributes.get_ints("pads", None)
+    kernel = [shape[axis] for axis in weight.layout.spatial_axes(len(shape))]
+    return (kernel == [1, 1] and not any(pads or ())
             and node.attributes.get_string("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-            and len(node.inputs[1].uses()) == 1)
+            and len(weight.value.uses()) == 1)
 
 
 def fold_depthwise_bn_forward(graph: ir.Graph) -> list[str]:
@@ -113,20 +122,23 @@ def fold_depthwise_bn_forward(graph: ir.Graph) -> list[str]:
         if not _pointwise(pw) or pw.inputs[0] is not bn.outputs[0]:
             continue
         stats = [const_array(v) for v in bn.inputs[1:5]]
-        dw_bias = dw.inputs[2] if len(dw.inputs) > 2 else None
+        dw_bias = bias_of(dw)
         c = const_array(dw_bias) if dw_bias is not None else np.zeros(1)
-        pw_bias = pw.inputs[2] if len(pw.inputs) > 2 else None
-        w = const_array(pw.inputs[1])
-        b = const_array(pw_bias) if pw_bias is not None else np.zeros(w.shape[0])
+        pw_bias = bias_of(pw)
+        pw_weight = weight_of(pw)
+        layout, w = pw_weight.layout, const_array(pw_weight.value)
+        b = const_array(pw_bias) if pw_bias is not None else np.zeros(pw_weight.outputs)
         if any(s is None for s in stats) or c is None or b is None or (pw_bias is not None and len(pw_bias.uses()) != 1):
             continue
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
         s = gamma / np.sqrt(var + bn.attributes.get_float("epsilon", 1e-5))
         t = beta - mean * s
         w64 = w.astype(np.float64)
-        new_w = (w64 * s.reshape(1, -1, 1, 1)).astype(w.dtype)
-        new_b = (b.astype(np.float64) + w64[:, :, 0, 0] @ (s * c.astype(np.float64) + t)).astype(w.dtype)
-        pw.replace_input_with(1, add_initializer(graph, f"{pw.inputs[1].name}_dwbn", new_w))
+        along_inputs = [1] * w.ndim
+        along_inputs[layout.in_axis(w.ndim)] = -1  # s scales the pointwise conv's input channels
+        new_w = (w64 * s.reshape(along_inputs)).astype(w.dtype)
+        new_b = (b.astype(np.float64) + layout.gemm_view(w64) @ (s * c.astype(np.float64) + t)).astype(w.dtype)
+        pw.replace_input_with(layout.index, add_initializer(graph, f"{pw_weight.value.name}_dwbn", new_w))
         if pw_bias is None:
             pw.resize_inputs(3)
         pw.replace_input_with(2, add_initializer(graph, f"{pw.name or pw.outputs[0].name}_bias_dwbn", new_b))

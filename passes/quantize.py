@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import tempfile
 from typing import Any, Literal
@@ -34,11 +35,21 @@ import onnxruntime as ort
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers, unique_name
 from nncc.loading import stamp_runtime_ir_version
+from nncc.ops import INTEGER_OPS, is_weighted
 from nncc.pass_base import NnccPass
-from nncc.passes.calibration import calibration_feeds, collect_ranges
+from nncc.pipeline import PassContext
+from nncc.calibration import calibration_feeds, collect_ranges
 from nncc.passes.fold import FoldBatchNorm
+from nncc.passes.quant_scales import activation_params, dequantize, quantize_weight, stored_bits
+from nncc.passes.weighted import label, skip_record
+from nncc.weights import Weight, bias_of, weight_of
 
-QUANT_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+# Weighted ops (nncc.ops) this pass leaves float, and why.
+DECLINED = {
+    "ConvTranspose": "ConvTranspose is not quantized (not implemented)",
+    "Einsum": "Einsum is not quantized (no weight layout)",
+    **dict.fromkeys(INTEGER_OPS, "already an integer op (a pre-quantized model)"),
+}
 # Outputs hold a subset of the input's values: they reuse its scale and zero point, so
 # onnxruntime drops the DQ -> op -> Q around them and runs the op on the integers.
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
@@ -49,13 +60,24 @@ MIN_OPSET = 13  # per-axis QuantizeLinear / DequantizeLinear
 
 @dataclasses.dataclass
 class Target:
-    """One quantizable node: its constant weight (if any) and the weight's output-channel axis."""
+    """One quantizable node and its weight (None: only its activations are quantized)."""
 
     node: ir.Node
     name: str
-    weight_index: int | None
-    axis: int
-    params: int
+    weight: Weight | None
+
+    @property
+    def weight_index(self) -> int | None:
+        return self.weight.layout.index if self.weight is not None else None
+
+    @property
+    def axis(self) -> int:
+        """The weight's output-channel axis: one scale per channel there."""
+        return self.weight.layout.out_axis(len(self.weight.shape)) if self.weight is not None else 0
+
+    @property
+    def params(self) -> int:
+        return math.prod(self.weight.shape) if self.weight is not None else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,85 +93,48 @@ class QuantConfig:
     reduce_range: bool = True
 
 
-def layer_name(node: ir.Node) -> str:
-    return node.name or node.outputs[0].name
-
-
-def find_targets(graph: ir.Graph) -> list[Target]:
-    """Conv/Gemm/MatMul nodes not yet quantized (an input from a DequantizeLinear means done)."""
-    targets = []
+def find_targets(graph: ir.Graph) -> tuple[list[Target], list[dict[str, Any]]]:
+    """Weighted nodes not yet quantized (an input from a DequantizeLinear means done), and the
+    ``skipped`` records of the weighted nodes (or weights) this pass leaves float."""
+    targets, skipped = [], []
     for node in graph:
-        if node.op_type not in QUANT_OPS or node.domain != "" or any(
-                v is not None and v.producer() is not None and v.producer().op_type == "DequantizeLinear" for v in node.inputs):
+        if not is_weighted(node.op_type, node.domain):
             continue
-        if node.outputs[0].dtype not in (None, ir.DataType.FLOAT):
+        name = label(node)
+        reason = DECLINED.get(node.op_type) or _not_quantizable(node)
+        if reason:
+            skipped.append(skip_record(node, name, reason))
             continue
-        weight = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
-        index, axis = None, 0
-        if weight is not None and weight.dtype == np.float32 and weight.ndim >= 2:
-            if node.op_type == "Conv":
-                index, axis = 1, 0
-            elif node.op_type == "Gemm":
-                index, axis = 1, 0 if node.attributes.get_int("transB", 0) else 1
-            elif weight.ndim == 2:  # MatMul x @ W: output channels are W's columns
-                index, axis = 1, 1
-        if index is None and not any(v is not None and v.const_value is None for v in node.inputs[:2]):
-            continue
-        targets.append(Target(node, layer_name(node), index, axis, int(weight.size) if index is not None else 0))
-    return targets
+        weight = weight_of(node)  # None: both operands are activations (attention scores), quantized as such
+        kept = _float_weight_kept(weight) if weight is not None else None
+        if kept:
+            weight = None
+            if not any(v is not None and v.const_value is None for v in node.inputs[:2]):
+                skipped.append(skip_record(node, name, f"{kept}, and no operand is an activation"))
+                continue
+            skipped.append(skip_record(node, name, f"{kept}: the weight stays float, only the activations are quantized"))
+        targets.append(Target(node, name, weight))
+    return targets, skipped
 
 
-# --- scale arithmetic -------------------------------------------------------------------
-
-def stored_bits(bits: int, config: QuantConfig) -> int:
-    """The width the weights really use: 7 for 8 with ``reduce_range`` (see QuantizeQDQ)."""
-    return 7 if config.reduce_range and bits == 8 else bits
-
-
-def weight_levels(bits: int, symmetric: bool) -> tuple[int, int]:
-    half = 1 << (bits - 1)
-    return (-(half - 1), half - 1) if symmetric else (-half, half - 1)
+def _not_quantizable(node: ir.Node) -> str | None:
+    """Why ``node`` is left alone whole (weight and activations), or None."""
+    if any(v is not None and v.producer() is not None and v.producer().op_type == "DequantizeLinear" for v in node.inputs):
+        return "already quantized (reads a DequantizeLinear)"
+    if node.outputs[0].dtype not in (None, ir.DataType.FLOAT):
+        return f"output dtype {node.outputs[0].dtype} is not float32"
+    return None
 
 
-def quantize_weight(w: np.ndarray, bits: int, axis: int | None, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q int8, scale float32, zero point int8); scale/zero point per ``axis`` or scalars."""
-    qmin, qmax = weight_levels(bits, symmetric)
-    w64 = w.astype(np.float64)
-    reduce = tuple(i for i in range(w.ndim) if i != axis) if axis is not None else None
-    if symmetric:
-        scale = np.max(np.abs(w64), axis=reduce) / qmax
-        zp = np.zeros_like(scale)
-    else:
-        lo = np.minimum(np.min(w64, axis=reduce), 0.0)
-        hi = np.maximum(np.max(w64, axis=reduce), 0.0)
-        scale = (hi - lo) / (qmax - qmin)
-        scale = np.where(scale > 0, scale, 1.0)
-        zp = np.clip(np.round(qmin - lo / scale), qmin, qmax)
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # all-zero channel: any scale is exact
-    shape = [1] * w.ndim
-    if axis is not None:
-        shape[axis] = -1
-    q = np.clip(np.round(w64 / scale.reshape(shape).astype(np.float64)) + zp.reshape(shape), qmin, qmax)
-    return q.astype(np.int8), scale, zp.astype(np.int8)
-
-
-def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray, axis: int | None) -> np.ndarray:
-    shape = [1] * q.ndim
-    if axis is not None:
-        shape[axis] = -1
-    return ((q.astype(np.float32) - zp.reshape(shape).astype(np.float32)) * scale.reshape(shape)).astype(np.float32)
-
-
-def activation_params(lo: float, hi: float, bits: int, symmetric: bool) -> tuple[np.float32, np.integer, tuple[int, int]]:
-    """(scale, zero point typed uint8/int8, (qmin, qmax) of the b-bit range)."""
-    if symmetric:
-        qmax = (1 << (bits - 1)) - 1
-        scale = max(abs(lo), abs(hi)) / qmax
-        return np.float32(scale if scale > 0 else 1.0), np.int8(0), (-qmax, qmax)
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    qmax = (1 << bits) - 1
-    scale = np.float32((hi - lo) / qmax if hi > lo else 1.0)
-    return scale, np.uint8(np.clip(round(-lo / float(scale)), 0, qmax)), (0, qmax)
+def _float_weight_kept(weight: Weight) -> str | None:
+    """Why ``weight`` stays float, or None when it is quantized (per output channel)."""
+    if weight.layout.index == 0:
+        return "constant first operand (W @ X): per-row weight scales are not implemented"
+    if not weight.is_initializer or weight.value.dtype != ir.DataType.FLOAT:
+        return "weight is not a float32 initializer"
+    if weight.layout.kind == "in_first" and len(weight.shape) != 2:
+        return f"{len(weight.shape)}-D MatMul weight: per-column scales of batched weights are not implemented"
+    return None
 
 
 # --- graph edits ------------------------------------------------------------------------
@@ -185,10 +170,10 @@ def _insert_activation_qdq(graph: ir.Graph, value: ir.Value, scale, zp, levels, 
 
 def _quantize_weight_input(graph: ir.Graph, target: Target, bits: int, config: QuantConfig) -> dict[str, Any]:
     node, index = target.node, target.weight_index
-    value = node.inputs[index]
+    value = target.weight.value
     w = const_array(value)
     axis = target.axis if config.per_channel else None
-    q, scale, zp = quantize_weight(w, stored_bits(bits, config), axis, config.symmetric)
+    q, scale, zp = quantize_weight(w, stored_bits(bits, config.reduce_range), axis, config.symmetric)
     q_init = add_initializer(graph, f"{value.name}_quantized", q)
     s_init = add_initializer(graph, f"{value.name}_scale", scale)
     z_init = add_initializer(graph, f"{value.name}_zero_point", zp)
@@ -196,17 +181,17 @@ def _quantize_weight_input(graph: ir.Graph, target: Target, bits: int, config: Q
     graph.insert_before(node, dq)
     node.replace_input_with(index, dq.outputs[0])
     error = float(np.max(np.abs(dequantize(q, scale, zp, axis) - w))) if w.size else 0.0
-    return {"bits": bits, "effective_bits": stored_bits(bits, config), "per_channel": axis is not None, "max_weight_error": error,
+    return {"bits": bits, "effective_bits": stored_bits(bits, config.reduce_range), "per_channel": axis is not None, "max_weight_error": error,
             "error_bound": float(np.max(scale)) / 2, "channels": int(scale.size), "_scale": scale}
 
 
 def _quantize_bias(graph: ir.Graph, node: ir.Node, x_scale: np.float32, w_scale: np.ndarray) -> bool:
     """Bias as int32 with scale x_scale * w_scale (the accumulator's scale), as the QDQ format wants."""
-    if node.op_type not in ("Conv", "Gemm") or len(node.inputs) < 3 or node.inputs[2] is None:
+    value = bias_of(node)
+    if value is None:
         return False
     if node.op_type == "Gemm" and (node.attributes.get_float("alpha", 1.0) != 1.0 or node.attributes.get_float("beta", 1.0) != 1.0):
         return False
-    value = node.inputs[2]
     b = const_array(value)
     if b is None or b.ndim != 1 or b.dtype != np.float32 or (w_scale.size not in (1, b.size)):
         return False
@@ -219,7 +204,7 @@ def _quantize_bias(graph: ir.Graph, node: ir.Node, x_scale: np.float32, w_scale:
     z_init = add_initializer(graph, f"{value.name}_zero_point", np.zeros(b.shape, np.int32))
     dq = _node(graph, "DequantizeLinear", [q_init, s_init, z_init], f"{value.name}_dequantized", ir.DataType.FLOAT, value.shape, 0)
     graph.insert_before(node, dq)
-    node.replace_input_with(2, dq.outputs[0])
+    node.replace_input_with(list(node.inputs).index(value), dq.outputs[0])
     return True
 
 
@@ -237,8 +222,9 @@ def _output_point(graph: ir.Graph, node: ir.Node) -> ir.Value | None:
 def activation_points(graph: ir.Graph, targets: list[Target]) -> list[ir.Value]:
     points: dict[ir.Value, None] = {}
     for t in targets:
+        bias = bias_of(t.node)
         for i, v in enumerate(t.node.inputs):
-            if v is None or i == t.weight_index or (i == 2 and t.node.op_type in ("Conv", "Gemm")):
+            if v is None or i == t.weight_index or v is bias:
                 continue
             if v.const_value is None and v.dtype == ir.DataType.FLOAT:
                 points[v] = None
@@ -266,7 +252,7 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
         points = activation_points(graph, targets)
         sources = {p: _pass_through_source(p, set(points)) for p in points}
         measured = [p for p in points if sources[p] is None]
-        feeds, source = calibration_feeds(model, config.calib_samples)
+        feeds, source = calibration_feeds(model, PassContext.current().calibration, config.calib_samples)
         ranges = collect_ranges(model, measured, feeds, config.calibrate, config.percentile)
         for p in measured:
             lo, hi = ranges.get(p.name, (0.0, 0.0))
@@ -280,22 +266,22 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
         stats["activation_dtype"] = "int8 symmetric" if config.symmetric_activations else "uint8 asymmetric"
         stats["activation_points"] = len(points)
         stats["activation_ranges"] = {p.name: [float(ranges[p.name][0]), float(ranges[p.name][1])] for p in measured if p.name in ranges}
-    layers = {}
+    layers = []
     biases = 0
     for t in targets:
-        row: dict[str, Any] = {"op": t.node.op_type}
-        if t.weight_index is not None:
+        row: dict[str, Any] = {"name": t.name, "op": t.node.op_type}
+        if t.weight is not None:
             row.update(_quantize_weight_input(graph, t, layer_bits[t.name], config))
             x = t.node.inputs[0]
             w_scale = row.pop("_scale")
             if x in params and _quantize_bias(graph, t.node, params[x][0], w_scale):
                 biases += 1
-        layers[t.name] = row
+        layers.append(row)
     for p, (scale, zp, levels, clip) in params.items():
         _insert_activation_qdq(graph, p, scale, zp, levels, clip)
     drop_unused_initializers(graph)
     stats["layers"] = layers
-    stats["weight_bits"] = {name: row["bits"] for name, row in layers.items() if "bits" in row}
+    stats["weight_bits"] = {row["name"]: row["bits"] for row in layers if "bits" in row}
     stats["biases_int32"] = biases
     # Bytes as stored (8-bit containers) and as packed at the nominal widths.
     stored = sum(v.const_value.nbytes for v in graph.initializers.values() if v.const_value is not None)
@@ -376,7 +362,7 @@ class QuantizeQDQ(NnccPass):
     def apply(self, model: ir.Model) -> bool:
         config = self.config()
         folded = prepare(model, self.fold_batchnorm, self.stats, "quantize")
-        targets = find_targets(model.graph)
+        targets, self.stats["skipped"] = find_targets(model.graph)
         self.stats["quantized_layers"] = len(targets)
         if not targets:
             return folded
@@ -388,7 +374,7 @@ class QuantizeQDQ(NnccPass):
 def prepare(model: ir.Model, fold_batchnorm: bool, stats: dict[str, Any], where: str) -> bool:
     """Check the opset (before any change), then fold BatchNorm into the preceding Conv/Gemm
     so that the integer kernels see one op."""
-    if find_targets(model.graph):
+    if find_targets(model.graph)[0]:
         check_opset(model, where)
     if not fold_batchnorm:
         return False

@@ -25,7 +25,8 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import const_array
 from nncc.pass_base import NnccPass
-from nncc.passes.prune import filter_view, from_filter_view, replace_weight, weight_refs
+from nncc.passes.prune import WEIGHT_SLOTS, layer_records, replace_weight, skipped_records
+from nncc.weights import weight_refs
 
 # Lloyd iterations (stopping early once the centroids stop moving). From quantile seeds,
 # 10 leave the L2 error of a 400-weight Gaussian filter at 17 values ~6% above the fixed
@@ -114,16 +115,16 @@ class ShareWeights(NnccPass):
         if self.unique < 1:
             raise NnccError(f"--pass {self.name}", f"unique={self.unique} must be at least 1")
         graph = model.graph
-        refs, skipped = weight_refs(graph)
+        refs, skipped = weight_refs(graph, WEIGHT_SLOTS)
         modified = False
-        layers: dict[str, dict[str, Any]] = {}
+        layers: list[dict[str, Any]] = []
         for ref in refs:
             if ref.layout is None and self.per == "filter":
                 skipped[ref.name] = "shared by layers that read it in different layouts"
                 continue
             weight = const_array(ref.value)
             if self.per == "filter":
-                groups = filter_view(weight, ref.layout, ref.group)
+                groups = ref.layout.filter_view(weight)
             else:
                 groups = weight.reshape(1, -1)
             ordered = np.sort(groups, axis=1)
@@ -138,7 +139,7 @@ class ShareWeights(NnccPass):
                     new_groups[row] = share_values(groups[row].astype(np.float64), self.unique,
                                                    ordered=ordered[row].astype(np.float64))
                 after[rows] = unique_counts(new_groups[rows])
-                new = (from_filter_view(new_groups, weight.shape, ref.layout, ref.group)
+                new = (ref.layout.from_filter_view(new_groups, weight.shape)
                        if self.per == "filter" else new_groups.reshape(weight.shape))
                 replace_weight(graph, ref, new)
                 modified = True
@@ -162,10 +163,8 @@ class ShareWeights(NnccPass):
                 "zeros": int(weight.size - np.count_nonzero(new_groups)),
                 "changed": changed,
             }
-            if len(ref.layers) > 1:
-                entry["shared_with"] = ref.layers
-            for layer in ref.layers:
-                layers[layer] = entry
-        self.stats.update({"unique": self.unique, "per": self.per, "layers": layers, "skipped": skipped,
-                           "max_abs_error": max((e["max_abs_error"] for e in layers.values()), default=0.0)})
+            layers += layer_records(ref, entry)
+        self.stats.update({"unique": self.unique, "per": self.per, "layers": layers,
+                           "skipped": skipped_records(graph, skipped),
+                           "max_abs_error": max((e["max_abs_error"] for e in layers), default=0.0)})
         return modified

@@ -8,7 +8,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from nncc import models, runtime
+from nncc import analysis, models, runtime
 from nncc.errors import NnccError
 from nncc.loading import load_model, save_model
 from nncc.training.convert import to_torch
@@ -58,7 +58,10 @@ def test_weights_are_parameters_named_after_initializers():
     weights = {n.inputs[1].name for n in model.graph if n.op_type in ("Conv", "Gemm")}
     biases = {n.inputs[2].name for n in model.graph if n.op_type in ("Conv", "Gemm")}
     assert weights | biases == params
-    assert [layer["op"] for layer in module.layers] == ["Conv", "Conv", "Gemm", "Gemm", "Gemm"]
+    # The trainable layers are the layer view's weighted layers, with its layouts.
+    view = [layer for layer in analysis.layers(model) if layer.weight is not None]
+    assert [(t.onnx_name, t.layout) for t in module.layers] == [(v.weight.value.name, v.weight.layout) for v in view]
+    assert [v.op for v in view] == ["Conv", "Conv", "Gemm", "Gemm", "Gemm"]
 
 
 def test_round_trip_unchanged_weights_is_exact(tmp_path):

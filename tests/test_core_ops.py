@@ -18,7 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from nncc import runtime
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model
-from nncc.passes.core_ops import BLOCK, LAYER, MARK, LegalizeCoreOps, conv_plan, fc_plan
+from nncc.blocks import BLOCK, LAYER, MARK, conv_plan, fc_plan
+from nncc.passes.core_ops import LegalizeCoreOps
 from nncc.pipeline import PassContext, run_passes
 
 
@@ -62,6 +63,12 @@ def _error(original, model, samples=4):
     return runtime.compare_outputs(runtime.session(original), runtime.session(model), runtime.sample_inputs(original, samples))
 
 
+def _layer(pass_, name):
+    """The pass's stats record of layer ``name``."""
+    (row,) = [r for r in pass_.stats["layers"] if r["name"] == name]
+    return row
+
+
 def _ops(model):
     return Counter(n.op_type for n in model.graph)
 
@@ -78,7 +85,7 @@ def test_gemm_300_to_100_splits_fan_in_into_two_core_ops_and_one_reduction(tmp_p
     assert [n.metadata_props[BLOCK] for n in blocks] == ["in=0:256 out=0:100 groups=1", "in=256:300 out=0:100 groups=1"]
     (reduce,) = [n for n in model.graph if n.op_type == "Sum"]
     assert reduce.metadata_props[MARK] == "reduce" and len(reduce.inputs) == 3  # two partials + the bias
-    row = p.stats["layers"]["fc"]
+    row = _layer(p, "fc")
     assert (row["fan_in"], row["fan_out"], row["core_ops"], row["reduction_ops"]) == (300, 100, 2, 1)
     assert p.stats["core_ops"] == 2 and p.stats["reduction_ops"] == 1
     assert model.graph.outputs[0].name == "y"
@@ -96,7 +103,7 @@ def test_gemm_with_both_fans_too_large_gets_a_grid_of_blocks_and_a_concat(tmp_pa
 
 def test_fan_out_limit_can_differ_from_fan_in_limit(tmp_path):
     _, model, p, _ = _legalize(_gemm(tmp_path, 300, 300), crossbar=128, fan_out=256)
-    assert p.stats["layers"]["fc"]["in_chunks"] == 3 and p.stats["layers"]["fc"]["out_chunks"] == 2
+    assert _layer(p, "fc")["in_chunks"] == 3 and _layer(p, "fc")["out_chunks"] == 2
 
 
 def test_layer_within_the_crossbar_is_quantized_in_place_and_marked(tmp_path):
@@ -106,7 +113,7 @@ def test_layer_within_the_crossbar_is_quantized_in_place_and_marked(tmp_path):
     assert node.metadata_props[MARK] == "block"
     assert node.attributes.get_float("alpha") == 0.5 and node.attributes.get_int("transB") == 1
     w = node.inputs[1].const_value.numpy()
-    scale = p.stats["layers"]["fc"]["weight_scale"]
+    scale = _layer(p, "fc")["weight_scale"]
     levels = np.round(w * 0.5 / scale)  # the grid is over alpha * W, as multiplied
     assert np.allclose(levels * scale, w * 0.5, atol=1e-6) and np.abs(levels).max() == 127
 
@@ -114,7 +121,7 @@ def test_layer_within_the_crossbar_is_quantized_in_place_and_marked(tmp_path):
 def test_conv_splits_input_channels_by_kernel_area_and_output_channels(tmp_path):
     # 64 -> 300 channels, 3x3: 28 channels x 9 = 252 <= 256 per block: 3 channel chunks (28, 28, 8), 2 output chunks.
     original, model, p, _ = _legalize(_conv(tmp_path, 64, 300, 3), weight_bits=16)
-    row = p.stats["layers"]["conv"]
+    row = _layer(p, "conv")
     assert (row["in_chunks"], row["out_chunks"], row["core_ops"], row["reduction_ops"]) == (3, 2, 6, 2)
     convs = [n for n in model.graph if n.op_type == "Conv"]
     assert sorted({n.inputs[1].shape[1] for n in convs}) == [8, 28]
@@ -130,7 +137,7 @@ def test_conv_splits_input_channels_by_kernel_area_and_output_channels(tmp_path)
 ])
 def test_grouped_convs_keep_groups_and_stay_exact(tmp_path, c, m, k, group, blocks):
     original, model, p, _ = _legalize(_conv(tmp_path, c, m, k, hw=k + 2, group=group, pads=0), weight_bits=16)
-    assert p.stats["layers"]["conv"]["core_ops"] == blocks
+    assert _layer(p, "conv")["core_ops"] == blocks
     for node in model.graph:
         if node.op_type == "Conv":
             w = node.inputs[1].shape
@@ -173,13 +180,13 @@ def test_parameters_are_checked():
 def test_16_bit_legalized_gemm_matches_within_1e_4(tmp_path, trans_b, alpha, beta):
     original, model, p, _ = _legalize(_gemm(tmp_path, 700, 300, trans_b=trans_b, alpha=alpha, beta=beta), weight_bits=16)
     assert _error(original, model)["max_rel_error"] <= 1e-4
-    assert p.stats["max_weight_error"] <= p.stats["layers"]["fc"]["error_bound"] * 1.001  # + float32 rounding of the grid
+    assert p.stats["max_weight_error"] <= _layer(p, "fc")["error_bound"] * 1.001  # + float32 rounding of the grid
 
 
 def test_8_bit_error_of_one_layer_is_within_sum_of_half_steps_times_inputs(tmp_path):
     path = _gemm(tmp_path, 300, 50, seed=3)
     original, model, p, _ = _legalize(path, weight_bits=8)
-    scale = p.stats["layers"]["fc"]["weight_scale"]
+    scale = _layer(p, "fc")["weight_scale"]
     ref, got = runtime.session(original), runtime.session(model)
     for feed in runtime.sample_inputs(original, 8, seed=5):
         x = feed["x"].astype(np.float64)
@@ -196,7 +203,7 @@ def test_lenet5_legalized_runs_and_matches(tmp_path):
     path = models.export("lenet5", tmp_path / "lenet5.onnx")
     original, model, p, _ = _legalize(path, weight_bits=16, crossbar=64)
     assert _error(original, model)["max_rel_error"] <= 1e-4
-    assert p.stats["layers"]["fc1"]["in_chunks"] == 7 and p.stats["layers"]["conv2"]["in_chunks"] == 3  # 2 ch x 25 <= 64
+    assert _layer(p, "fc1")["in_chunks"] == 7 and _layer(p, "conv2")["in_chunks"] == 3  # 2 ch x 25 <= 64
     _, _, x_te, y_te = mnist.mnist_split()
     _, model8, _, _ = _legalize(path, weight_bits=8)
     sess = runtime.session(model8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -9,10 +11,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import conv_bn_model, light_model
 from nncc import runtime
+from nncc.crossbar import CrossbarGeometry
 from nncc.loading import load_model
+from nncc.pass_base import check_stats
 from nncc.passes.cleanup import EliminateDeadCode
 from nncc.passes.fold import FoldBatchNorm, FoldConstants
 from nncc.pipeline import PassContext, parse_pass_spec, run_passes, DumpIR
+from nncc.registry import PASSES
 
 CLEANUP_TOL = 1e-5
 
@@ -125,3 +130,51 @@ def test_fold_batchnorm_on_zoo_models(tmp_path, zoo_name):
     assert not any(n.op_type == "BatchNormalization" for n in model.graph)
     error = runtime.compare_outputs(runtime.session(original), runtime.session(model), runtime.sample_inputs(original, 2))
     assert error["max_rel_error"] <= 1e-5, error
+
+
+@pytest.mark.parametrize("name", PASSES.names())
+def test_every_pass_keeps_the_stats_schema(conv_bn_path, name):
+    """Each registered pass, run twice with its defaults on a Conv + Gemm model, leaves stats that
+    pass check_stats (NnccPass.call checks them; called again here so a pass that bypasses call is
+    caught too) and that the report can store as JSON."""
+    model = load_model(conv_bn_path)
+    context = PassContext(target="reram", crossbar=CrossbarGeometry(size=64))  # for the crossbar planners
+    for _ in range(2):  # the second run meets the first one's output (already done, declined)
+        (record,) = run_passes(model, [PASSES.create(name)], context)
+        check_stats(record.stats, name)
+        json.dumps(record.stats)
+
+
+def _four_layouts_model() -> onnx.ModelProto:
+    """One weighted layer of each layout: Conv, ConvTranspose, Gemm (transB) and a MatMul W @ X."""
+    rng = np.random.default_rng(2)
+    arrays = {"conv_w": (4, 3, 3, 3), "deconv_w": (4, 2, 2, 2), "fc_w": (5, 512), "wx_w": (4, 6)}
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in arrays.items()]
+    inits.append(numpy_helper.from_array(np.array([1, -1], np.int64), "flat"))
+    nodes = [helper.make_node("Conv", ["x", "conv_w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ConvTranspose", ["r", "deconv_w"], ["d"], name="deconv", strides=[2, 2]),
+             helper.make_node("Reshape", ["d", "flat"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc_w"], ["y"], name="fc", transB=1),
+             helper.make_node("MatMul", ["wx_w", "x2"], ["y2"], name="wx")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+              helper.make_tensor_value_info("x2", TensorProto.FLOAT, [6, 5])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5]),
+               helper.make_tensor_value_info("y2", TensorProto.FLOAT, [4, 5])]
+    graph = helper.make_graph(nodes, "four_layouts", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+@pytest.mark.parametrize("name", PASSES.names())
+def test_layer_passes_account_for_every_weighted_layer(tmp_path, name):
+    """A pass that reports layer by layer lists each weighted layer as worked on or skipped (with
+    the reason): declining a ConvTranspose or a W @ X product is never silent."""
+    path = tmp_path / "four.onnx"
+    onnx.save(_four_layouts_model(), path)
+    model = load_model(path)
+    context = PassContext(target="reram", crossbar=CrossbarGeometry(size=64))
+    (record,) = run_passes(model, [PASSES.create(name)], context)
+    if "layers" not in record.stats:
+        pytest.skip(f"{name} does not report layer by layer")
+    seen = {r["name"] for r in record.stats["layers"] + record.stats.get("skipped", [])}
+    assert {"conv", "deconv", "fc", "wx"} <= seen, record.stats.get("skipped")

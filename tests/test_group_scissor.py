@@ -17,15 +17,34 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nncc import runtime
-from nncc.backends.reram.cost import crossbar_area_ratio, group_scissor_counts
+from nncc.backends.reram.cost import crossbar_area_ratio
+from nncc.crossbar import cheapest_rank, dense_crossbars, factored_crossbars, group_scissor_counts, segment_norms
 from nncc.backends.reram.mapping import tree_length
 from nncc.backends.reram.target import ReramTarget
 from nncc.errors import NnccError
-from nncc.passes.delete_groups import DeleteGroups, group_norms
+from nncc.passes.delete_groups import DeleteGroups
 from nncc.passes.lowrank import MARK
-from nncc.passes.rank_clip import ClipRanks, choose_rank, crossbars_after, crossbars_before
+from nncc.passes.rank_clip import ClipRanks
+from nncc.pipeline import PassContext
 
 SLACK = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def reram_crossbars():
+    """The passes plan for the compile target's crossbars: here, the reram defaults."""
+    with PassContext(target="reram", crossbar=ReramTarget().crossbar_geometry()) as context:
+        yield context
+
+
+@pytest.mark.parametrize("pass_", [ClipRanks(), DeleteGroups()])
+def test_passes_refuse_a_target_without_crossbars(pass_):
+    model = _model([helper.make_node("Gemm", ["x", "w"], ["y"])], [1, 300], [1, 300],
+                   {"w": np.ones((300, 300))})
+    with PassContext(target="mobile-cpu"), pytest.raises(NnccError, match="target 'mobile-cpu' has none"):
+        pass_(model)
+    with PassContext(), pytest.raises(NnccError, match="no compile target gave a crossbar geometry"):
+        pass_(model)
 
 
 def _model(nodes, x_shape, y_shape, inits) -> ir.Model:
@@ -71,20 +90,20 @@ def _run(model: ir.Model, x: np.ndarray) -> np.ndarray:
 
 def test_hand_counts_match_calibration_formula():
     # 256 x 256 at rank 64 on 128 x 128: 2*1 + 1*2 = 4 = 2*2, no saving.
-    assert crossbars_before(256, 256, 128) == 4 and crossbars_after(256, 256, 64, 128) == 4
+    assert dense_crossbars(256, 256, 128) == 4 and factored_crossbars(256, 256, 64, 128) == 4
     # 512 x 512 at rank 64: 4*1 + 1*4 = 8 < 16.
-    assert crossbars_before(512, 512, 128) == 16 and crossbars_after(512, 512, 64, 128) == 8
+    assert dense_crossbars(512, 512, 128) == 16 and factored_crossbars(512, 512, 64, 128) == 8
     # Physical: 8 columns per weight (four 2-bit slices x two polarities).
-    assert crossbars_before(400, 120, 128, 8) == 4 * 8
-    assert crossbars_after(400, 120, 32, 128, 8) == 4 * 2 + 1 * 8
+    assert dense_crossbars(400, 120, 128, 8) == 4 * 8
+    assert factored_crossbars(400, 120, 32, 128, 8) == 4 * 2 + 1 * 8
     for n, m, k, x in [(256, 256, 64, 128), (512, 512, 64, 128), (800, 500, 37, 64)]:
         ref = group_scissor_counts(n, m, k, x)
-        assert (crossbars_before(n, m, x), crossbars_after(n, m, k, x)) == (ref["before"], ref["after"])
+        assert (dense_crossbars(n, m, x), factored_crossbars(n, m, k, x)) == (ref["before"], ref["after"])
 
 
 def test_choose_rank_takes_largest_rank_of_the_cheapest_step():
     s = np.linspace(10, 0.1, 512)
-    rank, error = choose_rank(s, 512, 512, 128, 1, tolerance=0.9)
+    rank, error = cheapest_rank(s, 512, 512, 128, 1, tolerance=0.9)
     r_min = next(r for r in range(1, 513) if np.sqrt(np.sum(s[r:] ** 2) / np.sum(s ** 2)) <= 0.9)
     assert r_min <= 128 and rank == 128  # every rank up to 128 costs 4 + 4 crossbars
     assert error == pytest.approx(np.sqrt(np.sum(s[128:] ** 2) / np.sum(s ** 2)))
@@ -96,9 +115,9 @@ def test_larger_tolerance_never_needs_more_crossbars(seed):
     n, m = int(rng.integers(50, 700)), int(rng.integers(50, 700))
     s = np.sort(rng.exponential(size=min(n, m)))[::-1]
     for x, cf in [(128, 1), (128, 8), (64, 8), (32, 2)]:
-        costs = [crossbars_after(n, m, choose_rank(s, n, m, x, cf, t)[0], x, cf) for t in np.linspace(0, 1, 21)]
+        costs = [factored_crossbars(n, m, cheapest_rank(s, n, m, x, cf, t)[0], x, cf) for t in np.linspace(0, 1, 21)]
         assert all(a >= b for a, b in zip(costs, costs[1:])), (x, cf, costs)
-        errors = [choose_rank(s, n, m, x, cf, t)[1] for t in np.linspace(0, 1, 21)]
+        errors = [cheapest_rank(s, n, m, x, cf, t)[1] for t in np.linspace(0, 1, 21)]
         assert all(e <= t + 1e-12 for e, t in zip(errors, np.linspace(0, 1, 21)))
 
 
@@ -129,7 +148,7 @@ def test_rank_clip_skips_a_layer_without_crossbar_saving():
     model = gemm(low_rank(256, 256, 8))
     pass_ = ClipRanks(tolerance=0.5, crossbar=128, count="logical")
     assert not pass_(model).modified
-    kept = pass_.stats["kept_layers"][0]
+    kept = pass_.stats["skipped"][0]
     assert (kept["crossbars_logical_before"], kept["crossbars_logical_after"]) == (4, 4)
 
 
@@ -186,7 +205,7 @@ def test_rank_clip_rejects_bad_parameters():
 
 
 def _zeroed_reference(w_kn: np.ndarray, x: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    norms = group_norms(w_kn, x)
+    norms = segment_norms(w_kn, x)
     flat = norms.ravel()
     drop = np.zeros(flat.size, dtype=bool)
     drop[np.argsort(flat, kind="stable")[: int(np.floor(ratio * flat.size))]] = True
@@ -220,7 +239,7 @@ def test_delete_groups_threshold_is_idempotent_and_keeps_the_largest():
     model = gemm(w)
     pass_ = DeleteGroups(threshold=0.5, crossbar=128)
     assert pass_(model).modified
-    norms = group_norms(w, 128)
+    norms = segment_norms(w, 128)
     assert pass_.stats["layers"][0]["groups_deleted"] == int(np.sum(norms < 0.5 * norms.max()))
     assert not DeleteGroups(threshold=0.5, crossbar=128)(model).modified
 
@@ -261,7 +280,7 @@ def test_delete_groups_leaves_single_row_block_layers_alone():
     model = gemm(np.random.default_rng(11).normal(size=(100, 10)))
     pass_ = DeleteGroups(ratio=0.9, crossbar=128)
     assert not pass_(model).modified
-    assert "row block" in pass_.stats["skipped_layers"][0]["reason"]
+    assert "row block" in pass_.stats["skipped"][0]["reason"]
     assert DeleteGroups(ratio=0.5, crossbar=128, min_row_blocks=1)(model).modified
 
 

@@ -83,10 +83,10 @@ def test_conv_chain_by_hand(conv_bn_path):
     # compute: 3 passes x 256 samples x MACs on 16 accelerators.
     conv = next(r for r in result.cost.layers if r.name == "conv1")
     macs = 8 * 36 * 27
-    assert conv.extra["compute_s"] == pytest.approx(3 * 256 * macs / 16 / c.macs_per_s)
-    assert conv.extra["choices"] == "dp/dp/dp/dp"
+    assert conv.compute_s == pytest.approx(3 * 256 * macs / 16 / c.macs_per_s)
+    assert conv.choices == "dp/dp/dp/dp"
     relu = next(r for r in result.cost.layers if r.name == "relu1")
-    assert relu.latency_s == pytest.approx(2 * 256 * 288 / 16 / c.elementwise_per_s) and relu.extra["folded_into"] == "conv1"
+    assert relu.latency_s == pytest.approx(2 * 256 * 288 / 16 / c.elementwise_per_s) and relu.folded_into == "conv1"
     assert result.cost.energy_j == pytest.approx(result.report["totals"]["energy_j"])
 
 
@@ -199,6 +199,30 @@ def test_residual_skip_edge_is_charged(tmp_path):
     assert result.report["totals"]["skip_edges"] == 1
     plans = result.mapping.plans  # the skip edge, unseen by the DP, never makes HyPar worse than a uniform plan
     assert plans["hypar"][0].bytes <= min(plans["dp"][0].bytes, plans["mp"][0].bytes)
+
+
+def test_weights_come_from_the_layer_view_and_integer_ops_are_listed(tmp_path):
+    # W @ X (weight first): mp splits the reduction K = 8. MatMulInteger (a pre-quantized model's op)
+    # has no float training step to split: listed, not costed.
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("MatMul", ["w", "x"], ["wx"], name="wx"),
+             helper.make_node("QuantizeLinear", ["wx", "s", "z"], ["q"], name="quant"),
+             helper.make_node("MatMulInteger", ["q", "wq"], ["acc"], name="mmi"),
+             helper.make_node("Cast", ["acc"], ["y"], name="cast", to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2])],
+                              [numpy_helper.from_array(rng.normal(size=(4, 8)).astype(np.float32), "w"),
+                               numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                               numpy_helper.from_array(np.array(128, np.uint8), "z"),
+                               numpy_helper.from_array(rng.integers(-5, 5, (3, 2)).astype(np.int8), "wq")])
+    path = tmp_path / "mixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    result = _compile(path, accelerators=2, batch=4)
+    (spec,) = result.mapping.graph.specs
+    assert (spec.name, spec.cin, spec.weight_elems, spec.in_elems) == ("wx", 8, 32.0, 24.0)
+    (unsupported,) = result.cost.unsupported
+    assert unsupported.name == "mmi" and "training model" in unsupported.reason
+    assert "mmi" not in {r.name for r in result.cost.layers}
 
 
 def test_cli_artifact_and_set(tmp_path, capsys):

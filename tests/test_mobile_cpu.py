@@ -69,7 +69,7 @@ def test_conv_is_compute_bound_and_matches_the_formula(tmp_path):
     assert act + weights <= 2 * 2**20  # all of it fits the 2 MB L2: read at cache bandwidth
     memory = (act + weights) / 39.2e9
     assert compute > memory
-    assert row.extra["bound"] == "compute"
+    assert row.bound == "compute"
     assert row.macs == macs
     assert row.latency_s == pytest.approx(compute + 2.0e-6, rel=1e-12)
     assert report.latency_s == pytest.approx(compute + 2.0e-6 + 5.0e-6, rel=1e-12)  # + invoke overhead
@@ -91,7 +91,7 @@ def test_batch1_gemm_is_memory_bound_and_matches_the_formula(tmp_path):
     assert weights > 2 * 2**20  # 8 MB of weights cannot stay in the 2 MB L2: streamed from LPDDR4X
     memory = weights / 29.8e9 + act / 39.2e9
     assert memory > compute
-    assert row.extra["bound"] == "memory" and row.extra["dram_bytes"] == weights
+    assert row.bound == "memory" and row.dram_bytes == weights
     assert row.latency_s == pytest.approx(memory + 2.0e-6, rel=1e-12)
     energy = (k * n * 4.6 + weights * 160 + act * 1.25) * 1e-12 + 0.5 * row.latency_s
     assert row.energy_j == pytest.approx(energy, rel=1e-12)
@@ -117,10 +117,25 @@ def test_report_rows_carry_bound_bytes_and_dtype(conv_bn_path):
         assert {"name", "op", "macs", "latency_s", "energy_j", "utilization", "bound", "bytes", "dtype"} <= set(row)
     # BatchNorm and Relu run inside the conv (TFLite/onnxruntime epilogue fusion); Reshape is free.
     assert rows["bn1"]["bound"] == rows["relu1"]["bound"] == "fused" and rows["bn1"]["fused_into"] == "conv1"
+    assert rows["conv1"]["fuses"] == ["bn1", "relu1"] and "fuses" not in rows["fc1"] and "fused_into" not in rows["conv1"]
     assert rows["bn1"]["latency_s"] == rows["relu1"]["latency_s"] == 0.0
     assert rows["flatten"]["bound"] == "none" and rows["flatten"]["latency_s"] == 0.0
     assert rows["conv1"]["latency_s"] > 0 and rows["fc1"]["latency_s"] > 0
-    assert result.report["target"]["sources"]["frequency_hz"]["source"].startswith("CALIBRATION.md")
+    sources = result.report["target"]["sources"]
+    assert "2.45 GHz" in sources["frequency_hz"]["source"] and "29.8 GB/s" in sources["dram_bandwidth"]["source"]
+    assert (MobileCpuConfig().frequency_hz, MobileCpuConfig().dram_bandwidth) == (2.45e9, 29.8e9)
+
+
+def test_element_wise_work_follows_the_op_class_with_per_op_refinements(tmp_path):
+    # Per element: one SIMD op (element-wise class), one op + one series evaluation (transcendental
+    # class), Softmax 3 + 1 (max, subtract, divide around exp), Sqrt a single instruction.
+    ops = ["Relu", "Tanh", "Softmax", "Sqrt"]
+    nodes = [helper.make_node(op, [f"v{i}"], [f"v{i + 1}"], name=op.lower()) for i, op in enumerate(ops)]
+    path = _save(tmp_path, nodes, [helper.make_tensor_value_info("v0", TensorProto.FLOAT, [1, 1000])],
+                 [helper.make_tensor_value_info(f"v{len(ops)}", TensorProto.FLOAT, [1, 1000])])
+    rows = {r.name: r for r in MobileCpuTarget().lower(load_model(path)).layers}
+    per_element = {name: (r.ops / 1000, r.transcendental / 1000) for name, r in rows.items()}
+    assert per_element == {"relu": (1, 0), "tanh": (1, 1), "softmax": (3, 1), "sqrt": (1, 0)}
 
 
 # ---------------------------------------------------------------- overrides and properties
@@ -196,10 +211,10 @@ def test_qdq_and_qlinear_convs_compute_in_int8(tmp_path):
                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 32, 28, 28])], inits)
     report = _estimate(path)
     rows = {r.name: r for r in report.layers}
-    assert rows["conv_qdq"].extra["dtype"] == rows["qlinear"].extra["dtype"] == "int8"
-    assert rows["dq_in"].extra["fused_into"] == rows["dq_w"].extra["fused_into"] == "conv_qdq"
-    assert rows["q_out"].extra["fused_into"] == "conv_qdq"
-    assert rows["q_in"].extra["op_class"] == "elementwise" and rows["q_in"].latency_s > 0
+    assert rows["conv_qdq"].dtype == rows["qlinear"].dtype == "int8"
+    assert rows["dq_in"].fused_into == rows["dq_w"].fused_into == "conv_qdq"
+    assert rows["q_out"].fused_into == "conv_qdq"
+    assert rows["q_in"].op_class == "elementwise" and rows["q_in"].latency_s > 0
     assert rows["conv_qdq"].macs == rows["qlinear"].macs == 32 * 28 * 28 * 32 * 9
     fp32 = numpy_helper.from_array(np.zeros((32, 32, 3, 3), np.float32), "w")
     fpath = _save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 4, name="conv")],

@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import conv_bn_model
 from nncc import analysis, models, runtime
 from nncc.loading import load_model
-from nncc.passes.prune import (PruneWeights, SparsifyVectors, filter_view, from_gemm_view, gemm_view, keep_largest_per_vector,
-                               vector_sparsity_pattern)
+from nncc.passes.prune import PruneWeights, SparsifyVectors, keep_largest_per_vector, vector_sparsity_pattern
+from nncc.weights import WeightLayout
 
 FP_SLACK = 1e-6  # float32 accumulation rounding, relative to sum |w||x| (eps 6e-8 x short dot products)
 
@@ -49,6 +49,16 @@ def gemm_model(w: np.ndarray, trans_b: int, batch: int = 4, bias: bool = True) -
 
 def weight(model: ir.Model, name: str) -> np.ndarray:
     return model.graph.initializers[name].const_value.numpy()
+
+
+def layer_stats(pass_, name: str) -> dict:
+    """The pass's ``layers`` record of layer ``name``."""
+    (record,) = [r for r in pass_.stats["layers"] if r["name"] == name]
+    return record
+
+
+def names(records: list[dict]) -> set[str]:
+    return {r["name"] for r in records}
 
 
 def run(model: ir.Model, x: np.ndarray) -> np.ndarray:
@@ -92,8 +102,8 @@ def test_prune_layer_scope_exact_count(ratio):
     for name in ("b", "fcb"):
         assert np.array_equal(weight(model, name), before[name])  # biases are never pruned
     assert [n.op_type for n in model.graph] == ops
-    assert p.stats["layers"]["conv1"]["sparsity"] == round(ratio * 216) / 216
-    assert p.stats["layers"]["fc1"]["weight"] == "fc"
+    assert layer_stats(p, "conv1")["sparsity"] == round(ratio * 216) / 216
+    assert layer_stats(p, "fc1")["weight"] == "fc"
     assert not PruneWeights(ratio=ratio)(model).modified  # idempotent
 
 
@@ -110,10 +120,10 @@ def test_prune_global_and_layer_scope_differ():
     layer, glob = _two_scales_model(), _two_scales_model()
     p_layer, p_global = PruneWeights(ratio=0.5), PruneWeights(ratio=0.5, scope="global")
     p_layer(layer), p_global(glob)
-    assert p_layer.stats["layers"]["big"]["sparsity"] == p_layer.stats["layers"]["small"]["sparsity"] == 0.5
+    assert layer_stats(p_layer, "big")["sparsity"] == layer_stats(p_layer, "small")["sparsity"] == 0.5
     # One threshold over both: the whole small-scale layer (64) goes first, then 32 of the big one's 128.
-    assert p_global.stats["layers"]["small"]["sparsity"] == 1.0
-    assert p_global.stats["layers"]["big"]["sparsity"] == (96 - 64) / 128
+    assert layer_stats(p_global, "small")["sparsity"] == 1.0
+    assert layer_stats(p_global, "big")["sparsity"] == (96 - 64) / 128
     assert p_global.stats["sparsity"] == 0.5 and p_global.stats["zeros"] == 96
     assert p_global.stats["threshold"] == pytest.approx(float(np.sort(np.abs(weight(_two_scales_model(), "big")).ravel())[31]))
     assert not PruneWeights(ratio=0.5, scope="global")(glob).modified
@@ -133,8 +143,8 @@ def test_prune_shared_weight_pruned_once_and_skips():
     mm1, mm2 = list(model.graph)[:2]
     assert mm1.inputs[1] is mm2.inputs[1]  # still one tensor
     assert np.count_nonzero(weight(model, "w")) == 18
-    assert p.stats["layers"]["mm1"]["shared_with"] == ["mm1", "mm2"]
-    assert "add" in p.stats["skipped"] and np.array_equal(weight(model, "add"), add)  # read by the Add too
+    assert layer_stats(p, "mm1")["shared_with"] == ["mm1", "mm2"]
+    assert "add" in names(p.stats["skipped"]) and np.array_equal(weight(model, "add"), add)  # read by the Add too
     assert sorted(model.graph.initializers) == ["add", "w"]
 
 
@@ -142,13 +152,13 @@ def test_prune_skip_first_last_and_min_params():
     model = ir.from_proto(models_lenet_proto())
     p = PruneWeights(ratio=0.5, skip_first_last=True)
     p(model)
-    assert set(p.stats["layers"]) == {"conv2", "fc1", "fc2"}  # conv1 first, fc3 last
+    assert names(p.stats["layers"]) == {"conv2", "fc1", "fc2"}  # conv1 first, fc3 last
     assert np.count_nonzero(weight(model, "conv1.weight")) == 150
     model = ir.from_proto(models_lenet_proto())
     p = PruneWeights(ratio=0.5, min_params=1000)
     p(model)
-    assert set(p.stats["layers"]) == {"conv2", "fc1", "fc2"}  # conv1 has 150 weights, fc3 840
-    assert set(p.stats["skipped"]) == {"conv1.weight", "fc3.weight"}
+    assert names(p.stats["layers"]) == {"conv2", "fc1", "fc2"}  # conv1 has 150 weights, fc3 840
+    assert names(p.stats["skipped"]) == {"conv1.weight", "fc3.weight"}
 
 
 def models_lenet_proto() -> onnx.ModelProto:
@@ -173,8 +183,8 @@ def test_prune_properties(r1, r2, scope):
         assert nonzero_params(m) <= nonzero_params(base)
     assert p_high.stats["sparsity"] >= p_low.stats["sparsity"]
     if scope == "layer":
-        for name in p_low.stats["layers"]:
-            assert p_high.stats["layers"][name]["sparsity"] >= p_low.stats["layers"][name]["sparsity"]
+        for name in names(p_low.stats["layers"]):
+            assert layer_stats(p_high, name)["sparsity"] >= layer_stats(p_low, name)["sparsity"]
     for name in ("w", "fc"):
         assert np.array_equal(weight(chained, name), weight(high, name))
 
@@ -275,17 +285,18 @@ def test_vector_sparsify_balanced(op, shape, layout, group, x_shape, vector, kee
         assert np.count_nonzero(piece) == min(keep, len(piece))  # full vectors: exactly keep
         if np.count_nonzero(piece) < len(piece):
             assert np.abs(old[piece == 0]).max() <= np.abs(old[piece != 0]).min(initial=np.inf)
-    pattern = vector_sparsity_pattern(new, vector, layout, group)
+    pattern = vector_sparsity_pattern(new, vector, WeightLayout(layout, 1, group))
     assert pattern["keep"] == keep and pattern["exact_fraction"] == 1.0 and pattern["balanced_fraction"] == 1.0
     assert pattern["min_nonzero_full"] == keep
-    (stats,) = p.stats["layers"].values()
+    (stats,) = p.stats["layers"]
     assert stats["balanced_fraction"] == 1.0 and stats["vector"] == vector and stats["keep"] == keep
     assert stats["sparsity"] == pytest.approx(1 - np.count_nonzero(new) / new.size)
     assert not SparsifyVectors(vector=vector, keep=keep)(model).modified
     # Numbers: the same removed-weight bound as pruning, per output row of the GEMM view.
     x = rng.uniform(-1, 1, size=x_shape).astype(np.float32)
     # Rows of filter_view are output channels: every output sums over (part of) one row.
-    per_output = np.abs(filter_view(w, layout, group).astype(np.float64) - filter_view(new, layout, group)).sum(axis=1).max()
+    view = WeightLayout(layout, 1, group).filter_view
+    per_output = np.abs(view(w).astype(np.float64) - view(new)).sum(axis=1).max()
     slack = FP_SLACK * np.abs(w).sum() * np.abs(x).max()
     assert np.abs(run(model, x) - run(original, x)).max() <= per_output * np.abs(x).max() + slack
 
@@ -294,14 +305,14 @@ def test_vector_sparsify_detects_unbalanced_and_sparsity_parameter():
     rng = np.random.default_rng(5)
     w = rng.normal(size=(4, 32)).astype(np.float32)
     w[0, :12] = 0  # first vector of row 0 has 4 non-zeros (fits 8 slots), the other 7 have 16
-    pattern = vector_sparsity_pattern(w, 16, "out_first", keep=8)
+    pattern = vector_sparsity_pattern(w, 16, WeightLayout("out_first", 1), keep=8)
     assert pattern["balanced_fraction"] == 1 / 8 and pattern["exact_fraction"] == 0.0
     model = gemm_model(w, 1)
     p = SparsifyVectors(sparsity=0.75)  # keep = 16 - 12 = 4
     p(model)
     assert p.stats["keep"] == 4
-    assert vector_sparsity_pattern(weight(model, "w"), 16, "out_first")["keep"] == 4
-    assert p.stats["layers"]["fc"]["exact_fraction"] == 1.0
+    assert vector_sparsity_pattern(weight(model, "w"), 16, WeightLayout("out_first", 1))["keep"] == 4
+    assert layer_stats(p, "fc")["exact_fraction"] == 1.0
 
 
 @settings(max_examples=40, deadline=None)
@@ -310,10 +321,11 @@ def test_gemm_view_roundtrip_and_balance(case, vector, data):
     op, shape, layout, group, _ = case
     keep = data.draw(st.integers(0, vector))
     w = np.random.default_rng(vector).normal(size=shape).astype(np.float32)
-    assert np.array_equal(from_gemm_view(gemm_view(w, layout, group), shape, layout, group), w)
+    view = WeightLayout(layout, 1, group)
+    assert np.array_equal(view.from_gemm_view(view.gemm_view(w), shape), w)
     model = layer_model(op, w, group, case[4])
     SparsifyVectors(vector=vector, keep=keep)(model)
-    pattern = vector_sparsity_pattern(weight(model, "w"), vector, layout, group, keep)
+    pattern = vector_sparsity_pattern(weight(model, "w"), vector, view, keep)
     assert pattern["balanced_fraction"] == 1.0 and pattern["exact_fraction"] == 1.0
 
 

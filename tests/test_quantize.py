@@ -23,8 +23,9 @@ from nncc.errors import NnccError
 from nncc.irutils import const_array
 from nncc.loading import infer_shapes, load_model
 from nncc.models import mnist
-from nncc.passes.calibration import RANDOM_SOURCE, calibration_feeds, run_exposing
-from nncc.passes.quantize import QuantizeQDQ, dequantize, quantize_weight
+from nncc.calibration import RANDOM_SOURCE, calibration_feeds, run_exposing
+from nncc.passes.quant_scales import dequantize, quantize_weight
+from nncc.passes.quantize import QuantizeQDQ
 from nncc.pipeline import PassContext, run_passes
 
 FLOAT_SLACK = 1e-5
@@ -84,7 +85,7 @@ def test_weights_only_error_bounds(tmp_path, op, trans_b, bits, per_channel, sym
     assert np.all(np.abs(w_dq - w) <= half * (1 + FLOAT_SLACK) + 1e-7)
     levels = 2 ** (bits - 1) - (1 if symmetric else 0)
     assert q.min() >= -levels and q.max() <= 2 ** (bits - 1) - 1
-    assert pass_.stats["layers"][next(iter(pass_.stats["layers"]))]["bits"] == bits
+    assert pass_.stats["layers"][0]["bits"] == bits
     # Per output: |y_q - y| <= sum_k (scale_c / 2) |x_k| -- the same layer applied to |x| with weights scale_c / 2.
     feeds = runtime.sample_inputs(original, 4, seed=3)
     feeds = [{"x": f["x"] * 4 - 2} for f in feeds]  # signed inputs
@@ -176,7 +177,8 @@ def test_reduce_range(conv_bn_path, reduce_range, limit):
     pass_(model)
     _, _, _, q = _dq_weight(model, "Conv")
     assert np.abs(q).max() == limit
-    assert pass_.stats["layers"]["conv1"]["effective_bits"] == (7 if reduce_range else 8)
+    (conv1,) = [row for row in pass_.stats["layers"] if row["name"] == "conv1"]
+    assert conv1["effective_bits"] == (7 if reduce_range else 8)
 
 
 def test_matmul_per_column_and_percentile(tmp_path):
@@ -201,13 +203,11 @@ def test_matmul_per_column_and_percentile(tmp_path):
 def test_calibration_shapes_and_errors(conv_bn_path):
     model = load_model(conv_bn_path)
     x = np.random.default_rng(0).random((5, 3, 8, 8), dtype=np.float32)
-    with PassContext(calibration={"data": x}):  # a single array is taken whatever its name
-        feeds, source = calibration_feeds(model, 3)
+    feeds, source = calibration_feeds(model, {"data": x}, 3)  # a single array is taken whatever its name
     assert len(feeds) == 3 and feeds[0]["x"].shape == (1, 3, 8, 8) and "calibration data" in source
-    with PassContext(calibration={"x": x[:, None]}):  # (N, 1, 3, 8, 8): already whole feeds
-        assert len(calibration_feeds(model, 10)[0]) == 5
-    with PassContext(calibration={"x": x[:, :2]}), pytest.raises(NnccError, match="shape"):
-        calibration_feeds(model, 10)
+    assert len(calibration_feeds(model, {"x": x[:, None]}, 10)[0]) == 5  # (N, 1, 3, 8, 8): already whole feeds
+    with pytest.raises(NnccError, match="shape"):
+        calibration_feeds(model, {"x": x[:, :2]}, 10)
 
 
 def test_rejects_old_opset_and_bad_bits(tmp_path):

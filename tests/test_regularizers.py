@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from nncc.errors import NnccError
-from nncc.training.regularizers import (LayerWeight, parse_regularizer, parse_regularizers, slice_values,
-                                        split_specs)
+from nncc.training.quantization import slice_values
+from nncc.training.regularizers import LayerWeight
+from nncc.training.specs import parse_regularizer, parse_regularizers, split_specs
+from nncc.weights import WeightLayout
 
 torch.set_num_threads(1)
 
 
 def conv(values) -> LayerWeight:
-    return LayerWeight("conv", "Conv", "w", torch.tensor(values, dtype=torch.float32, requires_grad=True))
+    return LayerWeight("conv", "w", torch.tensor(values, dtype=torch.float32, requires_grad=True), WeightLayout("out_first", 1))
 
 
 def fc(values, trans_b=1) -> LayerWeight:
-    return LayerWeight("fc", "Gemm", "fc", torch.tensor(values, dtype=torch.float32, requires_grad=True), trans_b)
+    layout = WeightLayout("out_first" if trans_b else "in_first", 1)
+    return LayerWeight("fc", "fc", torch.tensor(values, dtype=torch.float32, requires_grad=True), layout)
 
 
 # W: 2 filters x 2 channels x 1x1: [[3, 4], [0, 0]] -> filter norms 5, 0; channel norms 3, 4
@@ -116,7 +120,7 @@ def test_quant_reg_value():
                                   "bitslice-l1:scale=fixed", "bitslice-l1:scale=max-grad", "quant-reg:lambda=1"])
 def test_gradient_step_lowers_penalty(spec):
     torch.manual_seed(0)
-    weight = LayerWeight("conv", "Conv", "w", torch.randn(6, 4, 3, 3, requires_grad=True))
+    weight = LayerWeight("conv", "w", torch.randn(6, 4, 3, 3, requires_grad=True), WeightLayout("out_first", 1))
     reg = parse_regularizer(spec)
     before = reg.penalty([weight])
     before.backward()
@@ -132,7 +136,7 @@ def test_group_lasso_drives_weak_group_to_zero():
     torch.manual_seed(0)
     w = torch.randn(4, 3, 3, 3)
     w[2] *= 0.05  # a weak filter
-    weight = LayerWeight("conv", "Conv", "w", w.clone().requires_grad_(True))
+    weight = LayerWeight("conv", "w", w.clone().requires_grad_(True), WeightLayout("out_first", 1))
     reg = parse_regularizer("group-lasso:lambda=1,groups=filters")
     opt = torch.optim.SGD([weight.param], lr=0.01)
     for _ in range(200):
@@ -202,12 +206,32 @@ def test_nuclear_and_l1_prox():
         parse_regularizer("hoyer").prox_([v], 0.1)
 
 
-def test_quantization_module_imports_on_its_own():
-    # regularizers registers bitslice-l1 / quant-reg from nncc.training.quantization, which subclasses
-    # its Regularizer: importing either module first must work
+def test_each_regularizer_module_imports_on_its_own():
+    # The families share only their base class; the spec table imports both.
     import subprocess
     import sys
 
-    code = ("import nncc.training.quantization as q; from nncc.training.regularizers import REGULARIZERS; "
-            "assert REGULARIZERS['bitslice-l1'] is q.BitSliceL1")
+    for first in ("nncc.training.quantization", "nncc.training.regularizers", "nncc.training.specs"):
+        code = (f"import {first}; import nncc.training.quantization as q; from nncc.training.specs import REGULARIZERS; "
+                "assert REGULARIZERS['bitslice-l1'] is q.BitSliceL1")
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_command_line_does_not_load_torch():
+    # `nncc --help` and every command that trains nothing start without torch (about 2 s here).
+    import subprocess
+    import sys
+
+    code = "import sys, nncc.cli; assert 'torch' not in sys.modules, 'nncc.cli imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_crossbar_groups_are_the_core_column_segments():
+    # The group lasso's crossbar groups are exactly the segments delete-groups and reram count.
+    from nncc.crossbar import segment_norms
+    from nncc.training.regularizers import group_norms
+
+    w = torch.randn(5, 3, 7, 7, generator=torch.Generator().manual_seed(0))  # fan-in 147 over 64-row blocks
+    torch_norms = group_norms(w, "crossbar", crossbar=64).reshape(5, -1).t()  # [row blocks, outputs]
+    matrix = WeightLayout("out_first", 1).matrices(w.numpy())[0]              # [fan-in, outputs]
+    assert np.allclose(torch_norms.numpy(), segment_norms(matrix, 64), rtol=1e-6)

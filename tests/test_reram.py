@@ -18,9 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from nncc import models
 from nncc.backends.reram import ReramConfig, ReramTarget, crossbar_area_ratio, group_scissor_counts
 from nncc.backends.reram import adc
+from nncc.crossbar import layer_scale
 from nncc.driver import CompileOptions, compile_model, write_outputs
 from nncc.errors import NnccError
-from nncc.pipeline import PassContext
 
 FAST = dict(adc_bits_from="weights")  # no onnxruntime run: structural tests
 
@@ -31,10 +31,11 @@ def _model(nodes, inputs, outputs, inits) -> ir.Model:
     return ir.from_proto(onnx.shape_inference.infer_shapes(proto))
 
 
-def gemm_model(w: np.ndarray, batch: int = 1) -> ir.Model:
-    """y = x @ w.T (Gemm transB), w: [N, K]."""
-    n, k = w.shape
-    return _model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)],
+def gemm_model(w: np.ndarray, batch: int = 1, **attrs) -> ir.Model:
+    """y = x @ w.T (Gemm transB), w: [N, K]; with transB=0, y = x @ w, w: [K, N]."""
+    attrs = {"transB": 1, **attrs}
+    n, k = w.shape if attrs["transB"] else w.shape[::-1]
+    return _model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", **attrs)],
                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, k])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n])],
                   [numpy_helper.from_array(w.astype(np.float32), "w")])
@@ -54,8 +55,8 @@ def target(**sets) -> ReramTarget:
     return ReramTarget(dataclasses.replace(ReramConfig(), **sets))
 
 
-def layer(model: ir.Model, t: ReramTarget, name: str | None = None):
-    rows = t.lower(model).crossbar_layers
+def layer(model: ir.Model, t: ReramTarget, calibration=None, name: str | None = None):
+    rows = t.lower(model, calibration).crossbar_layers
     return rows[0] if name is None else next(r for r in rows if r.name == name)
 
 
@@ -65,6 +66,10 @@ def dense(shape, seed=0) -> np.ndarray:
     w = rng.uniform(0.3, 1.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
     w.flat[0] = 1.0
     return w
+
+
+def f32(shape, seed=0) -> np.ndarray:
+    return dense(shape, seed).astype(np.float32)
 
 
 # ---------------------------------------------------------------- hand-computed counts
@@ -98,9 +103,9 @@ def test_gemm_300_to_100_on_128x128_crossbars():
 
 def test_worst_case_adc_bits_are_capped_at_isaac_8_bits():
     c = ReramConfig()
-    assert adc.worst_case_sums(c, 300) == [128 * 3] * 4  # a full crossbar of 2-bit cells: 384 -> 9 bits
-    assert [adc.bits_for(s, c.adc_bits_max) for s in adc.worst_case_sums(c, 300)] == [8, 8, 8, 8]
-    assert [adc.bits_for(s, 8) for s in adc.worst_case_sums(c, 20)] == [6] * 4  # 60 -> 6 bits
+    assert adc.worst_case_sums(c.geometry, 300) == [128 * 3] * 4  # a full crossbar of 2-bit cells: 384 -> 9 bits
+    assert [adc.bits_for(s, c.adc_bits_max) for s in adc.worst_case_sums(c.geometry, 300)] == [8, 8, 8, 8]
+    assert [adc.bits_for(s, 8) for s in adc.worst_case_sums(c.geometry, 20)] == [6] * 4  # 60 -> 6 bits
     assert adc.bits_for(0, 8) == 0 and adc.bits_for(1, 8) == 1 and adc.bits_for(3, 8) == 2 and adc.bits_for(4, 8) == 3
 
 
@@ -108,14 +113,12 @@ def test_column_sum_by_hand_with_calibration_inputs():
     # All weights +1 (code 255 = slices 3,3,3,3), inputs all 1 (code 255 = every bit plane 1):
     # a positive column adds 20 rows x 3 = 60 -> 6 bits; negative columns hold zeros -> no conversions.
     m = gemm_model(np.ones((4, 20)))
-    with PassContext(calibration={"x": np.ones((3, 1, 20), np.float32)}):
-        row = layer(m, target())
+    row = layer(m, target(), {"x": np.ones((3, 1, 20), np.float32)})
     assert row.max_column_sum == [60.0] * 4 and row.adc_bits == [6] * 4
     assert row.conversions == [1 * 8 * 4] * 4  # 1 MVM x 8 input bits x 4 positive columns per slice
     assert row.adc_bits_source == "measured on calibration inputs"
     assert row.quantization["input_signed"] is False and row.quantization["input_scale"] == pytest.approx(1.0)
-    with PassContext(calibration={"x": np.full((3, 1, 20), 0.5, np.float32) * np.r_[np.ones(10), np.zeros(10)]}):
-        half = layer(m, target())
+    half = layer(m, target(), {"x": np.full((3, 1, 20), 0.5, np.float32) * np.r_[np.ones(10), np.zeros(10)]})
     # inputs 0.5 of a max 0.5 on ten rows: code 255 again, but only 10 rows -> 30 -> 5 bits
     assert half.max_column_sum == [30.0] * 4 and half.adc_bits == [5] * 4
 
@@ -124,9 +127,9 @@ def test_pow2_weight_scale_is_the_authors_fixed_point():
     # max |w| = 0.6: the pow2 scale is 1.0, so w = 0.6 takes code round(0.6 * 255) = 153 = 0b10_01_10_01
     # (slices 2,1,2,1) instead of 255 (3,3,3,3); 20 rows of inputs all 1 -> column sums 40,20,40,20.
     m = gemm_model(np.full((4, 20), 0.6))
-    assert adc.layer_scale(0.6, target(weight_scale="pow2").config) == 1.0 and adc.layer_scale(0.6, target().config) == 0.6
-    with PassContext(calibration={"x": np.ones((3, 1, 20), np.float32)}):
-        row = layer(m, target(weight_scale="pow2"))
+    assert layer_scale(0.6, target(weight_scale="pow2").config.geometry) == 1.0
+    assert layer_scale(0.6, target().config.geometry) == 0.6
+    row = layer(m, target(weight_scale="pow2"), {"x": np.ones((3, 1, 20), np.float32)})
     assert row.max_column_sum == [40.0, 20.0, 40.0, 20.0] and row.adc_bits == [6, 5, 6, 5]
     assert "pow2" in row.quantization["weights"]
     with pytest.raises(ValueError, match="weight_scale"):
@@ -141,11 +144,11 @@ def test_adc_energy_and_latency_follow_the_formula():
     lc = report.layers[0]
     c = t.config
     adc_j = sum(n * c.adc_energy_pj(b) for n, b in zip(row.conversions, row.adc_bits)) * 1e-12
-    assert lc.extra["energy_breakdown_j"]["adc"] == pytest.approx(adc_j)
-    assert lc.extra["energy_breakdown_j"]["dac"] == pytest.approx(3 * 8 * 40 * 1 * 0.41667e-12)  # 3 MVMs, 40 rows, 1 crossbar
+    assert lc.energy_breakdown_j["adc"] == pytest.approx(adc_j)
+    assert lc.energy_breakdown_j["dac"] == pytest.approx(3 * 8 * 40 * 1 * 0.41667e-12)  # 3 MVMs, 40 rows, 1 crossbar
     cycle = max(10e-9, 8 * max(row.adc_bits) / 8 / 1.2e9)
     assert lc.latency_s == pytest.approx(3 * 8 * cycle)
-    assert lc.energy_j == pytest.approx(sum(lc.extra["energy_breakdown_j"].values()))
+    assert lc.energy_j == pytest.approx(sum(lc.energy_breakdown_j.values()))
 
 
 def test_grouped_conv_packs_groups_and_depthwise_counts():
@@ -192,8 +195,7 @@ def test_calibrated_adc_bits_never_exceed_the_bounds(k, n, seed, signed):
     rng = np.random.default_rng(seed)
     m = gemm_model(rng.normal(size=(n, k)))
     x = rng.random((4, 1, k)).astype(np.float32) - (0.5 if signed else 0.0)
-    with PassContext(calibration={"x": x}):
-        measured = layer(m, target())
+    measured = layer(m, target(), {"x": x})
     bound = layer(m, target(adc_bits_from="weights"))
     worst = layer(m, target(adc_bits_from="worst-case"))
     assert all(a <= b <= c for a, b, c in zip(measured.adc_bits, bound.adc_bits, worst.adc_bits))
@@ -211,9 +213,8 @@ def test_pruning_lowers_column_sums_adc_bits_and_conversions(k, n, keep, seed):
     pruned[:, : max(1, k // 3)] = 0.0  # and whole input rows ("zero-weight columns" of the crossbar's rows)
     pruned.flat[np.argmax(np.abs(w))] = w.flat[np.argmax(np.abs(w))]
     x = {"x": rng.random((4, 1, k)).astype(np.float32)}
-    with PassContext(calibration=x):
-        before = layer(gemm_model(w), target())
-        after = layer(gemm_model(pruned), target())
+    before = layer(gemm_model(w), target(), x)
+    after = layer(gemm_model(pruned), target(), x)
     assert all(a <= b for a, b in zip(after.max_column_sum, before.max_column_sum))
     assert all(a <= b for a, b in zip(after.adc_bits, before.adc_bits))
     assert sum(after.conversions) <= sum(before.conversions)
@@ -246,9 +247,19 @@ def test_set_crossbar_size_via_configure():
         ReramTarget.configure(sets={"adc_bits_max": "12"})
 
 
-def test_every_config_field_names_a_source():
+def test_every_config_field_names_a_source_and_its_valid_values():
     for f in dataclasses.fields(ReramConfig):
         assert f.metadata.get("source"), f.name
+    fields = {f.name: f.metadata for f in dataclasses.fields(ReramConfig)}
+    assert (fields["crossbar_size"]["minimum"], fields["read_pulse_s"]["above"]) == (1, 0)
+    with pytest.raises(ValueError, match=r"read_pulse_s must be > 0 \(got 0\)"):
+        ReramConfig(read_pulse_s=0)
+    with pytest.raises(ValueError, match="cell_bits 4 > weight_bits 3"):  # a rule across fields (check())
+        ReramConfig(cell_bits=4, weight_bits=3)
+    c = ReramConfig(crossbar_size=64, weight_bits=6, weight_encoding="offset")
+    assert (c.geometry.size, c.geometry.slices, c.polarities) == (64, 3, 1)
+
+
 
 
 def test_max_tiles_gives_a_one_line_limit_error():
@@ -268,7 +279,7 @@ def test_replication_multiplies_crossbars_and_divides_latency():
 
 
 def test_group_scissor_counts():
-    # CALIBRATION.md: ceil(N/X)ceil(M/X) before, ceil(N/X)ceil(K/X) + ceil(K/X)ceil(M/X) after rank-K clipping
+    # ceil(N/X)ceil(M/X) before, ceil(N/X)ceil(K/X) + ceil(K/X)ceil(M/X) after rank-K clipping
     assert group_scissor_counts(800, 500, 10, 128) == {"before": 7 * 4, "after": 7 * 1 + 1 * 4, "ratio": 11 / 28}
     assert group_scissor_counts(128, 128, 128, 128)["after"] == 2
     with pytest.raises(ValueError):
@@ -309,8 +320,66 @@ def test_digital_ops_are_costed_and_attention_matmul_is_unsupported():
     assert [u.name for u in report.unsupported] == ["scores"]
     assert "both operands are activations" in report.unsupported[0].reason
     rows = {r.name: r for r in report.layers}
-    assert rows["softmax"].energy_j > 0 and rows["softmax"].latency_s > 0 and rows["t"].extra["kind"] == "data"
-    assert rows["proj"].extra["mvms"] == 4
+    assert rows["softmax"].energy_j > 0 and rows["softmax"].latency_s > 0 and rows["t"].kind == "data"
+    assert rows["proj"].mvms == 4
+
+
+def test_report_rows_are_typed_and_totals_sum_their_fields():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"), helper.make_node("Relu", ["h"], ["y"], name="relu")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 200])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 30])], [numpy_helper.from_array(f32((200, 30)), "w")])
+    t = target(**FAST)
+    report = t.estimate(t.lower(m))
+    proj, relu = report.layers
+    base = ["name", "op", "macs", "latency_s", "energy_j", "utilization", "kind"]
+    assert list(proj.to_json()) == base + [
+        "crossbars", "crossbars_logical", "grid", "mvms", "adc_bits", "adcs", "adc_conversions", "dac_drives", "shift_adds",
+        "buffer_accesses", "router_flits", "cycle_s", "tiles", "crossbar_area_mm2", "adc_area_mm2", "routing_area_mm2",
+        "area_mm2", "energy_breakdown_j"]
+    # A digital row's energy parts feed the totals' breakdown but are not one of its columns.
+    assert list(relu.to_json()) == base + ["ops", "buffer_accesses", "note", "area_mm2"]
+    assert (proj.kind, proj.grid, proj.crossbars, relu.kind, relu.ops) == ("crossbar", "2x2", 4, "digital", 4 * 30)
+    totals = report.totals()
+    assert totals["crossbars"] == 4 and totals["energy_breakdown_j"]["digital"] == relu.energy_breakdown_j["digital"] > 0
+    assert totals["energy_breakdown_j"]["buffer"] == proj.energy_breakdown_j["buffer"] + relu.energy_breakdown_j["buffer"]
+
+
+def test_gemm_weight_layouts_map_the_same_matrix_and_alpha_scales_it():
+    w = dense((6, 10))
+    rows = [layer(gemm_model(w, 2, alpha=0.5), target()), layer(gemm_model(w.T, 2, transB=0, alpha=0.5), target())]
+    fields = [f.name for f in dataclasses.fields(rows[0]) if f.name != "layer"]
+    assert [getattr(rows[0], f) for f in fields] == [getattr(rows[1], f) for f in fields]
+    assert (rows[0].rows, rows[0].cols, rows[0].mvms) == (10, 6, 2)
+    assert rows[0].quantization["weight_scale"] == 0.5 * layer(gemm_model(w, 2), target()).quantization["weight_scale"]
+
+
+def test_weighted_ops_without_a_crossbar_form_say_why():
+    f, u8, i32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT32
+    cases = [  # node, (x shape, type), (y shape, type), weight, reason
+        (helper.make_node("ConvTranspose", ["x", "w"], ["y"]), ([1, 3, 4, 4], f), ([1, 2, 6, 6], f), f32((3, 2, 3, 3)),
+         "transposed convolution"),
+        (helper.make_node("MatMulInteger", ["x", "w"], ["y"]), ([2, 4], u8), ([2, 3], i32), np.ones((4, 3), np.uint8),
+         "integer op of a pre-quantized model"),
+        (helper.make_node("Einsum", ["x", "w"], ["y"], equation="ij,jk->ik"), ([4, 3], f), ([4, 5], f), f32((3, 5)), "no weight layout"),
+        (helper.make_node("MatMul", ["w", "x"], ["y"]), ([4, 3], f), ([5, 3], f), f32((5, 4)), "constant first operand (W*X)"),
+    ]
+    for node, (xs, xt), (ys, yt), w, why in cases:
+        m = _model([node], [helper.make_tensor_value_info("x", xt, xs)], [helper.make_tensor_value_info("y", yt, ys)],
+                   [numpy_helper.from_array(w, "w")])
+        (row,) = target(**FAST).lower(m).unsupported
+        assert row.op == node.op_type and why in row.reason, row
+
+
+def test_digital_ops_cost_their_class_default_unless_refined():
+    nodes = [helper.make_node("Tan", ["x"], ["t"], name="tan"), helper.make_node("Mod", ["t", "x"], ["m"], name="mod", fmod=1),
+             helper.make_node("Cast", ["m"], ["y"], name="cast", to=TensorProto.FLOAT16)]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 8])], [])
+    t = target(**FAST)
+    rows = {r.name: r for r in t.estimate(t.lower(m)).layers}
+    assert rows["tan"].ops == 16 * t.config.transcendental_ops  # the transcendental class: one table lookup per element
+    assert rows["mod"].ops == 16 * (2 + 2 * t.config.digital_mul_ops)  # refined: a - floor(a / b) * b
+    assert rows["cast"].kind == "data" and rows["cast"].ops == 0  # a cast only moves data
 
 
 def test_artifact_and_contract_on_conv_bn(conv_bn_path, tmp_path):
@@ -335,8 +404,7 @@ def _compile_zoo(name, tmp_path, calibration=None):
     options = CompileOptions(verify_samples=0)
     if calibration is not None:
         options.context.calibration = calibration
-    with PassContext(calibration=calibration):  # lower() reads PassContext.current()
-        return compile_model(path, ReramTarget(), [], options)
+    return compile_model(path, ReramTarget(), [], options)
 
 
 def _print_report(name, result):

@@ -4,7 +4,6 @@ the weights, monotonicity in sparsity, the fitted overheads, LeNet-5 accuracy, a
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import sys
 
@@ -52,19 +51,19 @@ def test_dense_gemm_by_hand(tmp_path):
     # m = n = 256, k = 64 on 128x128 tiles: 4 tiles, one wave; a tile is 64 x 128 x 128 FMAs
     # on 8 TCs x 64 FMA/cycle = 512 FMA/cycle -> 2048 cycles.
     r = _row(_run(_gemm(tmp_path, 256, 64, 256), mode="dense", **HAND))
-    assert (r.extra["gemm"], r.extra["tiles"], r.extra["waves"]) == ("256x256x64", 4, 1)
-    assert r.extra["cycles"] == 64 * 128 * 128 / 512 == 2048
+    assert (r.gemm, r.tiles, r.waves) == ("256x256x64", 4, 1)
+    assert r.cycles == 64 * 128 * 128 / 512 == 2048
     assert r.latency_s == pytest.approx(2048 / 1.53e9)
-    assert r.extra["bound"] == "compute"
+    assert r.bound == "compute"
     assert r.utilization == pytest.approx(256 * 256 * 64 / (2048 * 80 * 512))
-    assert r.extra["weight_bytes"] == 256 * 64 * 2 and r.extra["l2_bytes"] == 4 * (128 + 128) * 64 * 2
+    assert r.weight_bytes == 256 * 64 * 2 and r.l2_bytes == 4 * (128 + 128) * 64 * 2
 
 
 def test_waves_and_padding_by_hand(tmp_path):
     # m = 2048, n = 1024 -> 16 x 8 = 128 tiles over 80 SMs = 2 waves; k = 40 pads to 48.
     r = _row(_run(_gemm(tmp_path, 1024, 40, 2048), mode="dense", **HAND))
-    assert (r.extra["tiles"], r.extra["waves"], r.extra["k_executed"]) == (128, 2, 48)
-    assert r.extra["cycles"] == 2 * 48 * 128 * 128 / 512
+    assert (r.tiles, r.waves, r.k_executed) == (128, 2, 48)
+    assert r.cycles == 2 * 48 * 128 * 128 / 512
 
 
 def test_vector_sparse_gemm_by_hand(tmp_path):
@@ -73,15 +72,15 @@ def test_vector_sparse_gemm_by_hand(tmp_path):
     for mode in ("software", "hardware"):
         r = _row(_run(path, [SparsifyVectors(vector=16, keep=4)], mode=mode, **HAND))
         # k = 64 -> 4 vectors x 4 kept = 16 executed; 128x128 tiles beat the taller ones (4 tiles, 1 wave).
-        assert (r.extra["kernel"], r.extra["keep"], r.extra["vector"], r.extra["k_executed"]) == ("sparse", 4, 16, 16)
-        assert r.extra["cycles"] == pytest.approx(16 * 128 * 128 / 512 * (1 + config.overhead(mode)))
-        assert r.extra["cycles_dense"] == 2048
-        assert r.extra["density"] == 0.25 and r.extra["balanced_fraction"] == 1.0
+        assert (r.kernel, r.pattern.keep, r.pattern.vector, r.k_executed) == ("sparse", 4, 16, 16)
+        assert r.cycles == pytest.approx(16 * 128 * 128 / 512 * (1 + config.overhead(mode)))
+        assert r.cycles_dense == 2048
+        assert r.pattern.density == 0.25 and r.pattern.balanced_fraction == 1.0
         # values: 256 rows x 4 vectors x 4 slots x 2 B; indices 4 bits each
-        assert r.extra["weight_bytes"] == 256 * 4 * 4 * 2 and r.extra["index_bytes"] == 256 * 4 * 4 * 4 / 8
-        assert r.extra["speedup"] == pytest.approx(2048 / r.extra["cycles"])
+        assert r.weight_bytes == 256 * 4 * 4 * 2 and r.index_bytes == 256 * 4 * 4 * 4 / 8
+        assert r.speedup == pytest.approx(2048 / r.cycles)
     dense = _row(_run(path, [SparsifyVectors(vector=16, keep=4)], mode="dense", **HAND))
-    assert dense.extra["kernel"] == "dense" and dense.extra["cycles"] == 2048
+    assert dense.kernel == "dense" and dense.cycles == 2048
 
 
 def test_pattern_read_from_weights():
@@ -100,7 +99,7 @@ def test_unbalanced_sparsity_gains_less(tmp_path):
     path = _gemm(tmp_path, 512, 512, 512)
     balanced = _run(path, [SparsifyVectors(vector=16, keep=4)], mode="hardware")
     unstructured = _run(path, [PruneWeights(ratio=0.75)], mode="hardware")
-    assert _row(unstructured).extra["keep"] > 4
+    assert _row(unstructured).pattern.keep > 4
     assert _row(unstructured).latency_s > _row(balanced).latency_s
 
 
@@ -166,10 +165,29 @@ def test_config_rejects_bad_values():
 def test_conv_bn_rows_and_fusion(conv_bn_path):
     result = _run(conv_bn_path, [SparsifyVectors(vector=16, keep=4)], mode="hardware")
     rows = {r.name: r for r in result.cost.layers}
-    assert rows["conv1"].extra["gemm"] == "8x36x27" and rows["conv1"].extra["keep"] == 4
-    assert rows["relu1"].extra["kind"] == "fused" and rows["relu1"].latency_s == 0
-    assert rows["fc1"].extra["gemm"] == "5x1x288"
+    assert rows["conv1"].gemm == "8x36x27" and rows["conv1"].pattern.keep == 4
+    assert rows["relu1"].kind == "fused" and rows["relu1"].latency_s == 0
+    assert rows["fc1"].gemm == "5x1x288"
     assert not result.cost.unsupported
+    # The report rows: the pattern flattened into its GEMM row, the epilogue listed where it ran.
+    report = {r["name"]: r for r in result.report["layers"]}
+    assert report["conv1"]["keep"] == 4 and report["conv1"]["fuses"] == ["relu1"]
+    assert report["relu1"] == {"name": "relu1", "op": "Relu", "macs": 0, "latency_s": 0.0, "energy_j": 0.0,
+                               "utilization": None, "kind": "fused", "fused_into": "conv1"}
+    assert report["flatten"]["kind"] == "noop" and "fuses" not in report["fc1"]
+
+
+def test_weighted_ops_without_a_gemm_lowering_are_listed(tmp_path):
+    w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 7, 7])], [w])
+    path = tmp_path / "up.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    result = _run(path)
+    (unsupported,) = result.cost.unsupported
+    assert (unsupported.name, unsupported.op) == ("up", "ConvTranspose") and "GEMM lowering" in unsupported.reason
+    assert result.cost.layers == []
 
 
 def test_lenet_accuracy_after_vector_sparsify():

@@ -17,12 +17,14 @@ from onnx import TensorProto, helper, numpy_helper
 from nncc import models, runtime
 from nncc.backends.truenorth import TrueNorthConfig, TrueNorthTarget
 from nncc.backends.truenorth import simulate
+from nncc.backends.truenorth.mapping import AFFINE, POOLS, UNPLACEABLE, WEIGHTED, WIRING
 from nncc.backends.truenorth.packing import merge_cores, pack_conv
 from nncc.cli import main
 from nncc.driver import CompileOptions, compile_model, write_outputs
 from nncc.errors import NnccError
 from nncc.loading import load_model
 from nncc.models import mnist
+from nncc.ops import DATA_OPS, ELEMENTWISE_OPS, NO_OPS, POOL_OPS, WEIGHTED_OPS
 
 
 def _save(tmp_path, nodes, inputs, y_shape, inits, name="m.onnx"):
@@ -72,6 +74,24 @@ def test_every_constant_names_a_source_and_bad_values_are_one_line_errors():
             TrueNorthTarget.configure(sets={key: value})
 
 
+def test_config_ranges_are_declared_and_cross_field_rules_checked():
+    fields = {f.name: f.metadata for f in dataclasses.fields(TrueNorthConfig)}
+    assert (fields["spike_rate"]["minimum"], fields["spike_rate"]["maximum"]) == (0, 1)
+    assert fields["weight_scheme"]["choices"] == ("neuron-levels", "sign-split")
+    with pytest.raises(ValueError, match=r"initial_potential must be in \[0, 1\)"):
+        TrueNorthConfig(initial_potential=1.0)
+    with pytest.raises(ValueError, match="initial_potential must be >= 0"):
+        TrueNorthConfig(initial_potential=-0.5)
+    with pytest.raises(ValueError, match="a core must hold at least one input"):
+        TrueNorthConfig(axons_per_core=1, weight_scheme="sign-split")
+
+
+def test_op_sets_are_members_of_the_op_classes():
+    assert WEIGHTED | UNPLACEABLE == WEIGHTED_OPS and not WEIGHTED & UNPLACEABLE
+    assert POOLS <= POOL_OPS and AFFINE <= ELEMENTWISE_OPS
+    assert NO_OPS <= WIRING and WIRING - NO_OPS <= DATA_OPS
+
+
 def test_legalize_reuses_the_core_op_pass_with_the_core_size():
     fold, legal = TrueNorthTarget().legalize()
     assert fold.name == "fold-batchnorm"
@@ -87,9 +107,16 @@ def test_gemm_300_to_100_needs_two_cores_plus_two_merge_cores(tmp_path):
     result = _compile(path)
     # ceil(300/256) * ceil(100/256) = 2 partial cores (each holds 100 +/- relay pairs = 200 neurons);
     # merge: every output reads 2 partials x 2 axons = 4 axons -> 64 outputs per core -> ceil(100/64) = 2.
-    rows = {r.name: r.extra for r in result.cost.layers}
-    assert [rows["fc/core0_0"]["cores"], rows["fc/core0_1"]["cores"], rows["fc/reduce0"]["merge_cores"]] == [1, 1, 2]
+    rows = {r.name: r for r in result.cost.layers}
+    assert [rows["fc/core0_0"].cores, rows["fc/core0_1"].cores, rows["fc/reduce0"].merge_cores] == [1, 1, 2]
     assert _totals(result)["cores"] == 4 and _totals(result)["pipeline_depth_ticks"] == 2
+    # Report columns: the cost row's declared fields; a node that packs nothing has no packing column.
+    core = ["name", "op", "macs", "latency_s", "energy_j", "utilization", "kind", "layer", "cores", "crossbar_cores",
+            "merge_cores", "splitter_cores", "neurons", "fan_in", "synapses", "spike_rate", "synaptic_events", "ticks",
+            "stage_ticks", "dynamic_energy_j", "static_energy_j"]
+    assert list(rows["fc/core0_0"].to_json()) == core + ["packing"]
+    assert list(rows["fc/reduce0"].to_json()) == core and rows["fc/reduce0"].kind == "merge"
+    assert _totals(result)["synaptic_events"] == pytest.approx(sum(r.synaptic_events for r in result.cost.layers))
     unlegalized = TrueNorthTarget().lower(load_model(path))
     assert (unlegalized.cores_per_copy, unlegalized.depth_ticks) == (4, 2)
     assert unlegalized.layers[0].cores == 2 and unlegalized.layers[0].merge_cores == 2
@@ -119,13 +146,13 @@ def test_conv_neurons_share_axons_within_a_tile(tmp_path):
     # ceil(28/6) * ceil(28/7) = 20 cores (the bound ceil(4704/256) = 19 needs a 42-position tile
     # with 6 channels, which no tile shape fills).
     result = _compile(_conv(tmp_path, 1, 6, 5, 28, 2))
-    row = result.cost.layers[0].extra
-    assert row["cores"] == 20
-    tile = row["packing"]["tiles"][0]
+    row = result.cost.layers[0]
+    assert row.cores == 20
+    tile = row.packing["tiles"][0]
     assert sorted(tile["tile"]) == [6, 7] and tile["neurons_per_core"] == 252 and tile["axons_per_core"] == 110
     # 16 -> 32 channels 3x3 pad 1 on 8x8: 16 (t+2)^2 <= 256 axons allows a 2x2 tile (256 axons, 128 neurons): 16 cores.
     result = _compile(_conv(tmp_path, 16, 32, 3, 8, 1, "b.onnx"))
-    assert result.cost.layers[0].extra["cores"] == 16
+    assert result.cost.layers[0].cores == 16
 
 
 @settings(max_examples=40, deadline=None)
@@ -157,11 +184,11 @@ def test_a_larger_core_never_needs_more_cores(tmp_path_factory, k, m):
 
 def test_on_chip_inputs_read_by_several_cores_cost_splitter_cores(lenet):
     result = _compile(lenet)
-    rows = {r.name: r.extra for r in result.cost.layers}
-    assert rows["conv1"]["splitter_cores"] == 0  # pixels are injected onto every axon from outside
-    assert rows["conv2"]["splitter_cores"] > 0  # pool1's spikes feed overlapping 5x5 windows
-    assert rows["conv2"]["packing"]["splitter_neurons"] > 6 * 14 * 14
-    assert rows["pool1"]["splitter_cores"] == 0 and rows["pool1"]["packing"]["tile"]
+    rows = {r.name: r for r in result.cost.layers}
+    assert rows["conv1"].splitter_cores == 0  # pixels are injected onto every axon from outside
+    assert rows["conv2"].splitter_cores > 0  # pool1's spikes feed overlapping 5x5 windows
+    assert rows["conv2"].packing["splitter_neurons"] > 6 * 14 * 14
+    assert rows["pool1"].splitter_cores == 0 and rows["pool1"].packing["tile"]
 
 
 def test_legalized_and_original_graphs_count_the_same_cores(lenet, tmp_path):
@@ -184,7 +211,7 @@ def test_copies_cost_cores_or_ticks_and_energy_follows_the_formula(tmp_path):
     assert base["latency_s"] == pytest.approx((4 + 2) * 1e-3)
     assert spatial["synaptic_events"] == pytest.approx(temporal["synaptic_events"]) == pytest.approx(8 * base["synaptic_events"])
     result = _compile(path, ticks=4)
-    synapses = sum(r.extra["synapses"] for r in result.cost.layers)
+    synapses = sum(r.synapses for r in result.cost.layers)
     nnz = sum(int(np.count_nonzero(n.inputs[1].const_value.numpy())) for n in result.model.graph if n.op_type == "Gemm")
     assert 0.99 * 300 * 100 < nnz <= 300 * 100  # weights the +-255 grid rounds to 0 get no synapse
     assert synapses == 2 * nnz + 100 * 2 * 2  # +/- relay pairs on every weight, merges: 2 axons per partial per output

@@ -152,34 +152,38 @@ def test_the_1x4_conv_cost_by_hand(tmp_path):
     result = _compile(path, activation_density=1.0)
     row = result.cost.layers[0]
     c = result.target.config
-    assert (row.extra["positions"], row.extra["zeros"], row.extra["mults_per_position"]) == (3, 1, 2)
-    u, b = row.extra["ucnn"], row.extra["baseline"]
+    assert (row.positions, row.zeros, row.mults_per_position) == (3, 1, 2)
+    u, b = row.ucnn, row.baseline
     # UCNN: 3 positions x 2 multiplies; baseline: 3 positions x 3 non-zero weights (zero gated)
-    assert (u["mults"], u["adds"], b["mults"]) == (6, 6, 9)
+    assert (u.mults, u.adds, b.mults) == (6, 6, 9)
     e_mult, e_add = c.e_mult16_pj, c.e_add16_pj
-    assert math.isclose(u["arithmetic_j"], (6 * e_mult + 6 * e_add) * 1e-12)
-    assert math.isclose(b["arithmetic_j"], 9 * (e_mult + e_add) * 1e-12)
+    assert math.isclose(u.arithmetic_j, (6 * e_mult + 6 * e_add) * 1e-12)
+    assert math.isclose(b.arithmetic_j, 9 * (e_mult + e_add) * 1e-12)
     # cycles: baseline 3 x 4 MAC slots (gating saves none), UCNN 3 x 3 entries, over 168 PEs
-    assert (b["cycles"], u["cycles"]) == (1, 1)
+    assert (b.cycles, u.cycles) == (1, 1)
     # RF: baseline 12 activation reads + 9 x (weight + psum read + write) of 16 bits
     mac = c.e_mac16_pj
-    assert math.isclose(b["rf_j"], (12 + 9 * 3) * mac * 1e-12)
+    assert math.isclose(b.rf_j, (12 + 9 * 3) * mac * 1e-12)
     # UCNN: 3 x (3 entries x (jump 3 + 1) bits + 3 activations + 2 x (weight + 2 psum)) bits / 16
-    assert u["jump_bits"] == 3 and u["pad_entries"] == 0
-    assert math.isclose(u["rf_j"], 3 * (3 * 4 + 3 * 16 + 2 * 48) / 16 * mac * 1e-12)
+    assert u.jump_bits == 3 and u.pad_entries == 0
+    assert math.isclose(u.rf_j, 3 * (3 * 4 + 3 * 16 + 2 * 48) / 16 * mac * 1e-12)
     # DRAM: weights (UCNN 44-bit table, baseline min(64 dense, 3 x 21 RLC) = 63) + 6 in + 3 out words
-    assert math.isclose(u["dram_j"], (44 + 9 * 16) / 16 * 200 * mac * 1e-12)
-    assert math.isclose(b["dram_j"], (63 + 9 * 16) / 16 * 200 * mac * 1e-12)
+    assert math.isclose(u.dram_j, (44 + 9 * 16) / 16 * 200 * mac * 1e-12)
+    assert math.isclose(b.dram_j, (63 + 9 * 16) / 16 * 200 * mac * 1e-12)
+    # The report row: the UCNN-only counts appear in the UCNN breakdown alone.
+    report_row = result.report["layers"][0]
+    assert report_row["ucnn"]["jump_bits"] == 3 and "jump_bits" not in report_row["baseline"]
+    assert report_row["baseline"]["rf_reads"] == 12 + 9 * 3 and report_row["positions"] == 3
 
 
 def test_baseline_gating_saves_energy_never_cycles(tmp_path):
-    dense = _compile(_conv_1x4(tmp_path, [2, 3, 4, 5], width=400), activation_density=1.0).cost.layers[0].extra["baseline"]
+    dense = _compile(_conv_1x4(tmp_path, [2, 3, 4, 5], width=400), activation_density=1.0).cost.layers[0].baseline
     tmp2 = tmp_path / "b"
     tmp2.mkdir()
-    sparse = _compile(_conv_1x4(tmp2, [2, 0, 0, 5], width=400), activation_density=0.5).cost.layers[0].extra["baseline"]
-    assert sparse["cycles"] == dense["cycles"] == math.ceil(397 * 4 / 168)
-    assert sparse["arithmetic_j"] == pytest.approx(dense["arithmetic_j"] / 4)
-    assert sparse["energy_j"] < dense["energy_j"]
+    sparse = _compile(_conv_1x4(tmp2, [2, 0, 0, 5], width=400), activation_density=0.5).cost.layers[0].baseline
+    assert sparse.cycles == dense.cycles == math.ceil(397 * 4 / 168)
+    assert sparse.arithmetic_j == pytest.approx(dense.arithmetic_j / 4)
+    assert sparse.energy_j < dense.energy_j
 
 
 def test_activation_density_is_measured_on_calibration_data(tmp_path):
@@ -188,9 +192,9 @@ def test_activation_density_is_measured_on_calibration_data(tmp_path):
     options = CompileOptions(verify_samples=1, context=PassContext(calibration={"x": x}))
     result = compile_model(path, UcnnTarget(), [], options)
     row = result.cost.layers[0]
-    assert row.extra["activation_density"] == 0.5
+    assert row.activation_density == 0.5
     assert result.report["totals"]["activation_density_source"].startswith("measured on calibration data: 4 model runs")
-    assert _compile(path).cost.layers[0].extra["activation_density"] == UcnnConfig().activation_density
+    assert _compile(path).cost.layers[0].activation_density == UcnnConfig().activation_density
 
 
 def test_both_designs_in_the_report_and_design_picks_the_headline(tmp_path, conv_bn_path):
@@ -215,12 +219,12 @@ def test_weight_share_lowers_multiplies_and_weight_bytes(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], [numpy_helper.from_array(w, "w")])
     path = tmp_path / "c.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    plain = _compile(path).cost.layers[0].extra
-    shared = _compile(path, [ShareWeights(unique=3)]).cost.layers[0].extra
-    assert plain["unique_nonzero_max"] == 27 and shared["unique_nonzero_max"] == 3
-    assert shared["mults_per_position"] == 8 * 3 < plain["mults_per_position"] == 8 * 27
-    assert shared["ucnn"]["weight_dram_bytes"] < plain["ucnn"]["weight_dram_bytes"]
-    assert shared["energy_ratio"] > plain["energy_ratio"]
+    plain = _compile(path).cost.layers[0]
+    shared = _compile(path, [ShareWeights(unique=3)]).cost.layers[0]
+    assert plain.unique_nonzero_max == 27 and shared.unique_nonzero_max == 3
+    assert shared.mults_per_position == 8 * 3 < plain.mults_per_position == 8 * 27
+    assert shared.ucnn.weight_dram_bytes < plain.ucnn.weight_dram_bytes
+    assert shared.energy_ratio > plain.energy_ratio
 
 
 def test_activation_times_activation_runs_dense_and_other_dot_products_are_unsupported(tmp_path):
@@ -235,9 +239,25 @@ def test_activation_times_activation_runs_dense_and_other_dot_products_are_unsup
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     result = _compile(path)
     (row,) = result.cost.layers
-    assert row.extra["kind"] == "dense" and row.macs == 4 * 4 * 8
-    assert row.extra["ucnn"]["energy_j"] == row.extra["baseline"]["energy_j"] > 0
+    assert row.kind == "dense" and row.macs == 4 * 4 * 8
+    assert row.ucnn.energy_j == row.baseline.energy_j > 0
     assert [(u.name, u.op) for u in result.cost.unsupported] == [("up", "ConvTranspose")]
+    assert "Conv/Gemm/MatMul" in result.cost.unsupported[0].reason
+
+
+def test_a_leading_weight_is_factorized_over_the_other_operand(tmp_path):
+    # Y = W @ X with W constant [2, 4]: two filters of 4 weights, each over the 3 columns of X.
+    w = numpy_helper.from_array(np.array([[1, 1, 0, 2], [3, 0, 0, 3]], np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["w", "x"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [w])
+    path = tmp_path / "wx.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    x = np.tile(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 5, 6]], np.float32), (2, 1, 1))  # 6 of 12 non-zero
+    options = CompileOptions(verify_samples=1, context=PassContext(calibration={"x": x}))
+    (row,) = compile_model(path, UcnnTarget(), [], options).cost.layers
+    assert (row.kind, row.filters, row.k, row.positions, row.zeros, row.unique_nonzero_max) == ("factorized", 2, 4, 3, 3, 2)
+    assert row.activation_density == 0.5  # measured on X, the operand the filters slide over
 
 
 def test_config_sources_overrides_and_errors(tmp_path):

@@ -12,6 +12,7 @@ energy is MACs x pJ/MAC + element-wise ops x pJ/op + bytes on all links x pJ/bit
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 from nncc.analysis import Layer
@@ -22,6 +23,30 @@ from .graph import LayerSpec
 from .partition import DP, MP, NAMES, LevelPlan
 
 ELEMENTWISE_PASSES = 2  # forward + backward of a non-weighted op [U]
+
+
+@dataclasses.dataclass(kw_only=True)
+class FoldedCost(LayerCost):
+    """A non-weighted op: compute only, run with the partition of the weighted layer it folds into."""
+
+    folded_into: str | None
+    compute_s: float
+    comm_s: float
+
+
+@dataclasses.dataclass(kw_only=True)
+class PartitionedCost(LayerCost):
+    """A weighted layer: its dp/mp choice per level, the amounts that choice moves, compute and links."""
+
+    choices: str           # dp or mp per level, top level first ("dp/mp/...")
+    dW_elems: float        # top level, elements per group pair: weight gradient, output and input maps
+    F_out_elems: float
+    F_in_elems: float
+    train_macs: float
+    compute_s: float
+    comm_s: float
+    comm_bytes: float
+    comm_energy_j: float
 
 
 def links_per_pair(config: HyparConfig, h: int) -> int:
@@ -86,25 +111,26 @@ def _other(row: Layer, config: HyparConfig, model_batch: int) -> tuple[float, fl
 def estimate(mapping, config: HyparConfig) -> CostReport:
     g, plans = mapping.graph, mapping.plans["hypar"]
     index = {s.name: i for i, s in enumerate(g.specs)}
-    rows: list[LayerCost] = []
+    rows: list[FoldedCost | PartitionedCost] = []
     other_s = other_j = 0.0
     for row in mapping.layers:
         i = index.get(row.name)
         if i is None:
             t, e, macs = _other(row, config, g.batch)
             other_s, other_j = other_s + t, other_j + e
-            rows.append(LayerCost(row.name, row.op, macs, t, e, None,
-                                  {"folded_into": g.folded.get(row.name), "compute_s": t, "comm_s": 0.0}))
+            rows.append(FoldedCost(row.name, row.op, macs, t, e, None, folded_into=g.folded.get(row.name), compute_s=t,
+                                   comm_s=0.0))
             continue
         spec = g.specs[i]
         ct, ce = compute_cost(spec.macs, config)
         mt, me, mb = layer_comm(plans, i, config)
         first = plans[0].amounts[i] if plans else {}
-        rows.append(LayerCost(row.name, row.op, row.macs, ct + mt, ce + me, ct / (ct + mt) if ct + mt else None, {
-            "choices": "/".join(NAMES[p.assignment[i]] for p in plans),
-            "dW_elems": first.get("dW", 0.0), "F_out_elems": first.get("F_out", 0.0), "F_in_elems": first.get("F_in", 0.0),
-            "train_macs": config.training_passes * config.batch * spec.macs,
-            "compute_s": ct, "comm_s": mt, "comm_bytes": mb, "comm_energy_j": me}))
+        rows.append(PartitionedCost(
+            row.name, row.op, row.macs, ct + mt, ce + me, ct / (ct + mt) if ct + mt else None,
+            choices="/".join(NAMES[p.assignment[i]] for p in plans),
+            dW_elems=first.get("dW", 0.0), F_out_elems=first.get("F_out", 0.0), F_in_elems=first.get("F_in", 0.0),
+            train_macs=config.training_passes * config.batch * spec.macs,
+            compute_s=ct, comm_s=mt, comm_bytes=mb, comm_energy_j=me))
     result = gains(mapping.plans, g.specs, config, other_s, other_j)
     sums = result["sums"]
     train_macs = sum(config.training_passes * config.batch * s.macs for s in g.specs)

@@ -1,6 +1,7 @@
 """The layer DAG HyPar partitions, built with networkx from the (shape-inferred) model.
 
-Nodes are the weighted layers (Conv/ConvTranspose/Gemm/MatMul with a constant weight).
+Nodes are the weighted layers (Conv/ConvTranspose/Gemm/MatMul with a constant weight, read
+through the layer view's ``weight`` and its layout).
 Non-weighted ops (ReLU, pooling, BatchNorm, Add, Reshape...) carry no parallelism choice of
 their own: they run on the accelerators with the partition of the weighted layer they fold
 into, and an edge u -> v joins two weighted layers when v reads u's output through any
@@ -17,9 +18,14 @@ import math
 import networkx as nx
 import onnx_ir as ir
 
-from nncc.analysis import NO_OP_TYPES, Layer
+from nncc.analysis import Layer
+from nncc.irutils import static_shape
+from nncc.ops import NO_OPS
+from nncc.weights import Weight
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# The weighted ops HyPar splits by batch (dp) or input channels (mp) in float training. The
+# other weighted ops -- the integer forms of pre-quantized models -- have no training step to split.
+PARTITIONED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,44 +58,29 @@ class LayerGraph:
         return set(self.dag.edges) - self.chain_edges
 
 
-def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
-
-
-def weight_input(layer: Layer) -> int | None:
-    """Index of the constant weight operand, or None when the op multiplies two activations."""
-    node = layer.node
-    if layer.op not in WEIGHTED_OPS or layer.domain not in ("", "ai.onnx"):
-        return None
-    candidates = [1] if layer.op != "MatMul" else [1, 0]
-    for i in candidates:
-        if i < len(node.inputs) and node.inputs[i] is not None and node.inputs[i].const_value is not None:
-            return i
-    return None
+def partitioned_weight(layer: Layer) -> Weight | None:
+    """The weight of a layer HyPar partitions; None for a product of two activations and for ops
+    outside :data:`PARTITIONED_OPS`."""
+    return layer.weight if layer.op in PARTITIONED_OPS else None
 
 
 def _spec(layer: Layer, batch: int) -> LayerSpec | None:
-    wi = weight_input(layer)
-    if wi is None or layer.macs <= 0:
+    weight = partitioned_weight(layer)
+    if weight is None or layer.macs <= 0:
         return None
     node = layer.node
-    x, w, y = _shape(node.inputs[1 - wi]), _shape(node.inputs[wi]), _shape(node.outputs[0])
+    x, w, y = static_shape(node.inputs[1 - weight.layout.index]), weight.shape, static_shape(node.outputs[0])
     if x is None or w is None or y is None:
         return None
-    if layer.op in ("Conv", "ConvTranspose"):
-        cin = x[1]
-    elif layer.op == "Gemm":
-        cin = x[0] if node.attributes.get_int("transA", 0) else x[-1]
-    else:  # MatMul: the contraction dimension
-        cin = w[-2] if wi == 1 and len(w) >= 2 else w[-1]
+    # The dimension mp splits: a convolution's input channels, else the weight's reduction axis.
+    is_conv = layer.op in ("Conv", "ConvTranspose")
+    cin = x[1] if is_conv else w[weight.layout.in_axis(len(w))]
     return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, math.prod(y) / batch,
                      float(math.prod(w)), int(cin))
 
 
 def model_batch(model: ir.Model) -> int:
-    shape = _shape(model.graph.inputs[0]) if len(model.graph.inputs) else None
+    shape = static_shape(model.graph.inputs[0]) if len(model.graph.inputs) else None
     return shape[0] if shape and shape[0] > 0 else 1
 
 
@@ -146,4 +137,4 @@ def _fold_target(full: nx.DiGraph, name: str, weighted: dict) -> str | None:
 
 def is_free(layer: Layer) -> bool:
     """Ops that move no data and do no arithmetic (a zero cost that is a fact, not a gap)."""
-    return layer.op in NO_OP_TYPES
+    return layer.op in NO_OPS

@@ -16,6 +16,7 @@ from nncc.analysis import Layer, layers
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
+from nncc.ops import DEFAULT_DOMAINS
 
 from . import graph as graph_
 from .config import HyparConfig
@@ -36,7 +37,7 @@ def plan_all(specs, edges, config: HyparConfig) -> dict[str, list[LevelPlan]]:
 
 
 @dataclasses.dataclass
-class HyparMapping(Mapping):
+class HyparMapping(Mapping[Layer]):
     graph: graph_.LayerGraph | None = None
     plans: dict[str, list[LevelPlan]] = dataclasses.field(default_factory=dict)
     config: HyparConfig | None = None
@@ -81,11 +82,14 @@ def check_fits(specs, plans: list[LevelPlan], config: HyparConfig) -> None:
 
 
 def unsupported_reason(row: Layer, is_spec: bool) -> str | None:
-    if row.domain not in ("", "ai.onnx"):
+    if row.domain not in DEFAULT_DOMAINS:
         return "custom-domain op: no HyPar estimator"
     if is_spec or graph_.is_free(row):
         return None
-    if graph_.weight_input(row) is not None:
+    if row.is_weighted and row.op not in graph_.PARTITIONED_OPS:
+        return (f"weighted op outside HyPar's training model: only float {'/'.join(sorted(graph_.PARTITIONED_OPS))} "
+                "layers are split by batch or by channels")
+    if graph_.partitioned_weight(row) is not None:
         return "weighted layer with unknown (dynamic) shapes: its communication amounts cannot be sized"
     if any(s is None for s in row.output_shapes):
         return "output shape unknown: element-wise work cannot be sized"

@@ -3,7 +3,7 @@
 Per weighted layer and per level of binary split, the layer is either data parallel (dp:
 the batch splits; the two halves exchange the weight gradient, A(dW) = Cin*Cout*k^2) or
 model parallel (mp: the input channels / weight rows split; the halves sum their partial
-output maps, A(F_out)). Between consecutive layers (CALIBRATION.md, HyPar [V, AccPar code]):
+output maps, A(F_out)). Between consecutive layers (docs/sources.md, "HyPar" [V, AccPar code]):
 dp->dp 0, dp->mp 0.25*(A(F)+A(E)), mp->dp 0.5*A(E), mp->mp 0.5*A(E), where F and E are
 the feature map and the error at the receiving layer's input.
 

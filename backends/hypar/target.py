@@ -11,6 +11,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from nncc.backends.base import Target
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
 
 from . import cost, mapping
@@ -23,7 +24,7 @@ class HyparTarget(Target):
     summary = ("HyPar: training on N HMC-based accelerators; per-layer data/model parallelism chosen by hierarchical "
                "dynamic programming; compute, link traffic, energy; all-dp and all-mp baselines")
 
-    def lower(self, model: ir.Model) -> mapping.HyparMapping:
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.HyparMapping:
         return mapping.map_model(model, self.config)
 
     def estimate(self, mapping_: mapping.HyparMapping) -> CostReport:

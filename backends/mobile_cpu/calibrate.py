@@ -217,6 +217,16 @@ def _fit_int8(config: Any, min_time: float) -> float | None:
     return round(min(1.5, needed / (base.peak_macs_per_s("int8") * cost.efficiency(row, base))), 3)
 
 
+def host_profile() -> hwconfig.MobileCpuConfig:
+    """The ``host`` profile: the cached calibration, else a quick one (cached for next time)."""
+    cached = hwconfig.cached_host()
+    if cached is not None:
+        return cached
+    values = measure(quick=True)
+    write_cache(values)
+    return hwconfig.from_values(values)
+
+
 def write_cache(values: dict[str, Any]) -> pathlib.Path | None:
     path = hwconfig.host_cache_path()
     try:

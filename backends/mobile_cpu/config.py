@@ -1,14 +1,14 @@
 """Hardware constants of the mobile-cpu target and its two profiles.
 
 ``pixel2`` (the default) is one Kryo 280 big core of a Snapdragon 835, the LPIRC 2018
-reference device (CALIBRATION.md, "Mobile CPU"). ``host`` is the machine running nncc,
+reference device (docs/sources.md, "Mobile CPU"). ``host`` is the machine running nncc,
 measured by ``nncc calibrate mobile-cpu`` (see :mod:`.calibrate`).
 
-Source tags, as in CALIBRATION.md: [V] seen in the named source; [U] not yet confirmed
+Source tags, as in docs/sources.md: [V] seen in the named source; [U] not yet confirmed
 (a starting point, replace when a better source turns up); "fitted constant: ..." names
 the rerunnable fit that produced the value.
 
-How the ``host`` profile is obtained (``--set profile=host``):
+How the ``host`` profile is obtained (``--set profile=host``, ``calibrate.host_profile``):
 1. the cache file written by ``nncc calibrate mobile-cpu`` (``host_cache_path()``:
    ``$NNCC_CACHE_DIR`` or ``$XDG_CACHE_HOME/nncc`` or ``~/.cache/nncc``, file
    ``mobile-cpu-host.toml``) when it exists, parses and has every field;
@@ -28,77 +28,83 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nncc.backends.base import hw
+from nncc.backends.base import HardwareConfig, hw
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm,
 # as tabulated in Han et al., "Learning both Weights and Connections", NIPS 2015, Table 1.
 HOROWITZ = "Horowitz ISSCC 2014 (45 nm), via Han et al. NIPS 2015 Table 1"
+SOURCES = 'docs/sources.md, "Mobile CPU"'
 
 
 @dataclasses.dataclass(frozen=True)
-class MobileCpuConfig:
-    device: str = hw("pixel2: Snapdragon 835, one Kryo 280 big core", source="CALIBRATION.md Mobile CPU [V]")
+class MobileCpuConfig(HardwareConfig):
+    device: str = hw("pixel2: Snapdragon 835, one Kryo 280 big core", source=f"{SOURCES} [V]")
     # "built-in" for pixel2; "measured ..." (when, quick/full) for a host calibration. It selects
     # which sources describe() reports: the built-in ones above or the measured/fitted ones.
     calibration: str = hw("built-in", source="provenance of the values: built-in, or measured by nncc calibrate mobile-cpu")
     # --- compute roof: frequency x SIMD lanes (simd_bits / dtype bits) x FMA units x efficiency
-    frequency_hz: float = hw(2.45e9, source="CALIBRATION.md [V]: Kryo 280 big cores 2.45 GHz", unit="Hz")
-    simd_bits: int = hw(128, source="CALIBRATION.md [U]: NEON 128-bit (ARMv8-A ASIMD registers are 128-bit)", unit="bit")
+    frequency_hz: float = hw(2.45e9, source=f"{SOURCES} [V]: Kryo 280 big cores 2.45 GHz", unit="Hz", above=0)
+    simd_bits: int = hw(128, source=f"{SOURCES} [U]: NEON 128-bit (ARMv8-A ASIMD registers are 128-bit)", unit="bit", above=0)
     fma_units: int = hw(1, source="[U] one 128-bit FMLA per cycle, assumed for the Cortex-A73-derived Kryo 280 big core "
-                                  "(AnandTech: base likely A72 or A73, execution pipes unmodified)", unit="per cycle")
+                                  "(AnandTech: base likely A72 or A73, execution pipes unmodified)", unit="per cycle", above=0)
     eff_conv: float = hw(0.80, source="[U] fraction of peak for k x k dense conv (im2col/GEMM kernels of TFLite/ruy); "
-                                      "host: fitted constant, calibrate.fit_efficiencies", unit="fraction")
-    eff_pointwise: float = hw(0.75, source="[U] 1x1 conv / batched GEMM; host: fitted constant, calibrate.fit_efficiencies", unit="fraction")
+                                      "host: fitted constant, calibrate.fit_efficiencies", unit="fraction", above=0)
+    eff_pointwise: float = hw(0.75, source="[U] 1x1 conv / batched GEMM; host: fitted constant, calibrate.fit_efficiencies",
+                              unit="fraction", above=0)
     eff_depthwise: float = hw(0.25, source="[U] depthwise conv (no reduction over channels, little register reuse); "
-                                           "host: fitted constant, calibrate.fit_efficiencies", unit="fraction")
-    eff_grouped: float = hw(0.40, source="[U] grouped (not depthwise) conv; host: fitted constant, calibrate.fit_efficiencies", unit="fraction")
+                                           "host: fitted constant, calibrate.fit_efficiencies", unit="fraction", above=0)
+    eff_grouped: float = hw(0.40, source="[U] grouped (not depthwise) conv; host: fitted constant, calibrate.fit_efficiencies",
+                            unit="fraction", above=0)
     eff_gemm: float = hw(0.90, source="[U] Gemm/MatMul (fully connected): batch-1 GEMV issues one 128-bit weight load per "
-                                      "FMLA, which the core sustains; host: fitted constant, calibrate.fit_efficiencies", unit="fraction")
+                                      "FMLA, which the core sustains; host: fitted constant, calibrate.fit_efficiencies",
+                         unit="fraction", above=0)
     eff_int8: float = hw(0.50, source="[U] int8 kernels relative to 16 int8 lanes: ARMv8.0 has no SDOT, widening SMLAL "
-                                      "halves the rate; host: fitted constant, calibrate (QLinearConv micro-graph)", unit="fraction")
+                                      "halves the rate; host: fitted constant, calibrate (QLinearConv micro-graph)",
+                         unit="fraction", above=0)
     work_half_macs: float = hw(256.0, source="[U] MACs per output channel at which a kernel reaches half its class "
-                                              "efficiency (penalty m/(m + m_half)); host: fitted constant, calibrate.fit_efficiencies", unit="MAC")
-    eff_elementwise: float = hw(0.50, source="[U] fraction of fp32 SIMD lane rate for element-wise/pooling ops", unit="fraction")
+                                              "efficiency (penalty m/(m + m_half)); host: fitted constant, calibrate.fit_efficiencies",
+                               unit="MAC", minimum=0)
+    eff_elementwise: float = hw(0.50, source="[U] fraction of fp32 SIMD lane rate for element-wise/pooling ops",
+                                unit="fraction", above=0)
     transcendental_ops: float = hw(12.0, source="[U] SIMD ops per element of exp/tanh/sigmoid/erf (polynomial approximations); "
-                                                "host: fitted constant, calibrate (Sigmoid chain)", unit="ops/element")
+                                                "host: fitted constant, calibrate (Sigmoid chain)", unit="ops/element", above=0)
     op_cycles: str = hw("LRN=60", source="[U] cycles per output element of ops whose runtime kernels are not the generic "
                                          "SIMD loop ('OP=cycles ...'): LRN evaluates powf per element in scalar code in TFLite "
-                                         "and onnxruntime; host: measured by calibrate for common element-wise ops", unit="cycles/element")
+                                         "and onnxruntime; host: measured by calibrate for common element-wise ops",
+                        unit="cycles/element")
     overhead_s: float = hw(2.0e-6, source="[U] per-op dispatch of a TFLite interpreter node on a 2.45 GHz core; "
-                                          "host: measured by calibrate (chain of tiny Relu ops)", unit="s")
+                                          "host: measured by calibrate (chain of tiny Relu ops)", unit="s", minimum=0)
     invoke_overhead_s: float = hw(5.0e-6, source="[U] fixed cost of one inference call (interpreter Invoke); "
-                                                 "host: measured by calibrate (one tiny op, minus one op's overhead)", unit="s")
+                                                 "host: measured by calibrate (one tiny op, minus one op's overhead)",
+                                  unit="s", minimum=0)
     # --- memory roof: DRAM for what does not fit the last-level cache, the cache for what does
-    dram_bandwidth: float = hw(29.8e9, source="CALIBRATION.md [V]: LPDDR4X 29.8 GB/s (peak; one core reaches less [U])", unit="B/s")
-    cache_bandwidth: float = hw(39.2e9, source="[U] L2 to core, 16 B/cycle at 2.45 GHz", unit="B/s")
+    dram_bandwidth: float = hw(29.8e9, source=f"{SOURCES} [V]: LPDDR4X 29.8 GB/s (peak; one core reaches less [U])",
+                               unit="B/s", above=0)
+    cache_bandwidth: float = hw(39.2e9, source="[U] L2 to core, 16 B/cycle at 2.45 GHz", unit="B/s", above=0)
     cache_bytes: int = hw(2 * 1024 * 1024, source="[V] 2 MB L2 of the Kryo 280 performance cluster (Qualcomm, via press coverage); "
-                                                   "weights stay cached when weights + one inference's activation traffic fit", unit="B")
+                                                   "weights stay cached when weights + one inference's activation traffic fit",
+                          unit="B", minimum=0)
     # --- energy
-    pj_per_mac_fp32: float = hw(4.6, source=f"{HOROWITZ}: 32-bit float mult 3.7 pJ + add 0.9 pJ [V]; [U] at 10 nm", unit="pJ")
-    pj_per_mac_int8: float = hw(0.23, source=f"{HOROWITZ}: 8-bit int mult 0.2 pJ + add 0.03 pJ [V]; [U] at 10 nm", unit="pJ")
-    pj_per_op_fp32: float = hw(0.9, source=f"{HOROWITZ}: 32-bit float add 0.9 pJ [V] (one element-wise op)", unit="pJ")
-    pj_per_op_int8: float = hw(0.03, source=f"{HOROWITZ}: 8-bit int add 0.03 pJ [V]", unit="pJ")
-    pj_per_dram_byte: float = hw(160.0, source=f"{HOROWITZ}: 32-bit DRAM access 640 pJ = 160 pJ/byte [V]; LPDDR4X is lower [U]", unit="pJ/B")
-    pj_per_cache_byte: float = hw(1.25, source=f"{HOROWITZ}: 32-bit SRAM cache access 5 pJ = 1.25 pJ/byte [V]", unit="pJ/B")
+    pj_per_mac_fp32: float = hw(4.6, source=f"{HOROWITZ}: 32-bit float mult 3.7 pJ + add 0.9 pJ [V]; [U] at 10 nm",
+                                unit="pJ", minimum=0)
+    pj_per_mac_int8: float = hw(0.23, source=f"{HOROWITZ}: 8-bit int mult 0.2 pJ + add 0.03 pJ [V]; [U] at 10 nm",
+                                unit="pJ", minimum=0)
+    pj_per_op_fp32: float = hw(0.9, source=f"{HOROWITZ}: 32-bit float add 0.9 pJ [V] (one element-wise op)", unit="pJ", minimum=0)
+    pj_per_op_int8: float = hw(0.03, source=f"{HOROWITZ}: 8-bit int add 0.03 pJ [V]", unit="pJ", minimum=0)
+    pj_per_dram_byte: float = hw(160.0, source=f"{HOROWITZ}: 32-bit DRAM access 640 pJ = 160 pJ/byte [V]; LPDDR4X is lower [U]",
+                                 unit="pJ/B", minimum=0)
+    pj_per_cache_byte: float = hw(1.25, source=f"{HOROWITZ}: 32-bit SRAM cache access 5 pJ = 1.25 pJ/byte [V]",
+                                  unit="pJ/B", minimum=0)
     static_power_w: float = hw(0.5, source="[U] core power not in the per-op figures (leakage, clocks, instruction overhead); "
-                                           "order of magnitude of one big mobile core", unit="W")
+                                           "order of magnitude of one big mobile core", unit="W", minimum=0)
     # --- what the runtime fuses into the producing Conv/Gemm (zero extra latency)
     fuse_epilogue: bool = hw(True, source="[V] TFLite converter and onnxruntime fold BatchNorm, bias/scale and "
                                           "activations (Relu, Clip, ...) into the preceding Conv/Gemm")
     fuse_residual_add: bool = hw(False, source="[V] TFLite runs ADD as its own op; onnxruntime's NCHWc Conv fuses the "
                                                "residual Add/Sum (host profile)")
 
-    def __post_init__(self) -> None:
-        positive = ["frequency_hz", "simd_bits", "fma_units", "eff_conv", "eff_pointwise", "eff_depthwise", "eff_grouped",
-                    "eff_gemm", "eff_int8", "eff_elementwise", "transcendental_ops", "dram_bandwidth", "cache_bandwidth"]
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
+    def check(self) -> None:
         parse_op_cycles(self.op_cycles)  # raises ValueError on a malformed table
-        for name in ["work_half_macs", "overhead_s", "invoke_overhead_s", "cache_bytes", "pj_per_mac_fp32", "pj_per_mac_int8", "pj_per_op_fp32",
-                     "pj_per_op_int8", "pj_per_dram_byte", "pj_per_cache_byte", "static_power_w"]:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
 
     def cycles_table(self) -> dict[str, float]:
         """``op_cycles`` parsed: {"LRN": 60.0, ...}."""
@@ -155,20 +161,15 @@ def read_toml(path: pathlib.Path) -> dict[str, Any]:
     return data.get("mobile-cpu", {k: v for k, v in data.items() if not isinstance(v, dict)})
 
 
-def host() -> MobileCpuConfig:
-    """The ``host`` profile: cached calibration, else a quick one (cached for next time)."""
-    path = host_cache_path()
+def cached_host() -> MobileCpuConfig | None:
+    """The ``host`` profile from the calibration cache, or None when there is no usable one."""
     try:
-        values = read_toml(path)
+        values = read_toml(host_cache_path())
         if not {f.name for f in dataclasses.fields(MobileCpuConfig)} - set(values):  # a stale cache lacks new fields
             return from_values(values)
     except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError):
         pass
-    from nncc.backends.mobile_cpu import calibrate
-
-    values = calibrate.measure(quick=True)
-    calibrate.write_cache(values)
-    return from_values(values)
+    return None
 
 
 def to_toml(values: dict[str, Any], comments: dict[str, str] | None = None) -> str:

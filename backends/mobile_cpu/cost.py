@@ -100,28 +100,53 @@ def weights_resident(mapping: MobileCpuMapping, config: Any) -> bool:
 
 def estimate(mapping: MobileCpuMapping, config: Any) -> CostReport:
     resident = weights_resident(mapping, config)
-    rows = []
-    for row in mapping.layers:
-        c = kernel_cost(row, config, resident)
-        extra = {
-            "op_class": row.op_class,
-            "dtype": row.dtype,
-            "bound": c.bound,
-            "bytes": row.weight_bytes + row.input_bytes + row.output_bytes,
-            "dram_bytes": c.dram_bytes,
-            "compute_s": c.compute_s,
-            "memory_s": c.memory_s,
-        }
-        if row.fused_into:
-            extra["fused_into"] = row.fused_into
-        if row.fused:
-            extra["fuses"] = list(row.fused)
-        rows.append(LayerCost(row.name, row.op, int(row.macs), c.latency_s, c.energy_j, c.utilization, extra))
+    rows = [layer_cost(row, kernel_cost(row, config, resident)) for row in mapping.layers]
     bounds: dict[str, int] = {}
     for r in rows:
-        bounds[r.extra["bound"]] = bounds.get(r.extra["bound"], 0) + 1
+        bounds[r.bound] = bounds.get(r.bound, 0) + 1
     totals = {"invoke_overhead_s": config.invoke_overhead_s, "weights_in_cache": resident,
               "layers_by_bound": dict(sorted(bounds.items()))}
     # One inference = the layers one after another plus the runtime's fixed per-call cost.
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=None, weight_bytes=mapping.model_weight_bytes,
                       fixed_latency_s=config.invoke_overhead_s, extra_totals=totals)
+
+
+# ---------------------------------------------------------------- report rows
+
+@dataclasses.dataclass(kw_only=True)
+class RooflineCost(LayerCost):
+    """A report row: the kernel's class and precision, which roof bounds it, and its bytes."""
+
+    op_class: str          # efficiency class, as in the mapping (conv, depthwise, ..., noop, fused)
+    dtype: str
+    bound: str             # compute | memory | overhead | fused | none
+    bytes: int             # weights + activations in + out
+    dram_bytes: int
+    compute_s: float
+    memory_s: float
+
+
+@dataclasses.dataclass(kw_only=True)
+class FusedCost(RooflineCost):
+    """A layer that runs inside another kernel (an epilogue, or a dequantization folded into its consumer)."""
+
+    fused_into: str
+
+
+@dataclasses.dataclass(kw_only=True)
+class FusingCost(RooflineCost):
+    """A kernel that runs the layers in ``fuses`` as its epilogue."""
+
+    fuses: list[str]
+
+
+def layer_cost(row: KernelRow, c: KernelCost) -> RooflineCost:
+    common = dict(op_class=row.op_class, dtype=row.dtype, bound=c.bound,
+                  bytes=row.weight_bytes + row.input_bytes + row.output_bytes, dram_bytes=c.dram_bytes,
+                  compute_s=c.compute_s, memory_s=c.memory_s)
+    base = (row.name, row.op, int(row.macs), c.latency_s, c.energy_j, c.utilization)
+    if row.fused_into:
+        return FusedCost(*base, fused_into=row.fused_into, **common)
+    if row.fused:
+        return FusingCost(*base, fuses=list(row.fused), **common)
+    return RooflineCost(*base, **common)

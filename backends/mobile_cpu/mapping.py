@@ -12,8 +12,9 @@ modelled here because they change what runs as its own kernel:
   its DequantizeLinear inputs and QuantizeLinear output fuse into it (onnxruntime's QDQ
   fusion, TFLite's quantized kernels).
 
-Ops with no estimator (custom domains, control flow, anything not listed below, or a
-layer whose shapes are unknown) go to ``unsupported`` — never a silent zero.
+Ops with no estimator (custom domains, control flow, anything without a class in
+:mod:`nncc.ops`, or a layer whose shapes are unknown) go to ``unsupported`` — never a
+silent zero.
 """
 
 from __future__ import annotations
@@ -24,27 +25,29 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.analysis import DATA_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS, Layer
+from nncc.analysis import Layer
 from nncc.backends.base import Mapping, partition_layers
 from nncc.cost import Unsupported
+from nncc.irutils import static_shape
+from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
+                      TRANSCENDENTAL_OPS, WEIGHTED_OPS, op_class)
 
-COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum",
-                         "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"})
-INT8_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"})
-# SIMD ops per output element (simple arithmetic, transcendental evaluations).
-ELEMENTWISE_OPS: dict[str, tuple[float, float]] = {
-    **{op: (1, 0) for op in ("Relu", "Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean", "Clip", "LeakyRelu", "PRelu",
-                             "Neg", "Abs", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Where", "Equal", "Less",
-                             "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Cast", "CastLike",
-                             "HardSigmoid", "HardSwish", "Pow", "Mod", "IsNaN", "IsInf", "BitShift", "ThresholdedRelu",
-                             "Shrink", "QuantizeLinear", "DequantizeLinear")},
-    "BatchNormalization": (2, 0), "InstanceNormalization": (4, 0),
-    **{op: (1, 1) for op in ("Sigmoid", "Tanh", "Exp", "Log", "Erf", "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish",
-                             "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")},
-    "Gelu": (4, 1), "Softmax": (3, 1), "LogSoftmax": (3, 1), "LayerNormalization": (5, 0),
+# SIMD ops per output element (simple arithmetic, transcendental evaluations) of each op
+# class: one simple op, plus one series/table evaluation for a transcendental function ...
+CLASS_ELEMENT_OPS: dict[str, tuple[float, float]] = {"elementwise": (1, 0), "transcendental": (1, 1)}
+# ... and the ops whose kernels do a different amount of work per element.
+OP_ELEMENT_OPS: dict[str, tuple[float, float]] = {
+    "BatchNormalization": (2, 0), "InstanceNormalization": (4, 0), "LayerNormalization": (5, 0),  # scale + shift, statistics
+    "Gelu": (4, 1), "Softmax": (3, 1), "LogSoftmax": (3, 1),
+    "Sqrt": (1, 0), "Reciprocal": (1, 0), "Pow": (1, 0),  # [U] no series: NEON has vector FSQRT and FRECPE; Pow alike
     "LRN": (6, 1),  # x^2, 5-wide window sum, scale, pow (generic model; see config.op_cycles)
 }
-COSTABLE = COMPUTE_OPS | frozenset(ELEMENTWISE_OPS) | POOL_OPS | DATA_OPS | NO_OPS
+COSTABLE = WEIGHTED_OPS | ELEMENTWISE_OPS | TRANSCENDENTAL_OPS | POOL_OPS | DATA_OPS | NO_OPS
+
+
+def element_ops(op: str) -> tuple[float, float]:
+    """(simple SIMD ops, transcendental evaluations) per output element of an element-wise op."""
+    return OP_ELEMENT_OPS.get(op) or CLASS_ELEMENT_OPS[op_class(op)]
 
 
 @dataclasses.dataclass
@@ -67,14 +70,8 @@ class KernelRow:
 
 
 @dataclasses.dataclass
-class MobileCpuMapping(Mapping):
+class MobileCpuMapping(Mapping[KernelRow]):
     model_weight_bytes: int = 0
-
-
-def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
 
 
 def value_bytes(value: ir.Value | None) -> int:
@@ -82,7 +79,7 @@ def value_bytes(value: ir.Value | None) -> int:
         return 0
     if value.const_value is not None:
         return int(value.const_value.nbytes)
-    shape = _shape(value)
+    shape = static_shape(value)
     return math.prod(shape) * value.dtype.itemsize if shape is not None and value.dtype is not None else 0
 
 
@@ -97,14 +94,14 @@ def _is_int8(value: ir.Value | None) -> bool:
 def _dq_source(value: ir.Value | None) -> ir.Value | None:
     """The int8 tensor behind ``value`` when a DequantizeLinear produces it."""
     node = _producer(value)
-    if node is not None and node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx") and _is_int8(node.inputs[0]):
+    if node is not None and node.op_type == "DequantizeLinear" and node.domain in DEFAULT_DOMAINS and _is_int8(node.inputs[0]):
         return node.inputs[0]
     return None
 
 
 def compute_dtype(node: ir.Node) -> str:
     """int8 for the integer ops and for QDQ Conv/Gemm/MatMul (both operands dequantized int8)."""
-    if node.op_type in INT8_OPS:
+    if node.op_type in INTEGER_OPS:
         return "int8"
     operands = [v for v in node.inputs[:2] if v is not None]
     if len(operands) == 2 and all(_dq_source(v) is not None or _is_int8(v) for v in operands):
@@ -112,13 +109,13 @@ def compute_dtype(node: ir.Node) -> str:
     return "fp32"
 
 
-def conv_class(node: ir.Node) -> str:
-    w_index = 3 if node.op_type == "QLinearConv" else 1
-    w = _shape(node.inputs[w_index])
-    x = _shape(node.inputs[0])
-    group = node.attributes.get_int("group", 1)
-    if node.op_type == "ConvTranspose" or w is None:
+def conv_class(layer: Layer) -> str:
+    """The efficiency class of a convolution, from its weight ([M, C/group, k...]) and input."""
+    weight = layer.weight
+    w = weight.shape if weight is not None else None
+    if w is None or weight.layout.kind == "conv_transpose":
         return "conv"
+    group, x = weight.layout.groups, layer.input_shapes[0]
     if group > 1 and x is not None and group == x[1] and w[1] == 1:
         return "depthwise"
     if group > 1:
@@ -126,21 +123,21 @@ def conv_class(node: ir.Node) -> str:
     return "pointwise" if all(k == 1 for k in w[2:]) else "conv"
 
 
-def _elementwise_ops(layer: Layer, node: ir.Node) -> tuple[float, float]:
-    simple, trans = ELEMENTWISE_OPS[layer.op]
+def _elementwise_ops(layer: Layer) -> tuple[float, float]:
+    simple, trans = element_ops(layer.op)
     elems = layer.elementwise_ops
     return simple * elems, trans * elems
 
 
 def _pool_ops(node: ir.Node) -> float:
-    x, y = _shape(node.inputs[0]), _shape(node.outputs[0])
+    x, y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
     if node.op_type in ("MaxPool", "AveragePool", "LpPool") and y is not None:
         return math.prod(y) * math.prod(node.attributes.get_ints("kernel_shape", [1]))
     return math.prod(x) if x is not None else 0
 
 
 def _shapes_known(node: ir.Node) -> bool:
-    return all(_shape(v) is not None for v in node.outputs if v is not None)
+    return all(static_shape(v) is not None for v in node.outputs if v is not None)
 
 
 def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
@@ -155,7 +152,7 @@ def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
 
     for layer in supported:
         node = layer.node
-        if node.op_type in COMPUTE_OPS and compute_dtype(node) == "int8":
+        if node.op_type in WEIGHTED_OPS and compute_dtype(node) == "int8":
             for value in node.inputs:
                 dq = _producer(value)
                 if dq is not None and dq.op_type == "DequantizeLinear" and _is_int8(dq.inputs[0]):
@@ -185,7 +182,7 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
         # Weight-only quantization: dequantized once at load time by every runtime.
         consumer = next((n.name for n, _ in out.uses()), None) if out is not None else None
         return KernelRow(layer.name, op, "fused", "fp32", 0, 0, 0, 0, 0, 0, fused_into=consumer, layer=layer)
-    if op in COMPUTE_OPS:
+    if op in WEIGHTED_OPS:
         if layer.macs <= 0:
             return None
         row = _compute_row(layer, node)
@@ -198,7 +195,7 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
     if config.fuse_residual_add and op in ("Add", "Sum") and len(node.inputs) == 2:
         for index, value in enumerate(node.inputs):
             head = head_of.get(value)
-            if head is not None and head.op_class != "gemm" and _shape(node.inputs[1 - index]) == _shape(out):
+            if head is not None and head.op_class != "gemm" and static_shape(node.inputs[1 - index]) == static_shape(out):
                 row = _fuse(layer, node, head, value, head_of, single_use)
                 head.input_bytes += value_bytes(node.inputs[1 - index])
                 return row
@@ -208,14 +205,14 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
         return KernelRow(layer.name, op, "data", "fp32", 0, 0, 0, w_bytes, in_bytes, layer.output_bytes, layer=layer)
     if op in POOL_OPS:
         return KernelRow(layer.name, op, "pool", "fp32", 0, _pool_ops(node), 0, w_bytes, in_bytes, layer.output_bytes, layer=layer)
-    simple, trans = _elementwise_ops(layer, node)
+    simple, trans = _elementwise_ops(layer)
     return KernelRow(layer.name, op, "elementwise", "fp32", 0, simple, trans, w_bytes, in_bytes, layer.output_bytes,
                      elements=layer.elementwise_ops, layer=layer)
 
 
 def _compute_row(layer: Layer, node: ir.Node) -> KernelRow:
     dtype = compute_dtype(node)
-    op_class = conv_class(node) if "Conv" in node.op_type else "gemm"
+    kernel_class = conv_class(layer) if "Conv" in node.op_type else "gemm"
     weight = activation = 0
     for value in node.inputs:
         if value is None:
@@ -225,9 +222,9 @@ def _compute_row(layer: Layer, node: ir.Node) -> KernelRow:
             weight += value_bytes(source)
         else:
             activation += value_bytes(source)
-    out = _shape(node.outputs[0])
-    channels = (out[1] if op_class != "gemm" else out[-1]) if out and len(out) > 1 else 1
-    return KernelRow(layer.name, layer.op, op_class, dtype, layer.macs, 0, 0, weight, activation, layer.output_bytes,
+    out = static_shape(node.outputs[0])
+    channels = (out[1] if kernel_class != "gemm" else out[-1]) if out and len(out) > 1 else 1
+    return KernelRow(layer.name, layer.op, kernel_class, dtype, layer.macs, 0, 0, weight, activation, layer.output_bytes,
                      channel_macs=layer.macs / max(channels, 1), layer=layer)
 
 

@@ -12,18 +12,19 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.backends.base import Mapping, SearchOption, Target, config_sources, knob
+from nncc.backends.base import SearchOption, Target, config_sources, knob
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
 
+from . import calibrate, cost, mapping, tvm_emit
 from . import config as hwconfig
-from . import cost, mapping
 
 
 class MobileCpuTarget(Target):
     name = "mobile-cpu"
     Config = hwconfig.MobileCpuConfig
     summary = "one mobile CPU core (Pixel 2 / calibrated host): per-layer roofline, Horowitz energy, TVM artifact"
-    profiles = {"pixel2": hwconfig.pixel2, "host": hwconfig.host}
+    profiles = {"pixel2": hwconfig.pixel2, "host": calibrate.host_profile}
     emits = ("tvm",)
 
     @classmethod
@@ -34,31 +35,25 @@ class MobileCpuTarget(Target):
                 knob("factorize", [0.95, 0.9], "energy") + knob("factorize", [0.5], "rank_ratio"),
                 knob("quantize", [8], "bits")]
 
-    def lower(self, model: ir.Model) -> Mapping:
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.MobileCpuMapping:
         return mapping.map_model(model, self.config)
 
-    def estimate(self, mapping_: Mapping) -> CostReport:
+    def estimate(self, mapping_: mapping.MobileCpuMapping) -> CostReport:
         return cost.estimate(mapping_, self.config)
 
     def emit(self, kind: str, model: ir.Model, out_dir: pathlib.Path) -> list[pathlib.Path]:
         if kind != "tvm":
             return super().emit(kind, model, out_dir)
-        from . import tvm_emit
-
         return tvm_emit.emit(model, pathlib.Path(out_dir))
 
     @classmethod
     def calibrate(cls, output: str | pathlib.Path | None) -> str:
         """Measure this machine (``nncc calibrate mobile-cpu [-o FILE]``); returns what it printed."""
-        from . import calibrate
-
         return calibrate.run(output)
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()
         if self.config.calibration != "built-in":
-            from . import calibrate
-
             sources = config_sources(self.config)
             for key, source in calibrate.host_sources().items():
                 sources.setdefault(key, {})["source"] = source

@@ -1,7 +1,7 @@
 """Calibration inputs of every crossbar layer, for measuring column sums.
 
 The model runs in onnxruntime with each crossbar layer's input exposed as an extra graph
-output (the graph is restored afterwards) on ``PassContext.current().calibration`` when
+output (the graph is restored afterwards) on the calibration data ``lower`` received when
 present, else on ``runtime.sample_inputs(model, calib_samples)`` (uniform [0, 1) inputs:
 they say little about real data, so the source is recorded in the mapping). From each
 run a bounded, seeded sample of input vectors is kept (conv patches at sampled output
@@ -19,13 +19,13 @@ import onnx_ir as ir
 from nncc.analysis import Layer
 from nncc.errors import NnccError
 
-from nncc.passes.calibration import calibration_feeds, run_exposing
+from nncc.calibration import calibration_feeds, run_exposing
 
 from . import adc
 
 
 class Calibration:
-    def __init__(self, model: ir.Model | None, mvm_layers: list[Layer], config):
+    def __init__(self, model: ir.Model | None, mvm_layers: list[Layer], config, data: dict[str, np.ndarray] | None = None):
         self.config = config
         self.raw: dict[str, list[np.ndarray]] = {}
         self.stats: dict[str, tuple[float, float]] = {}
@@ -33,7 +33,7 @@ class Calibration:
         if model is None or not mvm_layers:
             self.source = "no crossbar layers" if model is not None else ""
             return
-        feeds, self.source = calibration_feeds(model, config.calib_samples, random_count=config.calib_samples)
+        feeds, self.source = calibration_feeds(model, data, config.calib_samples, random_count=config.calib_samples)
         graph_inputs = {v.name for v in model.graph.inputs}
         values = [lay.node.inputs[0] for lay in mvm_layers if lay.node.inputs[0].name not in graph_inputs]
         per_run = max(1, math.ceil(config.calib_max_vectors / len(feeds)))

@@ -6,7 +6,7 @@ resolve every value that sum reaches, so its resolution is
 
     bits(slice) = min(ceil(log2(1 + max column sum)), adc_bits_max)
 
-(CALIBRATION.md; the bit-slice sparsity idea of arXiv 1909.08496). The max is taken over
+(docs/sources.md, "ReRAM"; the bit-slice sparsity idea of arXiv 1909.08496). The max is taken over
 calibration input vectors, all input bit planes, every column of that slice and every
 row-block (crossbar) of the layer. Two input-free bounds are also available: ``weights``
 (every input bit 1: the largest column sum the stored weights allow, safe for any input)
@@ -14,7 +14,8 @@ and ``worst-case`` (every row of a full crossbar at the top cell value: what a d
 knows nothing about the weights provisions: 128 rows x 3 = 384 needs 9 bits, capped at 8).
 A slice whose cells are all zero needs no conversion: 0 bits.
 
-Quantization (recorded per layer): weights with one scale per layer (max |w|), inputs with
+Quantization (recorded per layer): weights with one scale per layer (max |w|; how weights
+become cells is :mod:`nncc.crossbar`'s, shared with the Group Scissor passes), inputs with
 one scale per layer (max |x| on the calibration runs), unsigned when the layer's input was
 never negative, else two's complement (as ISAAC handles signed inputs).
 """
@@ -25,79 +26,23 @@ import math
 
 import numpy as np
 
-
-def quantize_weights(w: np.ndarray, bits: int, encoding: str, scale: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """-> (positive codes, negative codes, scale); codes are integers 0 .. 2^bits - 1.
-
-    ``differential``: |w| on ``bits`` bits, split by sign. ``offset``: signed value on
-    ``bits`` bits stored as value + 2^(bits-1) (negative codes are all zero). ``scale``
-    defaults to max |w| (a grouped layer passes the layer's max for every group).
-    """
-    w = np.asarray(w, dtype=np.float64)
-    if scale is None:
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
-    if scale == 0.0:
-        zeros = np.zeros(w.shape, dtype=np.int64)
-        return zeros, zeros.copy(), 0.0
-    if encoding == "differential":
-        q = np.rint(np.abs(w) / scale * (2 ** bits - 1)).astype(np.int64)
-        return np.where(w > 0, q, 0), np.where(w < 0, q, 0), scale
-    half = 2 ** (bits - 1) - 1
-    q = np.rint(w / scale * half).astype(np.int64) + 2 ** (bits - 1)
-    return q, np.zeros_like(q), scale
-
-
-def slice_codes(codes: np.ndarray, slice_bits: list[int]) -> list[np.ndarray]:
-    """Cut integer codes into cell values, most significant slice first."""
-    out, shift = [], sum(slice_bits)
-    for bits in slice_bits:
-        shift -= bits
-        out.append((codes >> shift) & (2 ** bits - 1))
-    return out
-
-
-def layer_scale(max_abs: float, config) -> float:
-    """The |w| that maps to the top weight code: max |w| itself, or the power of two at or
-    above it (``weight_scale=pow2``, the bit-slice L1 authors' dynamic fixed point)."""
-    if config.weight_scale == "pow2" and max_abs > 0:
-        return 2.0 ** math.ceil(math.log2(max_abs))
-    return max_abs
-
-
-def physical_matrix(w_kn: np.ndarray, config, scale: float | None = None) -> np.ndarray:
-    """[K x N] weights -> [K x N*slices*polarities] cell values.
-
-    Column order: polarity, then slice (MSB first), then output: col = (p*S + s)*N + n, so
-    the columns of one slice sit together and an ADC shared by neighbouring columns mostly
-    serves a single slice.
-    """
-    pos, neg, _ = quantize_weights(w_kn, config.weight_bits, config.weight_encoding, scale)
-    parts = []
-    for codes in ([pos, neg] if config.polarities == 2 else [pos]):
-        parts += slice_codes(codes, config.slice_bits())
-    return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-def column_slices(n: int, config) -> np.ndarray:
-    """Slice index (0 = MSB) of each physical column of a matrix with ``n`` outputs."""
-    s = config.slices
-    return np.tile(np.repeat(np.arange(s), n), config.polarities)
+from nncc.crossbar import CrossbarGeometry, column_slices
 
 
 def bits_for(max_sum: float, cap: int) -> int:
     return 0 if max_sum <= 0 else min(int(math.ceil(math.log2(1 + max_sum))), cap)
 
 
-def worst_case_sums(config, rows: int) -> list[float]:
+def worst_case_sums(geometry: CrossbarGeometry, rows: int) -> list[float]:
     """Every row of a full crossbar (or of the layer, if it has fewer rows) at the top cell value."""
-    r = min(rows, config.crossbar_size)
-    return [float(r * (2 ** b - 1)) for b in config.slice_bits()]
+    r = min(rows, geometry.size)
+    return [float(r * (2 ** b - 1)) for b in geometry.slice_bits()]
 
 
-def per_slice_max(col_values: np.ndarray, n: int, config) -> np.ndarray:
+def per_slice_max(col_values: np.ndarray, n: int, geometry: CrossbarGeometry) -> np.ndarray:
     """Max of per-column values over the columns of each slice (MSB first)."""
-    slices = column_slices(n, config)
-    return np.array([float(col_values[slices == s].max()) if np.any(slices == s) else 0.0 for s in range(config.slices)])
+    slices = column_slices(n, geometry)
+    return np.array([float(col_values[slices == s].max()) if np.any(slices == s) else 0.0 for s in range(geometry.slices)])
 
 
 def quantize_inputs(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.ndarray:

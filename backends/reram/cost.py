@@ -28,7 +28,7 @@ entries list none, so none is added.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any
 
 from nncc.cost import CostReport, LayerCost
@@ -40,7 +40,45 @@ PJ = 1e-12
 UM2_PER_MM2 = 1e6
 
 
-def crossbar_cost(row: CrossbarLayer, config) -> tuple[LayerCost, dict[str, float]]:
+@dataclasses.dataclass(kw_only=True)
+class CrossbarCost(LayerCost):
+    """A report row of a layer on crossbars."""
+
+    kind: str = dataclasses.field(default="crossbar", init=False)
+    crossbars: int
+    crossbars_logical: int
+    grid: str                  # [groups x] row blocks x column blocks
+    mvms: int
+    adc_bits: list[int]        # per slice, most significant first
+    adcs: int
+    adc_conversions: int
+    dac_drives: int
+    shift_adds: int
+    buffer_accesses: int
+    router_flits: int
+    cycle_s: float
+    tiles: list[int]           # first and last tile
+    crossbar_area_mm2: float
+    adc_area_mm2: float
+    routing_area_mm2: float
+    area_mm2: float
+    energy_breakdown_j: dict[str, float]
+
+
+@dataclasses.dataclass(kw_only=True)
+class DigitalCost(LayerCost):
+    """A report row of an op on the tile's digital units."""
+
+    kind: str                  # digital | data | noop | folded
+    ops: float                 # simple-op equivalents
+    buffer_accesses: int
+    note: str
+    area_mm2: float = 0.0      # the digital units' area is not modelled
+    # Summed into the report's energy breakdown; a digital row does not list it.
+    energy_breakdown_j: dict[str, float] = dataclasses.field(repr=False)
+
+
+def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     top_bits = max(row.adc_bits, default=0)
     cycle = max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits)) if top_bits else config.read_pulse_s
     latency = -(-row.mvms // row.replicate) * config.input_bits * cycle
@@ -60,64 +98,62 @@ def crossbar_cost(row: CrossbarLayer, config) -> tuple[LayerCost, dict[str, floa
     routing = row.wire_lengths * config.crossbar_side_um * config.wire_pitch_f * config.feature_size_nm * 1e-3
     cells = row.groups * row.rows * row.cols * row.slices * row.polarities * row.replicate
     utilization = cells / (row.crossbars * config.crossbar_size ** 2) if row.crossbars else None
-    extra = {
-        "kind": "crossbar",
-        "crossbars": row.crossbars,
-        "crossbars_logical": row.crossbars_logical,
-        "grid": f"{row.groups}x{row.row_blocks}x{row.col_blocks}" if row.groups > 1 else f"{row.row_blocks}x{row.col_blocks}",
-        "mvms": row.mvms,
-        "adc_bits": list(row.adc_bits),
-        "adcs": adcs,
-        "adc_conversions": int(sum(row.conversions)),
-        "dac_drives": row.dac_drives,
-        "shift_adds": row.shift_adds,
-        "buffer_accesses": row.buffer_accesses,
-        "router_flits": row.psum_flits + row.act_flits,
-        "cycle_s": cycle,
-        "tiles": list(row.tiles),
-        "crossbar_area_mm2": xbar_area / UM2_PER_MM2,
-        "adc_area_mm2": adc_area / UM2_PER_MM2,
-        "routing_area_mm2": routing / UM2_PER_MM2,
-        "area_mm2": (xbar_area + adc_area + periphery + routing) / UM2_PER_MM2,
-        "energy_breakdown_j": parts,
-    }
-    return LayerCost(row.name, row.op, row.macs, latency, float(sum(parts.values())), utilization, extra), parts
+    return CrossbarCost(
+        name=row.name, op=row.op, macs=row.macs, latency_s=latency, energy_j=float(sum(parts.values())),
+        utilization=utilization,
+        crossbars=row.crossbars,
+        crossbars_logical=row.crossbars_logical,
+        grid=f"{row.groups}x{row.row_blocks}x{row.col_blocks}" if row.groups > 1 else f"{row.row_blocks}x{row.col_blocks}",
+        mvms=row.mvms,
+        adc_bits=list(row.adc_bits),
+        adcs=adcs,
+        adc_conversions=int(sum(row.conversions)),
+        dac_drives=row.dac_drives,
+        shift_adds=row.shift_adds,
+        buffer_accesses=row.buffer_accesses,
+        router_flits=row.psum_flits + row.act_flits,
+        cycle_s=cycle,
+        tiles=list(row.tiles),
+        crossbar_area_mm2=xbar_area / UM2_PER_MM2,
+        adc_area_mm2=adc_area / UM2_PER_MM2,
+        routing_area_mm2=routing / UM2_PER_MM2,
+        area_mm2=(xbar_area + adc_area + periphery + routing) / UM2_PER_MM2,
+        energy_breakdown_j=parts,
+    )
 
 
-def digital_cost(row: DigitalLayer, config) -> tuple[LayerCost, dict[str, float]]:
+def digital_cost(row: DigitalLayer, config) -> DigitalCost:
     ops = equivalent_ops(row, config)
     compute = ops / (config.digital_lanes * config.clock_hz)
     memory = row.buffer_accesses / config.clock_hz
     parts = {"digital": ops * config.digital_op_pj * PJ, "buffer": row.buffer_accesses * config.edram_energy_pj * PJ}
-    extra = {"kind": row.kind, "ops": ops, "buffer_accesses": row.buffer_accesses, "note": row.note, "area_mm2": 0.0}
-    latency = max(compute, memory)
-    return LayerCost(row.name, row.op, 0, latency, float(sum(parts.values())), None, extra), parts
+    return DigitalCost(name=row.name, op=row.op, macs=0, latency_s=max(compute, memory), energy_j=float(sum(parts.values())),
+                       kind=row.kind, ops=ops, buffer_accesses=row.buffer_accesses, note=row.note, energy_breakdown_j=parts)
 
 
 def estimate(mapping: ReramMapping, config) -> CostReport:
-    rows: list[LayerCost] = []
+    rows: list[CrossbarCost | DigitalCost] = [
+        crossbar_cost(row, config) if isinstance(row, CrossbarLayer) else digital_cost(row, config) for row in mapping.layers]
     energy: dict[str, float] = {}
-    for row in mapping.layers:
-        cost, parts = crossbar_cost(row, config) if isinstance(row, CrossbarLayer) else digital_cost(row, config)
-        rows.append(cost)
-        for key, value in parts.items():
+    for row in rows:
+        for key, value in row.energy_breakdown_j.items():
             energy[key] = energy.get(key, 0.0) + value
-    xl = [r for r in rows if r.extra.get("kind") == "crossbar"]
+    xl = [r for r in rows if isinstance(r, CrossbarCost)]
     adc_hist: dict[int, int] = {}
     conv_hist: dict[int, int] = {}
-    for row in mapping.crossbar_layers:
-        for b, count in row.adc_units.items():
+    for layer in mapping.crossbar_layers:
+        for b, count in layer.adc_units.items():
             adc_hist[b] = adc_hist.get(b, 0) + count
-        for b, count in zip(row.adc_bits, row.conversions):
+        for b, count in zip(layer.adc_bits, layer.conversions):
             conv_hist[b] = conv_hist.get(b, 0) + count
     tile_area = mapping.tiles * (config.edram_area_um2 + config.router_area_um2) / UM2_PER_MM2
-    area = sum(r.extra["area_mm2"] for r in xl) + tile_area
+    area = sum(r.area_mm2 for r in xl) + tile_area
     totals: dict[str, Any] = {
-        "crossbars": sum(r.extra["crossbars"] for r in xl),
-        "crossbars_logical": sum(r.extra["crossbars_logical"] for r in xl),
-        "crossbar_area_mm2": sum(r.extra["crossbar_area_mm2"] for r in xl),
-        "routing_area_mm2": sum(r.extra["routing_area_mm2"] for r in xl),
-        "adc_area_mm2": sum(r.extra["adc_area_mm2"] for r in xl),
+        "crossbars": sum(r.crossbars for r in xl),
+        "crossbars_logical": sum(r.crossbars_logical for r in xl),
+        "crossbar_area_mm2": sum(r.crossbar_area_mm2 for r in xl),
+        "routing_area_mm2": sum(r.routing_area_mm2 for r in xl),
+        "adc_area_mm2": sum(r.adc_area_mm2 for r in xl),
         "tile_overhead_area_mm2": tile_area,
         "tiles": mapping.tiles,
         "imas": mapping.imas,
@@ -134,16 +170,6 @@ def estimate(mapping: ReramMapping, config) -> CostReport:
 
 
 # ---------------------------------------------------------------- Group Scissor figures
-
-def group_scissor_counts(n: int, m: int, k: int, x: int) -> dict[str, float]:
-    """CALIBRATION.md's crossbar counts for an N x M weight matrix on X x X crossbars:
-    ceil(N/X)*ceil(M/X) before, ceil(N/X)*ceil(K/X) + ceil(K/X)*ceil(M/X) after rank-K clipping."""
-    if min(n, m, k, x) < 1:
-        raise ValueError("N, M, K and X must be >= 1")
-    before = math.ceil(n / x) * math.ceil(m / x)
-    after = math.ceil(n / x) * math.ceil(k / x) + math.ceil(k / x) * math.ceil(m / x)
-    return {"before": before, "after": after, "ratio": after / before}
-
 
 def _totals(obj: Any) -> dict[str, float]:
     if isinstance(obj, CostReport):

@@ -14,30 +14,43 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from nncc.analysis import DATA_OPS, NO_OPS, POOL_OPS, Layer
+from nncc.analysis import Layer
 from nncc.cost import Unsupported
+from nncc.irutils import is_constant, static_shape
+from nncc.ops import OpClass, op_class
 
-# (simple ops, multiplies, transcendentals) per output element.
-ELEMENTWISE: dict[str, tuple[float, float, float]] = {
-    **{op: (1, 0, 0) for op in ("Relu", "Add", "Sub", "Sum", "Max", "Min", "Neg", "Abs", "Sign", "Floor", "Ceil", "Round",
-                                "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-                                "Where", "BitShift", "IsNaN", "IsInf", "ThresholdedRelu", "Shrink")},
-    "Clip": (2, 0, 0), "Mean": (1, 1, 0),
+Mix = tuple[float, float, float]  # (simple ops, multiplies, transcendentals) per output element
+
+# What one output element costs by op class (nncc.ops): an element-wise op is one simple op, a
+# transcendental one table lookup. Pools, data movement and no-ops are costed by their own rules.
+CLASS_MIX: dict[OpClass, Mix] = {"elementwise": (1, 0, 0), "transcendental": (0, 0, 1)}
+DIGITAL_CLASSES: frozenset[OpClass] = frozenset({*CLASS_MIX, "pool", "data", "no-op"})
+# Ops whose cost differs from their class's.
+OP_MIX: dict[str, Mix] = {
+    "Clip": (2, 0, 0),  # a compare with each bound
+    "Mean": (1, 1, 0),  # sum, then scale
     **{op: (1, 1, 0) for op in ("LeakyRelu", "PRelu", "BatchNormalization", "QuantizeLinear", "DequantizeLinear",
-                                "HardSigmoid")},
+                                "HardSigmoid")},  # one multiply-add
     "Mul": (0, 1, 0), "Div": (0, 1, 0),  # division as a multiply by a reciprocal
+    "Mod": (2, 2, 0),  # a - floor(a / b) * b
     "HardSwish": (2, 2, 0),
-    **{op: (0, 0, 1) for op in ("Sigmoid", "Tanh", "Exp", "Log", "Erf", "Softplus", "Softsign", "Elu", "Selu", "Celu",
-                                "Sqrt", "Reciprocal", "Pow", "Sin", "Cos")},
     "Gelu": (1, 2, 1), "Mish": (0, 1, 2),
     "Softmax": (2, 1, 1), "LogSoftmax": (2, 1, 1),  # max, subtract, exp, sum, scale
     "LayerNormalization": (3, 2, 0), "InstanceNormalization": (3, 2, 0),  # mean, variance, normalize, affine
     "LRN": (2, 2, 1),
 }
-# Window and reduction ops (analysis.POOL_OPS): simple ops per *input* element. Data movement
-# (analysis.DATA_OPS, plus casts here): buffer traffic only.
-POOL, DATA = POOL_OPS, DATA_OPS | {"Cast", "CastLike"}
-DIGITAL = frozenset(ELEMENTWISE) | POOL | DATA | NO_OPS
+# Casts are element-wise in the op-class table, but a digital unit only rewrites the stored format:
+# eDRAM traffic, as for the data-movement class.
+MOVES_ONLY = frozenset({"Cast", "CastLike"})
+# Pool class: a window op costs each output's window, a reduction its input elements; a mean
+# adds one multiply per output.
+WINDOWED = frozenset({"MaxPool", "AveragePool", "LpPool"})
+AVERAGING = frozenset({"AveragePool", "GlobalAveragePool", "ReduceMean"})
+
+
+def is_digital(op: str) -> bool:
+    """Whether the digital units cost this op (an op of the default domain)."""
+    return op_class(op) in DIGITAL_CLASSES
 
 
 @dataclasses.dataclass
@@ -63,24 +76,25 @@ def _accesses(elements: int, config) -> int:
 def digital_row(layer: Layer, config) -> DigitalLayer | Unsupported:
     """One row for a non-MVM op, or the reason it cannot be costed."""
     node, op = layer.node, layer.op
-    if op in NO_OPS:
+    kind = op_class(op)
+    if kind == "no-op":
         return DigitalLayer(layer.name, op, "noop", 0, (0, 0, 0), 0, "no data movement or arithmetic at inference time", layer)
-    acts = [v for v in node.inputs if v is not None and v.const_value is None and not _is_constant(v)]
+    acts = [v for v in node.inputs if v is not None and not is_constant(v)]
     if not acts:
         return DigitalLayer(layer.name, op, "folded", 0, (0, 0, 0), 0,
                             "all inputs constant: computed once when the weights are programmed", layer)
     out_elems = sum(_elements(s) or 0 for s in layer.output_shapes)
-    if any(s is None for s in layer.output_shapes) or (out_elems == 0 and op not in NO_OPS):
+    if any(s is None for s in layer.output_shapes) or out_elems == 0:
         return Unsupported(layer.name, op, "output shape unknown: cannot cost on the reram digital units")
-    in_elems = sum(_elements(_shape(v)) or 0 for v in acts)
+    in_elems = sum(_elements(static_shape(v)) or 0 for v in acts)
     traffic = _accesses(in_elems + out_elems, config)
-    if op in DATA:
+    if kind == "data" or op in MOVES_ONLY:
         return DigitalLayer(layer.name, op, "data", 0, (0, 0, 0), traffic, "eDRAM read + write of the moved elements", layer)
-    if op in POOL:
+    if kind == "pool":
         simple = _pool_ops(layer, in_elems, out_elems)
-        mul = out_elems if op in ("AveragePool", "GlobalAveragePool", "ReduceMean") else 0
+        mul = out_elems if op in AVERAGING else 0
         return DigitalLayer(layer.name, op, "digital", simple, (simple, mul, 0), traffic, "pooling/reduction unit", layer)
-    simple, mul, trans = ELEMENTWISE[op]
+    simple, mul, trans = OP_MIX.get(op, CLASS_MIX[kind])
     mix = (simple * out_elems, mul * out_elems, trans * out_elems)
     return DigitalLayer(layer.name, op, "digital", mix[0], mix, traffic, "element-wise digital unit", layer)
 
@@ -92,17 +106,6 @@ def equivalent_ops(row: DigitalLayer, config) -> float:
 
 def _pool_ops(layer: Layer, in_elems: int, out_elems: int) -> float:
     kernel = layer.attributes.get("kernel_shape")
-    if layer.op in ("MaxPool", "AveragePool", "LpPool") and kernel:
+    if layer.op in WINDOWED and kernel:
         return float(out_elems * math.prod(kernel))
     return float(in_elems)
-
-
-def _shape(value):
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
-
-
-def _is_constant(value) -> bool:
-    producer = value.producer()
-    return producer is not None and producer.op_type == "Constant"

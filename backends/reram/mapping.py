@@ -1,11 +1,13 @@
 """Lowering for the reram target: every Conv/Gemm/MatMul with constant weights onto crossbars.
 
-A layer is the matrix [K rows = fan-in (C/g*kh*kw for a conv), N columns = outputs]; each
-weight takes ``slices`` = ceil(weight_bits/cell_bits) cells per polarity (two polarities
-with the differential encoding), so with X x X crossbars
+A layer is the matrix [K rows = fan-in (C/g*kh*kw for a conv), N columns = outputs] of its
+weight's layout (``layer.weight.layout.matrices()``, one per group; :mod:`nncc.weights`);
+each weight takes ``slices`` = ceil(weight_bits/cell_bits) cells per polarity (two
+polarities with the differential encoding), so with X x X crossbars (:mod:`nncc.crossbar`;
+docs/sources.md, "Crossbar geometry")
 
     crossbars_logical = ceil(K/X) * ceil(N/X)                        (one cell per weight;
-                        CALIBRATION.md's Group Scissor count)
+                        Group Scissor's count)
     crossbars         = ceil(K/X) * ceil(N*slices*polarities/X) * replicate
 
 counting only crossbars that hold a non-zero cell (a block of zeros, e.g. a deleted
@@ -30,15 +32,33 @@ import onnx_ir as ir
 from nncc.analysis import Layer, layers
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
+from nncc.crossbar import (CrossbarGeometry, column_slices, dense_crossbars, layer_scale, logical_blocks, physical_matrix,
+                           row_blocks)
 from nncc.errors import NnccError
+from nncc.irutils import is_constant
+from nncc.ops import DEFAULT_DOMAINS, INTEGER_OPS, WEIGHTED_OPS
 
 from . import adc, activations
-from .digital import DIGITAL, digital_row
+from .digital import digital_row, is_digital
 
-MVM_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+# Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
+# layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
+# why the others are not placed).
+MVM_OPS = WEIGHTED_OPS
+WEIGHT_OPERAND = 1
+MATRIX_PRODUCTS = frozenset({"Gemm", "MatMul"})
+INTEGER_WEIGHTS = ("integer op of a pre-quantized model: its zero points and requantization are not modelled on "
+                   "the crossbars; compile the float model (or its QDQ form) instead")
+UNMAPPED: dict[str, str] = {
+    "ConvTranspose": "transposed convolution: its scatter of each input pixel over the output is not mapped onto "
+                     "crossbars (no reram estimator)",
+    "Einsum": "Einsum: no weight layout for a general contraction (no reram estimator)",
+    **{op: INTEGER_WEIGHTS for op in INTEGER_OPS},
+}
 STATIC_ONLY = ("both operands are activations (e.g. attention scores Q*K^T): a crossbar computes with weights "
                "programmed before inference; rewriting ReRAM cells for every input is not modelled "
                "(write energy, latency and endurance)")
+FIRST_OPERAND = "constant first operand (W*X) is not mapped: transpose the product so the weight is second"
 
 
 @dataclasses.dataclass
@@ -104,61 +124,35 @@ class ReramMapping(Mapping):
 
 # ---------------------------------------------------------------- weights of a layer
 
-def constant_array(value: ir.Value | None) -> np.ndarray | None:
-    """A value's constant: initializer, Constant node, or DequantizeLinear of constants."""
-    if value is None:
+def _unmapped(layer: Layer) -> str | None:
+    """Why a weighted layer has no crossbar form, or None when it maps."""
+    if layer.op in UNMAPPED:
+        return UNMAPPED[layer.op]
+    weight = layer.weight
+    if weight is not None and weight.layout.index == WEIGHT_OPERAND:
         return None
-    if value.const_value is not None:
-        return value.const_value.numpy()
-    node = value.producer()
-    if node is None:
-        return None
-    if node.op_type == "Constant" and "value" in node.attributes:
-        return node.attributes["value"].value.numpy()
-    if node.op_type == "DequantizeLinear":
-        x, scale = constant_array(node.inputs[0]), constant_array(node.inputs[1])
-        zp = constant_array(node.inputs[2]) if len(node.inputs) > 2 else None
-        if x is None or scale is None:
-            return None
-        axis = node.attributes.get_int("axis", 1)
-        shape = [1] * x.ndim
-        if scale.ndim == 1 and scale.size > 1:
-            shape[axis % x.ndim] = scale.size
-        zp = np.zeros(1) if zp is None else zp.astype(np.float64).reshape(shape if zp.size > 1 else [1])
-        return ((x.astype(np.float64) - zp) * scale.astype(np.float64).reshape(shape if scale.size > 1 else [1])).astype(np.float32)
-    return None
+    if layer.op in MATRIX_PRODUCTS and is_constant(layer.node.inputs[0]):
+        return FIRST_OPERAND
+    return STATIC_ONLY if layer.op in MATRIX_PRODUCTS else "conv weights are not constant: " + STATIC_ONLY
 
 
 def _matrices(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
     """Per-group [K x N] weight matrices and MVMs per inference, or a reason it cannot map."""
-    node = layer.node
     out = layer.output_shapes[0]
     if out is None:
         return [], 0, "output shape unknown: cannot count matrix-vector products"
-    if layer.op == "Conv":
-        w = constant_array(node.inputs[1])
-        if w is None:
-            return [], 0, "conv weights are not constant: " + STATIC_ONLY
-        g = node.attributes.get_int("group", 1)
-        n = w.shape[0] // g
-        return [w[i * n:(i + 1) * n].reshape(n, -1).T for i in range(g)], out[0] * math.prod(out[2:]), None
-    a = layer.input_shapes[0]
-    b = constant_array(node.inputs[1])
-    if b is None:
-        if constant_array(node.inputs[0]) is not None:
-            return [], 0, "constant first operand (W*X) is not mapped: transpose the product so the weight is second"
-        return [], 0, STATIC_ONLY
-    if a is None:
-        return [], 0, "input shape unknown: cannot count matrix-vector products"
-    if layer.op == "Gemm":
-        if node.attributes.get_int("transB", 0):
-            b = b.T
-        b = b * node.attributes.get_float("alpha", 1.0)
-        vectors = a[1] if node.attributes.get_int("transA", 0) else a[0]
-        return [b], vectors, None
-    if b.ndim != 2:
-        return [], 0, f"MatMul weight of rank {b.ndim}: only a 2-D constant second operand maps onto crossbars"
-    return [b], math.prod(a[:-1]), None
+    reason = _unmapped(layer)
+    if reason:
+        return [], 0, reason
+    layout = layer.weight.layout
+    w = layer.weight.array()
+    if layout.kind == "in_first" and w.ndim != 2:
+        return [], 0, f"{layer.op} weight of rank {w.ndim}: only a 2-D constant second operand maps onto crossbars"
+    mats = layout.matrices(w)
+    if layout.scale != 1.0:  # a Gemm's alpha: the crossbar stores the product's true matrix
+        mats = [m * layout.scale for m in mats]
+    # One MVM per output vector (a conv: per output pixel, on the same crossbars).
+    return mats, math.prod(out) // layout.outputs(w.shape), None
 
 
 # ---------------------------------------------------------------- one layer onto crossbars
@@ -166,14 +160,15 @@ def _matrices(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
 def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) -> CrossbarLayer:
     """Place one layer. ``vectors(groups) -> (codes [groups x V x K], quantization dict) | None``
     gives its calibration inputs as activation codes."""
-    X, S, P, bits = config.crossbar_size, config.slices, config.polarities, config.input_bits
+    geometry = config.geometry
+    X, S, P, bits = geometry.size, geometry.slices, geometry.polarities, config.input_bits
     g = len(mats)
     k, n = mats[0].shape
-    phys_cols = n * S * P
-    rb, cb = -(-k // X), -(-phys_cols // X)
+    phys_cols = n * geometry.column_factor
+    rb, cb = row_blocks(k, X), -(-phys_cols // X)
     packed = g > 1 and k <= X and phys_cols <= X
     gpc = min(X // k, X // phys_cols) if packed else 1
-    scale = adc.layer_scale(max(float(np.max(np.abs(m))) if m.size else 0.0 for m in mats), config)
+    scale = layer_scale(max(float(np.max(np.abs(m))) if m.size else 0.0 for m in mats), geometry)
     mode = config.adc_bits_from
     got = vectors(g) if mode == "calibration" else None
     quant: dict[str, Any] = {"weights": f"{config.weight_encoding}, {config.weight_bits} bits, one scale per layer ({config.weight_scale} |w|)",
@@ -182,7 +177,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) ->
     st = _packed_stats(mats, scale, codes, config) if packed else _block_stats(mats, scale, codes, config)
     sums = st["sums"]
     if mode == "worst-case":
-        sums = np.array(adc.worst_case_sums(config, k))
+        sums = np.array(adc.worst_case_sums(geometry, k))
         source = "worst case: every row of a crossbar at the top cell value"
     elif codes is None:
         source = "weight bound: every input bit 1" + ("" if mode == "weights" else " (no calibration vectors for this layer)")
@@ -191,9 +186,9 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) ->
     conversions = st["nz_cols"] * mvms * bits
     # A slice with non-zero cells is converted: at least 1 bit even if no calibration input reached it.
     adc_bits = [max(adc.bits_for(s, config.adc_bits_max), 1 if conversions[i] else 0) for i, s in enumerate(sums)]
-    worst = [adc.bits_for(s, config.adc_bits_max) for s in adc.worst_case_sums(config, k)]
+    worst = [adc.bits_for(s, config.adc_bits_max) for s in adc.worst_case_sums(geometry, k)]
     r_eff = max(1, min(config.replicate, mvms))
-    col_slice = adc.column_slices(n, config)
+    col_slice = column_slices(n, geometry)
     units: dict[int, int] = {}
     if packed:
         # Whole groups side by side on one crossbar: each output column leaves after one crossbar side.
@@ -202,7 +197,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) ->
         _add(units, _adc_units(np.tile(col_slice, gpc), np.tile(st["live"], gpc), adc_bits, config, crossbars))
         wires = lengths = float(st["placed_groups"] * phys_cols)
     else:
-        crossbars, dense, logical = st["placed"], g * rb * cb, st["logical"]
+        crossbars, dense, logical = st["placed"], g * dense_crossbars(k, n, X, geometry.column_factor), st["logical"]
         wires, lengths = st["wires"], st["wire_lengths"]
         for c, placed in enumerate(st["placed_per_cb"]):
             cols = col_slice[c * X:(c + 1) * X]
@@ -224,34 +219,36 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) ->
         busiest_adc_columns=int(min(config.cols_per_adc, phys_cols * gpc)), quantization=quant, layer=layer)
 
 
-def _levels(n: int, config) -> tuple[np.ndarray, np.ndarray]:
-    col_slice = adc.column_slices(n, config)
-    top = np.array([2 ** b - 1 for b in config.slice_bits()], dtype=np.float32)
+def _levels(n: int, geometry: CrossbarGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Slice of each physical column, and the top cell value of that slice."""
+    col_slice = column_slices(n, geometry)
+    top = np.array([2 ** b - 1 for b in geometry.slice_bits()], dtype=np.float32)
     return col_slice, top[col_slice]
 
 
 def _block_stats(mats, scale, codes, config) -> dict[str, Any]:
     """Per group, one crossbar row block at a time (a large layer such as VGG's fc6 never
     holds all its cells at once): column sums, non-zero columns, placed crossbars, read conductance."""
-    X, S = config.crossbar_size, config.slices
+    geometry = config.geometry
+    X, S = geometry.size, geometry.slices
     k, n = mats[0].shape
-    phys_cols = n * S * config.polarities
-    col_slice, level_max = _levels(n, config)
+    phys_cols = n * geometry.column_factor
+    col_slice, level_max = _levels(n, geometry)
     st: dict[str, Any] = {"sums": np.zeros(S), "nz_cols": np.zeros(S, dtype=np.int64), "placed": 0, "dac_rows": 0,
                           "read_s": 0.0, "logical": 0, "placed_per_cb": np.zeros(-(-phys_cols // X), dtype=np.int64),
                           "live": np.zeros(phys_cols, dtype=bool), "wires": 0, "wire_lengths": 0.0}
     for gi, w in enumerate(mats):
-        st["logical"] += sum(bool(np.any(w[r:r + X, c:c + X])) for r in range(0, k, X) for c in range(0, n, X))
+        st["logical"] += logical_blocks(w, X)
         # Routing: a column segment holding a non-zero cell sends a partial sum into its
         # column's adder tree; an all-zero segment (a deleted connection group) sends none.
         stack = np.zeros(phys_cols, dtype=np.int64)
         for r in range(0, k, X):
-            phys = adc.physical_matrix(w[r:r + X], config, scale)
+            phys = physical_matrix(w[r:r + X], geometry, scale)
             if codes is not None:
                 col_max, density = adc.block_sums(codes[gi][:, r:r + X], phys, config.input_bits)
             else:
                 col_max, density = phys.sum(axis=0), np.full(phys.shape[0], 0.5)  # [U] half the bits 1 if unmeasured
-            st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_max, n, config))
+            st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_max, n, geometry))
             nz = np.any(phys != 0, axis=0)
             st["live"] |= nz
             stack += nz
@@ -273,11 +270,12 @@ def _block_stats(mats, scale, codes, config) -> dict[str, Any]:
 
 def _packed_stats(mats, scale, codes, config, chunk: int = 256) -> dict[str, Any]:
     """All groups at once for small groups packed block-diagonally (depthwise convs)."""
-    X, S, bits = config.crossbar_size, config.slices, config.input_bits
+    geometry = config.geometry
+    X, S, bits = geometry.size, geometry.slices, config.input_bits
     w = np.stack(mats)  # [g, k, n]
     g, k, n = w.shape
-    col_slice, level_max = _levels(n, config)
-    phys = adc.physical_matrix(w.reshape(g * k, n), config, scale).reshape(g, k, -1)
+    col_slice, level_max = _levels(n, geometry)
+    phys = physical_matrix(w.reshape(g * k, n), geometry, scale).reshape(g, k, -1)
     if codes is not None:
         col_max = np.zeros(phys.shape[2], dtype=np.float32)
         ones = np.zeros((g, k))
@@ -293,7 +291,7 @@ def _packed_stats(mats, scale, codes, config, chunk: int = 256) -> dict[str, Any
     placed = np.any(nz, axis=1)
     g_cells = config.g_off + phys / level_max * (config.g_on - config.g_off)
     row_g = g_cells.sum(axis=2) + (X - phys.shape[2]) * config.g_off  # the crossbar's other columns at Roff
-    return {"sums": adc.per_slice_max(col_max, n, config),
+    return {"sums": adc.per_slice_max(col_max, n, geometry),
             "nz_cols": np.array([int(nz[:, col_slice == s].sum()) for s in range(S)], dtype=np.int64),
             "live": nz.any(axis=0), "placed_groups": int(placed.sum()), "logical_groups": int(np.any(w != 0, axis=(1, 2)).sum()),
             "dac_rows": int(placed.sum()) * k, "read_s": float(np.sum(density[placed] * row_g[placed]))}
@@ -332,13 +330,13 @@ def _adc_units(col_slices: np.ndarray, live: np.ndarray, adc_bits: list[int], co
 
 # ---------------------------------------------------------------- the whole model
 
-def map_model(model: ir.Model, config) -> ReramMapping:
+def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None = None) -> ReramMapping:
     table = layers(model)
     rows: list[Any] = []
     unsupported: list[Unsupported] = []
     plans = {}
     for layer in table:
-        if layer.domain not in ("", "ai.onnx"):
+        if layer.domain not in DEFAULT_DOMAINS:
             unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no reram estimator"))
         elif layer.op in MVM_OPS:
             mats, mvms, reason = _matrices(layer)
@@ -346,15 +344,15 @@ def map_model(model: ir.Model, config) -> ReramMapping:
                 unsupported.append(Unsupported(layer.name, layer.op, reason))
             else:
                 plans[id(layer.node)] = (layer, mats, mvms)
-    calib = activations.Calibration(model, [p[0] for p in plans.values()], config) if config.adc_bits_from == "calibration" \
+    calib = activations.Calibration(model, [p[0] for p in plans.values()], config, calibration) if config.adc_bits_from == "calibration" \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
     for layer in table:
         if id(layer.node) in plans:
             _, mats, mvms = plans[id(layer.node)]
             k = mats[0].shape[0]
             rows.append(map_mvm(layer, mats, mvms, config, lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k)))
-        elif layer.domain in ("", "ai.onnx") and layer.op not in MVM_OPS:
-            if layer.op in DIGITAL:
+        elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
+            if is_digital(layer.op):
                 row = digital_row(layer, config)
                 (unsupported if isinstance(row, Unsupported) else rows).append(row)
             else:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from nncc.backends.base import Mapping, SearchOption, Target, knob
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
+from nncc.crossbar import CrossbarGeometry
 from nncc.pass_base import NnccPass
+from nncc.registry import PASSES
 
 from . import config as hwconfig
 from . import cost, mapping
@@ -26,9 +29,8 @@ class ReramTarget(Target):
 
     def legalize(self) -> list[NnccPass]:
         # BatchNormalization after a conv has no analog form: it is folded into the programmed weights.
-        from nncc.passes.fold import FoldBatchNorm
-
-        return [FoldBatchNorm()]
+        
+        return [PASSES.create("fold-batchnorm")]
 
     @classmethod
     def search_space(cls) -> list[list[SearchOption]]:
@@ -45,8 +47,11 @@ class ReramTarget(Target):
     def ratios_to_uncompressed(self, before: CostReport, after: CostReport) -> dict[str, float | None]:
         return cost.crossbar_area_ratio(before, after)
 
-    def lower(self, model: ir.Model) -> Mapping:
-        return mapping.map_model(model, self.config)
+    def crossbar_geometry(self) -> CrossbarGeometry:
+        return self.config.geometry
+
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> Mapping:
+        return mapping.map_model(model, self.config, calibration)
 
     def estimate(self, mapping_: Mapping) -> CostReport:
         return cost.estimate(mapping_, self.config)

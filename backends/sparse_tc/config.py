@@ -2,8 +2,9 @@
 
 Zhu, Zhang, Gu, Xie, "Sparse Tensor Core: Algorithm and Hardware Co-Design for
 Vector-wise Sparse Neural Networks on Modern GPUs", MICRO 2019, evaluate on a Volta
-(V100-like) GPU model. Source tags as in CALIBRATION.md: [V] seen in the named source;
-[U] not confirmed (a starting point); "fitted constant: ..." names the rerunnable fit.
+(V100-like) GPU model. Sources: docs/sources.md, "Sparse Tensor Core"; tags: [V] seen in
+the named source; [U] not confirmed (a starting point); "fitted constant: ..." names the
+rerunnable fit.
 
 Modes (``--set mode=...``):
 - ``dense``:    stock cuBLAS/cuDNN-style HMMA GEMMs; zeros in the weights change nothing.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from nncc.backends.base import hw
+from nncc.backends.base import HardwareConfig, hw
 
 VOLTA = "NVIDIA Tesla V100 GPU Architecture whitepaper (2017)"
 HOROWITZ = "Horowitz ISSCC 2014 (45 nm), via Han et al. NIPS 2015 Table 1"
@@ -28,57 +29,59 @@ MODES = ("dense", "software", "hardware")
 
 
 @dataclasses.dataclass(frozen=True)
-class SparseTcConfig:
+class SparseTcConfig(HardwareConfig):
     mode: str = hw("hardware", source="Zhu et al. MICRO 2019: dense | software (VectorSparse on stock Tensor Cores) | "
-                                      "hardware (their extended HMMA + micro-architecture); default = the paper's proposal")
+                                      "hardware (their extended HMMA + micro-architecture); default = the paper's proposal",
+                   choices=MODES)
     # --- compute: SMs x tensor cores x HMMA FMAs per clock
-    sm_count: int = hw(80, source=f"{VOLTA} [V]: 80 SMs in Tesla V100", unit="SM")
-    tensor_cores_per_sm: int = hw(8, source=f"{VOLTA} [V]: 8 Tensor Cores per SM (640 in all)", unit="TC/SM")
-    fma_per_tc_cycle: int = hw(64, source=f"{VOLTA} [V]: each Tensor Core performs 64 FP16 FMA per clock (4x4x4)", unit="FMA/cycle")
-    hmma_m: int = hw(16, source="CUDA WMMA API [V]: warp-level HMMA fragment m16n16k16 on Volta", unit="rows")
-    hmma_n: int = hw(16, source="CUDA WMMA API [V]: m16n16k16", unit="cols")
-    hmma_k: int = hw(16, source="CUDA WMMA API [V]: m16n16k16; the reduction is padded to whole k-steps", unit="elements")
-    clock_hz: float = hw(1.53e9, source=f"{VOLTA} [V]: 1530 MHz GPU boost clock (SXM2); 125 TFLOPS = 640 TC x 64 x 2 x 1.53 GHz", unit="Hz")
-    cuda_fma_per_sm_cycle: int = hw(128, source=f"{VOLTA} [V]: 64 FP32 cores/SM; FP16 (half2) runs 2x = 31.4 TFLOPS", unit="FMA/cycle")
+    sm_count: int = hw(80, source=f"{VOLTA} [V]: 80 SMs in Tesla V100", unit="SM", above=0)
+    tensor_cores_per_sm: int = hw(8, source=f"{VOLTA} [V]: 8 Tensor Cores per SM (640 in all)", unit="TC/SM", above=0)
+    fma_per_tc_cycle: int = hw(64, source=f"{VOLTA} [V]: each Tensor Core performs 64 FP16 FMA per clock (4x4x4)",
+                               unit="FMA/cycle", above=0)
+    hmma_m: int = hw(16, source="CUDA WMMA API [V]: warp-level HMMA fragment m16n16k16 on Volta", unit="rows", above=0)
+    hmma_n: int = hw(16, source="CUDA WMMA API [V]: m16n16k16", unit="cols", above=0)
+    hmma_k: int = hw(16, source="CUDA WMMA API [V]: m16n16k16; the reduction is padded to whole k-steps",
+                     unit="elements", above=0)
+    clock_hz: float = hw(1.53e9, source=f"{VOLTA} [V]: 1530 MHz GPU boost clock (SXM2); 125 TFLOPS = 640 TC x 64 x 2 x 1.53 GHz",
+                         unit="Hz", above=0)
+    cuda_fma_per_sm_cycle: int = hw(128, source=f"{VOLTA} [V]: 64 FP32 cores/SM; FP16 (half2) runs 2x = 31.4 TFLOPS",
+                                    unit="FMA/cycle", above=0)
     batch: int = hw(1, source="[U] inputs per inference: the GEMM n dimension, activation bytes and MACs scale by it "
-                              "(the model's own batch is 1 in the zoo); the paper's inference batch is not confirmed", unit="inputs")
+                              "(the model's own batch is 1 in the zoo); the paper's inference batch is not confirmed",
+                    unit="inputs", above=0)
     # Threadblock tiles a GEMM library chooses among (per kernel, the fastest is modelled).
     tiles: str = hw("256x128,128x256,128x128,128x64,64x128,64x64,64x32,32x64,32x32",
                     source="[U] CUTLASS Volta threadblock shapes (128x128x32 default, 256x128 the largest); cuBLAS heuristics not published")
     blocks_per_sm: int = hw(1, source="[U] one HMMA threadblock per SM at a time (register/shared-memory limits of 128x128 "
-                                      "tiles); smaller tiles are assumed to fill the SM's Tensor Cores too", unit="blocks")
+                                      "tiles); smaller tiles are assumed to fill the SM's Tensor Cores too",
+                            unit="blocks", above=0)
     # --- memory
-    hbm_bandwidth: float = hw(900e9, source=f"{VOLTA} [V]: HBM2 900 GB/s peak", unit="B/s")
+    hbm_bandwidth: float = hw(900e9, source=f"{VOLTA} [V]: HBM2 900 GB/s peak", unit="B/s", above=0)
     l2_bandwidth: float = hw(2155e9, source="Jia et al., Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking, "
-                                            "arXiv 1804.06826 [U]: measured L2 bandwidth ~2.1 TB/s", unit="B/s")
-    value_bytes: int = hw(2, source="[V] Tensor Core HMMA operands are FP16 (Zhu et al. run FP16 inference on Tensor Cores)", unit="B")
-    kernel_launch_s: float = hw(5e-6, source="[U] CUDA kernel launch + tail, a few microseconds per kernel", unit="s")
+                                            "arXiv 1804.06826 [U]: measured L2 bandwidth ~2.1 TB/s", unit="B/s", above=0)
+    value_bytes: int = hw(2, source="[V] Tensor Core HMMA operands are FP16 (Zhu et al. run FP16 inference on Tensor Cores)",
+                          unit="B", above=0)
+    kernel_launch_s: float = hw(5e-6, source="[U] CUDA kernel launch + tail, a few microseconds per kernel", unit="s", minimum=0)
     fuse_epilogue: bool = hw(True, source="[V] cuDNN/CUTLASS epilogues apply bias and activation (Relu, Clip...) inside the GEMM")
     # --- vector-wise sparsity (the paper's format)
-    vector_length: int = hw(16, source="Zhu et al. MICRO 2019 / CALIBRATION.md [U]: vector length L=16 along the reduction, "
-                                       "N balanced non-zeros per vector", unit="elements")
+    vector_length: int = hw(16, source="Zhu et al. MICRO 2019 (docs/sources.md, \"Sparse Tensor Core\") [U]: vector length "
+                                       "L=16 along the reduction, N balanced non-zeros per vector", unit="elements", above=0)
     # Overheads of the sparse paths, relative to the sparse HMMA work (cycles x (1 + overhead)).
     software_overhead: float = hw(1.6223, source=FIT + "= 1.63x, Zhu et al. abstract [V]: +63% from the pruning algorithm)",
-                                  unit="fraction of sparse HMMA cycles")
+                                  unit="fraction of sparse HMMA cycles", minimum=0)
     hardware_overhead: float = hw(0.1851, source=FIT + "= 2.58x = 1.63 x 1.58, Zhu et al. abstract [V]: +58% more from the "
-                                                       "hardware)", unit="fraction of sparse HMMA cycles")
+                                                       "hardware)", unit="fraction of sparse HMMA cycles", minimum=0)
     # --- energy
-    pj_per_fma: float = hw(1.5, source=f"{HOROWITZ}: 16-bit float mult 1.1 pJ + add 0.4 pJ [V]; [U] at 12 nm", unit="pJ")
-    pj_per_hbm_byte: float = hw(31.2, source="[U] HBM2 ~3.9 pJ/bit (O'Connor et al., Fine-Grained DRAM, MICRO 2017)", unit="pJ/B")
-    pj_per_l2_byte: float = hw(1.25, source=f"{HOROWITZ}: 32-bit SRAM cache access 5 pJ [V]; a 6 MB L2 costs more [U]", unit="pJ/B")
-    static_power_w: float = hw(40.0, source=f"[U] leakage/clock share of the 300 W V100 TDP ({VOLTA} [V] for the TDP)", unit="W")
+    pj_per_fma: float = hw(1.5, source=f"{HOROWITZ}: 16-bit float mult 1.1 pJ + add 0.4 pJ [V]; [U] at 12 nm",
+                           unit="pJ", minimum=0)
+    pj_per_hbm_byte: float = hw(31.2, source="[U] HBM2 ~3.9 pJ/bit (O'Connor et al., Fine-Grained DRAM, MICRO 2017)",
+                                unit="pJ/B", minimum=0)
+    pj_per_l2_byte: float = hw(1.25, source=f"{HOROWITZ}: 32-bit SRAM cache access 5 pJ [V]; a 6 MB L2 costs more [U]",
+                               unit="pJ/B", minimum=0)
+    static_power_w: float = hw(40.0, source=f"[U] leakage/clock share of the 300 W V100 TDP ({VOLTA} [V] for the TDP)",
+                               unit="W", minimum=0)
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)} (got '{self.mode}')")
-        for name in ("sm_count", "tensor_cores_per_sm", "fma_per_tc_cycle", "hmma_m", "hmma_n", "hmma_k", "clock_hz",
-                     "cuda_fma_per_sm_cycle", "batch", "blocks_per_sm", "hbm_bandwidth", "l2_bandwidth", "value_bytes", "vector_length"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
-        for name in ("kernel_launch_s", "software_overhead", "hardware_overhead", "pj_per_fma", "pj_per_hbm_byte",
-                     "pj_per_l2_byte", "static_power_w"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+    def check(self) -> None:
         self.tile_shapes()  # raises ValueError when malformed
 
     def tile_shapes(self) -> list[tuple[int, int]]:

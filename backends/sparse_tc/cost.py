@@ -34,9 +34,86 @@ from typing import Any, Iterable
 
 from nncc.cost import CostReport, LayerCost
 
-from .mapping import KernelRow, SparseTcMapping
+from .mapping import KernelRow, SparsePattern, SparseTcMapping
 
 PJ = 1e-12
+
+
+# ---------------------------------------------------------------- report rows, one type per kernel kind
+
+@dataclasses.dataclass(kw_only=True)
+class KernelCost(LayerCost):
+    """A report row: the layer's kernel ``kind`` (as in the mapping); a no-op row has nothing else."""
+
+    kind: str
+
+    def dense_latency_s(self) -> float:
+        """The row's latency with every GEMM on its dense kernel (``speedup_vs_dense``'s reference)."""
+        return self.latency_s
+
+
+@dataclasses.dataclass(kw_only=True)
+class FusedKernelCost(KernelCost):
+    """An epilogue op that runs inside a GEMM kernel: no time of its own."""
+
+    fused_into: str
+
+
+@dataclasses.dataclass(kw_only=True)
+class MemoryKernelCost(KernelCost):
+    """A bandwidth-bound kernel (element-wise, pooling, data movement)."""
+
+    bound: str
+    hbm_bytes: float
+
+
+@dataclasses.dataclass(kw_only=True)
+class CudaCoreCost(MemoryKernelCost):
+    """A depthwise conv on the CUDA cores."""
+
+    gemm: str
+    fuses: list[str]
+
+
+# Fields of a weight's vector-sparse pattern that a GEMM row reports.
+PATTERN_FIELDS = ("density", "vector", "keep", "balanced_fraction", "detected_vector", "detected_keep")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TensorCoreCost(KernelCost):
+    """A GEMM on the Tensor Cores: the chosen kernel (dense or vector-sparse) beside its dense reference."""
+
+    gemm: str
+    kernel: str            # dense | sparse
+    tile: str
+    tiles: int
+    waves: int
+    k_executed: int
+    bound: str
+    cycles_dense: float
+    cycles: float
+    latency_dense_s: float
+    speedup: float
+    weight_bytes_dense: float
+    weight_bytes: float
+    index_bytes: float
+    hbm_bytes: float
+    l2_bytes: float
+    # Reported only when they apply: the pattern of a weight the format can hold, and the
+    # epilogue ops this kernel runs.
+    pattern: SparsePattern | None = dataclasses.field(default=None, repr=False)
+    fuses: list[str] = dataclasses.field(default_factory=list, repr=False)
+
+    def dense_latency_s(self) -> float:
+        return self.latency_dense_s
+
+    def to_json(self) -> dict[str, Any]:
+        row = super().to_json()
+        if self.pattern is not None:
+            row.update({name: getattr(self.pattern, name) for name in PATTERN_FIELDS})
+        if self.fuses:
+            row["fuses"] = list(self.fuses)
+        return row
 
 
 @dataclasses.dataclass
@@ -120,44 +197,35 @@ def _energy(fmas: float, hbm: float, l2: float, latency: float, config: Any) -> 
         + config.static_power_w * latency
 
 
-def layer_cost(row: KernelRow, config: Any, mode: str | None = None) -> LayerCost:
-    extra: dict[str, Any] = {"kind": row.kind}
-    if row.kind in ("noop", "fused"):
-        if row.fused_into:
-            extra["fused_into"] = row.fused_into
-        return LayerCost(row.name, row.op, int(row.macs), 0.0, 0.0, None, extra)
+def layer_cost(row: KernelRow, config: Any, mode: str | None = None) -> KernelCost:
+    if row.kind == "noop":
+        return KernelCost(row.name, row.op, int(row.macs), 0.0, 0.0, None, kind=row.kind)
+    if row.kind == "fused":
+        return FusedKernelCost(row.name, row.op, int(row.macs), 0.0, 0.0, None, kind=row.kind, fused_into=row.fused_into)
     if row.kind == "memory":
         hbm = row.input_bytes + row.output_bytes
         latency = hbm / config.hbm_bandwidth + config.kernel_launch_s
-        extra.update(bound="hbm", hbm_bytes=hbm)
-        return LayerCost(row.name, row.op, 0, latency, _energy(0, hbm, 0, latency, config), None, extra)
+        return MemoryKernelCost(row.name, row.op, 0, latency, _energy(0, hbm, 0, latency, config), None,
+                                kind=row.kind, bound="hbm", hbm_bytes=hbm)
     if row.kind == "cuda_core":
         hbm = row.weight_elements * config.value_bytes + row.input_bytes + row.output_bytes
         compute = row.macs / (config.sm_count * config.cuda_fma_per_sm_cycle * config.clock_hz)
         latency = max(compute, hbm / config.hbm_bandwidth) + config.kernel_launch_s
-        extra.update(bound="compute" if compute >= hbm / config.hbm_bandwidth else "hbm", hbm_bytes=hbm,
-                     gemm=f"{row.batch}x({row.m}x{row.n}x{row.k})", fuses=list(row.fuses))
-        return LayerCost(row.name, row.op, int(row.macs), latency, _energy(row.macs, hbm, 0, latency, config),
-                         row.macs / (latency * config.sm_count * config.cuda_fma_per_sm_cycle * config.clock_hz), extra)
+        return CudaCoreCost(row.name, row.op, int(row.macs), latency, _energy(row.macs, hbm, 0, latency, config),
+                            row.macs / (latency * config.sm_count * config.cuda_fma_per_sm_cycle * config.clock_hz),
+                            kind=row.kind, bound="compute" if compute >= hbm / config.hbm_bandwidth else "hbm", hbm_bytes=hbm,
+                            gemm=f"{row.batch}x({row.m}x{row.n}x{row.k})", fuses=list(row.fuses))
     dense, chosen = row_paths(row, config, mode)
-    p = row.pattern
-    extra.update({
-        "gemm": f"{row.batch}x({row.m}x{row.n}x{row.k})" if row.batch > 1 else f"{row.m}x{row.n}x{row.k}",
-        "kernel": chosen.path, "tile": f"{chosen.tile[0]}x{chosen.tile[1]}", "tiles": chosen.tiles, "waves": chosen.waves,
-        "k_executed": chosen.k_eff, "bound": chosen.bound,
-        "cycles_dense": dense.cycles, "cycles": chosen.cycles,
-        "latency_dense_s": dense.latency_s, "speedup": dense.latency_s / chosen.latency_s,
-        "weight_bytes_dense": dense.weight_bytes, "weight_bytes": chosen.weight_bytes, "index_bytes": chosen.index_bytes,
-        "hbm_bytes": chosen.hbm_bytes, "l2_bytes": chosen.l2_bytes,
-    })
-    if p is not None:
-        extra.update(density=p.density, vector=p.vector, keep=p.keep, balanced_fraction=p.balanced_fraction,
-                     detected_vector=p.detected_vector, detected_keep=p.detected_keep)
-    if row.fuses:
-        extra["fuses"] = list(row.fuses)
     energy = _energy(chosen.executed_fmas, chosen.hbm_bytes, chosen.l2_bytes, chosen.latency_s, config)
     utilization = row.macs / (chosen.latency_s * config.peak_fma_per_s)
-    return LayerCost(row.name, row.op, int(row.macs), chosen.latency_s, energy, utilization, extra)
+    return TensorCoreCost(
+        row.name, row.op, int(row.macs), chosen.latency_s, energy, utilization, kind=row.kind,
+        gemm=f"{row.batch}x({row.m}x{row.n}x{row.k})" if row.batch > 1 else f"{row.m}x{row.n}x{row.k}",
+        kernel=chosen.path, tile=f"{chosen.tile[0]}x{chosen.tile[1]}", tiles=chosen.tiles, waves=chosen.waves,
+        k_executed=chosen.k_eff, bound=chosen.bound, cycles_dense=dense.cycles, cycles=chosen.cycles,
+        latency_dense_s=dense.latency_s, speedup=dense.latency_s / chosen.latency_s,
+        weight_bytes_dense=dense.weight_bytes, weight_bytes=chosen.weight_bytes, index_bytes=chosen.index_bytes,
+        hbm_bytes=chosen.hbm_bytes, l2_bytes=chosen.l2_bytes, pattern=row.pattern, fuses=list(row.fuses))
 
 
 def gemm_latency(rows: Iterable[KernelRow], config: Any, mode: str | None = None) -> tuple[float, float]:
@@ -173,10 +241,11 @@ def gemm_latency(rows: Iterable[KernelRow], config: Any, mode: str | None = None
 
 def estimate(mapping: SparseTcMapping, config: Any) -> CostReport:
     rows = [layer_cost(row, config) for row in mapping.layers]
-    dense_total = sum(r.extra.get("latency_dense_s", r.latency_s) for r in rows)
+    gemms = [r for r in rows if isinstance(r, TensorCoreCost)]
+    dense_total = sum(r.dense_latency_s() for r in rows)
     total = sum(r.latency_s for r in rows)
     gemm_dense, gemm_mode = gemm_latency(mapping.layers, config)
-    weights = sum(r.extra.get("weight_bytes", 0) + r.extra.get("index_bytes", 0) for r in rows) \
+    weights = sum(r.weight_bytes + r.index_bytes for r in gemms) \
         + sum(row.weight_elements * config.value_bytes for row in mapping.layers if row.kind == "cuda_core")
     totals = {
         "mode": config.mode,
@@ -184,8 +253,8 @@ def estimate(mapping: SparseTcMapping, config: Any) -> CostReport:
         "latency_dense_s": dense_total,
         "speedup_vs_dense": dense_total / total if total else 1.0,
         "gemm_speedup_vs_dense": gemm_dense / gemm_mode if gemm_mode else 1.0,
-        "sparse_kernels": sum(1 for r in rows if r.extra.get("kernel") == "sparse"),
-        "gemm_kernels": sum(1 for r in rows if r.extra.get("kind") == "gemm"),
+        "sparse_kernels": sum(1 for r in gemms if r.kernel == "sparse"),
+        "gemm_kernels": len(gemms),
     }
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=None, weight_bytes=int(weights), extra_totals=totals)
 

@@ -8,13 +8,15 @@
   that reuse [U]. Depthwise convs (one input channel per group) run on the
   CUDA cores, as cuDNN does, since a 1-row GEMM wastes the 16x16 HMMA fragment.
 - The weight operand is read in the same GEMM view as ``vector-sparsify``
-  (``passes.prune.gemm_view``: one row per output, vectors of L along the reduction); its
+  (``WeightLayout.gemm_view``: one row per output, vectors of L along the reduction); its
   vector-wise pattern is measured from the weights themselves: keep N = the largest
   non-zero count of any L-vector (the format stores N slots per vector), density,
   balanced fraction, and the shortest vector length showing the same N/L ratio.
 - Element-wise ops, pooling, reductions and data movement are memory-bound kernels;
   epilogue ops right after a GEMM fuse into it (``fuse_epilogue``); shape-only ops are
-  no-ops. Anything else, or a layer with unknown shapes, goes to ``unsupported``.
+  no-ops. The other weighted ops (ConvTranspose, Einsum, the integer ops of pre-quantized
+  models) have no FP16 HMMA lowering here; they, anything without an op class, and a layer
+  with unknown shapes go to ``unsupported``.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import onnx_ir as ir
 
 from nncc.analysis import Layer
 from nncc.backends.base import Mapping, partition_layers
-from nncc.analysis import DATA_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS
-from nncc.backends.mobile_cpu.mapping import ELEMENTWISE_OPS
 from nncc.cost import Unsupported
-from nncc.irutils import const_array
-from nncc.passes.prune import gemm_view, vector_blocks, weight_refs
+from nncc.irutils import const_array, static_shape
+from nncc.ops import DATA_OPS, ELEMENTWISE_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS
+from nncc.weights import vector_blocks, weight_refs
 
+# The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
 GEMM_OPS = frozenset({"Conv", "Gemm", "MatMul"})
-COSTABLE = GEMM_OPS | frozenset(ELEMENTWISE_OPS) | POOL_OPS | DATA_OPS | NO_OPS
+NO_GEMM_LOWERING = ("weighted op without an HMMA GEMM lowering here: only FP16 Conv/Gemm/MatMul are modelled "
+                    "(ConvTranspose needs col2im, Einsum an equation-specific GEMM, integer ops an int8 kernel)")
+COSTABLE = WEIGHTED_OPS | ELEMENTWISE_OPS | TRANSCENDENTAL_OPS | POOL_OPS | DATA_OPS | NO_OPS
 DETECT_LENGTHS = (2, 4, 8, 16, 32, 64)
 
 
@@ -75,22 +79,13 @@ class KernelRow:
 
 
 @dataclasses.dataclass
-class SparseTcMapping(Mapping):
+class SparseTcMapping(Mapping[KernelRow]):
     artifact_name = "kernel_map.json"
-    layers: list[KernelRow] = dataclasses.field(default_factory=list)
-    unsupported: list[Unsupported] = dataclasses.field(default_factory=list)
-
-
-def _shape(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None:
-        return None
-    dims = tuple(value.shape)
-    return dims if all(isinstance(d, int) for d in dims) else None
 
 
 def tensor_bytes(value: ir.Value | None, value_bytes: int) -> int:
     """Bytes on the GPU: float tensors in FP16 (``value_bytes``), others at their own width."""
-    shape = _shape(value)
+    shape = static_shape(value)
     if shape is None or value.dtype is None:
         return 0
     width = value_bytes if value.dtype.is_floating_point() else value.dtype.itemsize
@@ -117,16 +112,16 @@ def measure_pattern(matrix: np.ndarray, vector: int) -> SparsePattern:
 
 def gemm_dims(node: ir.Node) -> tuple[int, int, int, int] | None:
     """(batch, m, n, k) of a Conv/Gemm/MatMul, m = outputs per GEMM; None if shapes unknown."""
-    out = _shape(node.outputs[0])
+    out = static_shape(node.outputs[0])
     if out is None:
         return None
     if node.op_type == "Conv":
-        w = _shape(node.inputs[1])
+        w = static_shape(node.inputs[1])
         if w is None or len(out) < 2:
             return None
         group = node.attributes.get_int("group", 1)
         return group, w[0] // group, out[0] * math.prod(out[2:]), math.prod(w[1:])
-    a, b = _shape(node.inputs[0]), _shape(node.inputs[1])
+    a, b = static_shape(node.inputs[0]), static_shape(node.inputs[1])
     if a is None or b is None:
         return None
     if node.op_type == "Gemm":
@@ -159,7 +154,10 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
         if op in NO_OPS:
             rows.append(KernelRow(layer.name, op, "noop", layer=layer))
             continue
-        if any(_shape(v) is None for v in node.outputs if v is not None):
+        if op in WEIGHTED_OPS and op not in GEMM_OPS:
+            unsupported.append(Unsupported(layer.name, op, NO_GEMM_LOWERING))
+            continue
+        if any(static_shape(v) is None for v in node.outputs if v is not None):
             unsupported.append(Unsupported(layer.name, op, "output shape unknown: cannot cost"))
             continue
         acts = [v for v in node.inputs if v is not None and v.const_value is None]
@@ -174,25 +172,25 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
             batch, m, n, k = dims
             # config.batch inputs at once: more output vectors (or more batched GEMMs for
             # activation x activation MatMuls), the same weights.
-            if op == "MatMul" and node.inputs[1].const_value is None and len(_shape(node.outputs[0]) or ()) > 2:
+            if op == "MatMul" and layer.weight is None and len(static_shape(node.outputs[0]) or ()) > 2:
                 batch *= config.batch
             else:
                 n *= config.batch
             ref = ref_of.get(layer.name)
-            weight = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] is not None else None
-            w_elems = sum(v.const_value.size for v in consts)
-            row = KernelRow(layer.name, op, "gemm", layer.macs * config.batch, m, n, k, batch, weight=weight.name if weight is not None and weight.const_value is not None else None,
+            weight = layer.weight.value.name if layer.weight is not None and layer.weight.is_initializer else None
+            w_elems = sum(v.const_value.size for v in consts)  # the weight and the bias, both read from HBM
+            row = KernelRow(layer.name, op, "gemm", layer.macs * config.batch, m, n, k, batch, weight=weight,
                             weight_elements=w_elems, input_bytes=in_bytes * config.batch, output_bytes=out_bytes * config.batch,
                             layer=layer)
             if op == "Conv":
-                kernel = _shape(node.inputs[1])[2:]
-                strides = node.attributes.get_ints("strides", [1] * len(kernel))
-                row.b_reuse = max(1.0, math.prod(kernel) / math.prod(strides))
-            if op == "Conv" and batch > 1 and m == 1 and _shape(node.inputs[1])[1] == 1:
-                row.kind = "cuda_core"  # depthwise
-            elif ref is not None and ref.layout is not None:
+                filters = static_shape(node.inputs[1])  # [M, C/g, k...], known: gemm_dims needed it
+                strides = node.attributes.get_ints("strides", [1] * len(filters[2:]))
+                row.b_reuse = max(1.0, math.prod(filters[2:]) / math.prod(strides))
+                if batch > 1 and m == 1 and filters[1] == 1:
+                    row.kind = "cuda_core"  # depthwise
+            if row.kind == "gemm" and ref is not None and ref.layout is not None:
                 if ref.name not in patterns:
-                    patterns[ref.name] = measure_pattern(gemm_view(const_array(ref.value), ref.layout, ref.group), config.vector_length)
+                    patterns[ref.name] = measure_pattern(ref.layout.gemm_view(const_array(ref.value)), config.vector_length)
                 row.pattern = patterns[ref.name]
             rows.append(row)
             if single_use(node.outputs[0]):

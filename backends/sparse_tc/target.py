@@ -9,9 +9,10 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from nncc.backends.base import Target
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
 from nncc.pass_base import NnccPass
-from nncc.passes.fold import FoldBatchNorm
+from nncc.registry import PASSES
 
 from . import cost, mapping
 from .config import SparseTcConfig
@@ -26,9 +27,9 @@ class SparseTensorCoreTarget(Target):
     def legalize(self) -> list[NnccPass]:
         # Inference engines (TensorRT, cuDNN fused ops) fold BatchNorm into the conv weights;
         # a per-row scale keeps every zero, so the vector-sparse pattern survives.
-        return [FoldBatchNorm()]
+        return [PASSES.create("fold-batchnorm")]
 
-    def lower(self, model: ir.Model) -> mapping.SparseTcMapping:
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.SparseTcMapping:
         return mapping.map_model(model, self.config)
 
     def estimate(self, mapping_: mapping.SparseTcMapping) -> CostReport:

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from nncc.analysis import layers as layer_table
+from nncc.backends.truenorth.mapping import WEIGHTED
+
 SWEEPS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (1, 2, 4, 8, 16), 4: (1, 2, 4, 8)}
 QUICK_SWEEPS = {1: (1, 4, 16), 4: (1, 4)}
 
@@ -76,15 +79,12 @@ def measure(digits: int = 1000, sweeps: dict[int, tuple[int, ...]] = SWEEPS, cal
 
 
 def formula_cores(model, config) -> int:
-    """CALIBRATION.md's count: sum over weighted layers of ceil(fan-in / 256) x ceil(neurons / 256)."""
-    from nncc.analysis import layers
-
+    """The count of docs/sources.md, "TrueNorth": sum over weighted layers of ceil(fan-in / 256) x ceil(neurons / 256)."""
     total = 0
-    for layer in layers(model):
-        if layer.op in ("Conv", "Gemm", "MatMul") and layer.is_weighted:
+    for layer in layer_table(model):
+        if layer.op in WEIGHTED and layer.is_weighted:
             neurons = math.prod(layer.output_shapes[0])
-            fan_in = layer.macs // neurons
-            total += -(-fan_in // config.inputs_per_core) * -(-neurons // config.neurons_per_core)
+            total += -(-layer.weight.fan_in // config.inputs_per_core) * -(-neurons // config.neurons_per_core)
     return total
 
 
@@ -102,7 +102,7 @@ def render(m: dict[str, Any]) -> str:
     lines = [f"LeNet-5 / MNIST on TrueNorth ({m['digits']} test digits; weight scheme {c['weight_scheme']}, "
              f"pooling {c['pooling']}, {c['copy_mode']} copies)",
              f"cores per copy {m['cores_per_copy']} ({', '.join(f'{k} {v}' for k, v in m['cores_by_kind'].items())}; "
-             f"CALIBRATION.md's sum of ceil(fan-in/256) x ceil(neurons/256) over weighted layers: {m['formula_cores']}), "
+             f"docs/sources.md's sum of ceil(fan-in/256) x ceil(neurons/256) over weighted layers: {m['formula_cores']}), "
              f"pipeline depth {m['depth_ticks']} ticks",
              f"top-1: float {m['float_accuracy']:.2%} | legalized (9-bit weights, onnxruntime) {m['legalized_accuracy']:.2%} | "
              f"analog with 4 levels per neuron {m['analog_accuracy']:.2%}", "",

@@ -1,7 +1,9 @@
 """Placement of a network on TrueNorth cores (256 axons x 256 neurons each).
 
 Per weighted layer (Conv/Gemm/MatMul with constant weights) the blocks of
-``legalize-core-ops`` (the same plan, so a legalized graph and the original count the same):
+``legalize-core-ops`` (the same plan, :mod:`nncc.blocks`, so a legalized graph and the original
+count the same); the other weighted ops of :mod:`nncc.ops` (ConvTranspose, Einsum, the integer
+ops) have no core-op plan, and placing them is an error:
 
 - Fully connected block (K_b <= 256 inputs, M_b outputs): ceil(dup * M_b / 256) cores per row.
 - Conv block: TrueNorth has no weight sharing between cores, so every output position has its
@@ -42,17 +44,25 @@ import onnx_ir as ir
 
 from nncc.analysis import layers as layer_table
 from nncc.backends.base import Mapping
+from nncc.blocks import BLOCK, LAYER, MARK, Block, describe_weighted
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
-from nncc.passes.core_ops import BLOCK, LAYER, MARK, Block, describe_weighted
+from nncc.irutils import static_shape
+from nncc.ops import DEFAULT_DOMAINS, NO_OPS, WEIGHTED_OPS
 
 from .packing import coverage, merge_cores, pack_conv
 
+# Weighted ops (nncc.ops) split into core-ops by nncc.blocks' plans, as legalize-core-ops splits them.
 WEIGHTED = frozenset({"Conv", "Gemm", "MatMul"})
-UNPLACEABLE = frozenset({"ConvTranspose", "Einsum", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"})
+UNPLACEABLE = WEIGHTED_OPS - WEIGHTED
+# The pool-class ops a neuron computes: average or OR over a window (LpPool and the reductions
+# have no neuron model).
 POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-WIRING = frozenset({"Split", "Slice", "Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity",
-                    "Dropout", "Shape", "Constant"})
+# Routing between cores, no neurons: the no-op class, and the data ops that only select or
+# reorder features (each input reaches at most one axon: no splitters).
+WIRING = NO_OPS | {"Split", "Slice", "Concat", "Transpose"}
+# The element-wise ops that are a per-channel scale or shift when at most one operand is an
+# activation: they fold into the producing neurons' weights and leak.
 AFFINE = frozenset({"Add", "Sub", "Mul", "Div", "BatchNormalization"})
 
 
@@ -110,21 +120,6 @@ class TrueNorthMapping(Mapping):
 
 # --- the walk over the graph -------------------------------------------------------------
 
-def _static(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
-
-
-def _parse_block(text: str) -> Block | None:
-    try:
-        fields = dict(item.split("=") for item in text.split())
-        (i0, i1), (o0, o1) = (map(int, fields[k].split(":")) for k in ("in", "out"))
-        return Block(i0, i1, o0, o1, int(fields.get("groups", 1)))
-    except (KeyError, ValueError):
-        return None
-
-
 class _Mapper:
     def __init__(self, model: ir.Model, config: Any):
         self.model, self.c = model, config
@@ -155,10 +150,10 @@ class _Mapper:
     def place(self, layer) -> CoreRow | None:
         node, op = layer.node, layer.op
         label = node.metadata_props.get(LAYER, layer.name)
-        if layer.domain not in ("", "ai.onnx"):
+        if layer.domain not in DEFAULT_DOMAINS:
             self.unsupported.append(Unsupported(layer.name, f"{layer.domain}::{op}", "custom op: runs on the host"))
             return None
-        if op in WEIGHTED or op in UNPLACEABLE:
+        if op in WEIGHTED_OPS:
             return self.weighted(layer, label)
         mark = node.metadata_props.get(MARK)
         row = CoreRow(layer.name, op, "wiring", label, macs=layer.macs)
@@ -168,7 +163,7 @@ class _Mapper:
             row.kind = "fused"  # spike rates quantize activations; the threshold is the ReLU
             return row
         activations = [v for v in node.inputs if v is not None and v.const_value is None]
-        out = _static(node.outputs[0]) if node.outputs else None
+        out = static_shape(node.outputs[0]) if node.outputs else None
         if op in AFFINE | {"Sum"} and len(activations) <= 1:
             row.kind = "fused"  # per-channel scale/shift: folds into the producing neurons' weights and leak
             return row
@@ -178,21 +173,21 @@ class _Mapper:
             row.kind, row.merge_cores, row.stage_ticks, row.synapses, row.neurons = "merge" if mark == "reduce" else "add", cores, ticks, synapses, n
             row.fan_in = 2 * len(activations)
             return row
-        if op in POOLS and out is not None and _static(node.inputs[0]) is not None:
+        if op in POOLS and out is not None and static_shape(node.inputs[0]) is not None:
             return self.pool(layer, row, out)
         self.unsupported.append(Unsupported(layer.name, op, "no TrueNorth neuron model for this op: runs on the host"))
         return None
 
     def weighted(self, layer, label: str) -> CoreRow:
         node, c = layer.node, self.c
-        desc = describe_weighted(node, c.inputs_per_core, c.neurons_per_core) if layer.op in WEIGHTED else "not a Conv/Gemm/MatMul"
+        desc = "not a Conv/Gemm/MatMul" if layer.op in UNPLACEABLE else describe_weighted(node, c.inputs_per_core, c.neurons_per_core)
         if isinstance(desc, str):
             why = "; crossbar synapses are fixed at configuration time" if "constant" in desc else ""
             raise NnccError("truenorth", f"layer '{layer.name}' ({layer.op}) cannot be placed on TrueNorth cores: {desc}{why}")
         partial = node.metadata_props.get(MARK) == "partial"
         row = CoreRow(layer.name, layer.op, "core-op", label, fan_in=desc.fan_in, stage_ticks=1, macs=layer.macs)
-        x, y = _static(node.inputs[0]), _static(node.outputs[0])
-        own = _parse_block(node.metadata_props.get(BLOCK, ""))
+        x, y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+        own = Block.parse(node.metadata_props.get(BLOCK, ""))
         features, offset = self.layer_input(node, label, own, desc)
         merge_ticks = 0
         for group in desc.plan:
@@ -230,7 +225,7 @@ class _Mapper:
         producer = x.producer()
         if producer is not None and producer.metadata_props.get(MARK) == "split":  # legalize-core-ops' Split or Slice
             source = producer.inputs[0]
-        shape = _static(source)
+        shape = static_shape(source)
         if shape is None:
             raise NnccError("truenorth", f"layer '{label}': input shape unknown (give it with --input-shape)")
         if desc.node.op_type == "Conv":
@@ -279,7 +274,7 @@ class _Mapper:
 
     def pool(self, layer, row: CoreRow, out: tuple) -> CoreRow:
         node, c = layer.node, self.c
-        x = _static(node.inputs[0])
+        x = static_shape(node.inputs[0])
         if layer.op.startswith("Global"):
             kernel, strides, dil = tuple(x[2:]), (1,) * len(x[2:]), (1,) * len(x[2:])
         else:

@@ -49,7 +49,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from nncc.errors import NnccError
-from nncc.passes.core_ops import describe_weighted, quantize_symmetric
+from nncc.blocks import describe_weighted, quantize_symmetric
 
 V_FLOOR = -(1 << 19)
 PERCENTILE = 99.9

@@ -9,10 +9,10 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from nncc.backends.base import Target
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
 from nncc.pass_base import NnccPass
-from nncc.passes.core_ops import LegalizeCoreOps
-from nncc.passes.fold import FoldBatchNorm
+from nncc.registry import PASSES
 
 from . import cost, mapping
 from .config import TrueNorthConfig
@@ -27,10 +27,11 @@ class TrueNorthTarget(Target):
         c = self.config
         # BatchNorm folds into the weights; then core-op blocks of <= 256 inputs (128 under
         # sign-split) x 256 neurons, weights on the sign + 8-bit magnitude grid (+-255 = 9 bits).
-        return [FoldBatchNorm(), LegalizeCoreOps(crossbar=c.inputs_per_core, fan_out=c.neurons_per_core,
-                                                 weight_bits=c.weight_magnitude_bits + 1)]
+        return [PASSES.create("fold-batchnorm"),
+                PASSES.create("legalize-core-ops", crossbar=c.inputs_per_core, fan_out=c.neurons_per_core,
+                              weight_bits=c.weight_magnitude_bits + 1)]
 
-    def lower(self, model: ir.Model) -> mapping.TrueNorthMapping:
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.TrueNorthMapping:
         return mapping.map_model(model, self.config)
 
     def estimate(self, mapping_: mapping.TrueNorthMapping) -> CostReport:

@@ -31,6 +31,7 @@ energy either design spends at the throughput of the other]: ratio = (E_b C_b) /
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -42,12 +43,43 @@ PJ = 1e-12
 PARTS = ("arithmetic", "rf", "glb_noc", "dram")
 
 
+@dataclasses.dataclass
+class DesignCost:
+    """One layer on one design: cycles, energy by part, and the counts that apply to the layer's
+    kind (None: not counted for this kind, and left out of the report)."""
+
+    cycles: int
+    arithmetic_j: float = 0.0
+    rf_j: float = 0.0
+    glb_noc_j: float = 0.0
+    dram_j: float = 0.0
+    energy_j: float = 0.0
+    mults: float | None = None
+    adds: float | None = None
+    table_reads: int | None = None     # UCNN: indirection-table entries read
+    rf_reads: float | None = None
+    jump_bits: int | None = None       # UCNN: the jump width chosen for the layer
+    pad_entries: int | None = None
+    input_passes: int | None = None    # fillings of the PEs' weight scratch pads
+    weight_dram_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+def design_totals(costs: list[DesignCost]) -> dict[str, Any]:
+    """A design's sums over the layers (the report's ``ucnn`` / ``baseline`` totals)."""
+    return {"cycles": sum(c.cycles for c in costs), "energy_j": sum((c.energy_j for c in costs), 0.0),
+            **{f"{p}_j": sum((getattr(c, f"{p}_j") for c in costs), 0.0) for p in PARTS},
+            "weight_dram_bytes": sum(c.weight_dram_bytes or 0 for c in costs), "mults": sum((c.mults or 0 for c in costs), 0.0)}
+
+
 def _energy_unit(config: Any) -> tuple[float, float]:
     c = config
     return c.e_mult16_pj * c.weight_bits * c.act_bits / 256, c.e_add16_pj * c.act_bits / 16
 
 
-def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = None) -> dict[str, Any]:
+def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = None) -> DesignCost:
     """Cycles, energy (J, by part) and operation counts of one layer on one design
     (UCNN: with indirection jumps of ``jump`` bits, default the smallest table's width)."""
     c = config
@@ -58,7 +90,7 @@ def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = Non
     parts = dict.fromkeys(PARTS, 0.0)
     counts: dict[str, Any] = {}
     if row.kind == "noop":
-        return {"cycles": 0, "energy_j": 0.0, **{f"{p}_j": 0.0 for p in PARTS}}
+        return DesignCost(0)
     if row.kind == "vector":
         ops = row.vector_ops
         cycles = math.ceil(ops / c.pes)
@@ -100,19 +132,18 @@ def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = Non
         dram_bits = dram_weight_bits + (row.input_elems + row.output_elems) * ab
         parts["dram"] = dram_bits / 16 * c.dram_x * word
         counts.update(input_passes=passes, weight_dram_bytes=math.ceil(dram_weight_bits / 8))
-    out = {"cycles": int(cycles), **{f"{k}_j": v * PJ for k, v in parts.items()}, **counts}
-    out["energy_j"] = sum(parts.values()) * PJ
-    return out
+    return DesignCost(int(cycles), **{f"{k}_j": v * PJ for k, v in parts.items()}, energy_j=sum(parts.values()) * PJ,
+                      **counts)
 
 
-def ucnn_cost(row: UcnnLayer, config: Any) -> dict[str, Any]:
+def ucnn_cost(row: UcnnLayer, config: Any) -> DesignCost:
     """UCNN's cost with the jump width the compiler picks for the layer: the one that minimizes
     energy x cycles (a narrow jump shrinks the tables but pads long jumps with extra cycles);
     ``index_bits`` > 0 fixes it."""
     if row.stats is None or config.index_bits or len(row.stats.padding) < 2:
         return design_cost(row, config, "ucnn")
     options = [design_cost(row, config, "ucnn", j) for j in sorted(row.stats.padding)]
-    return min(options, key=lambda o: (o["energy_j"] * max(o["cycles"], 1), o["cycles"], o["pad_entries"]))
+    return min(options, key=lambda o: (o.energy_j * max(o.cycles, 1), o.cycles, o.pad_entries))
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -121,41 +152,11 @@ def _ratio(a: float, b: float) -> float | None:
 
 def estimate(mapping: UcnnMapping, config: Any) -> CostReport:
     c = config
-    head = c.design
-    rows = []
-    totals = {d: {"cycles": 0, "energy_j": 0.0, **{f"{p}_j": 0.0 for p in PARTS}, "weight_dram_bytes": 0, "mults": 0.0}
-              for d in ("ucnn", "baseline")}
-    for row in mapping.layers:
-        both = {"ucnn": ucnn_cost(row, c), "baseline": design_cost(row, c, "baseline")}
-        for d, cost in both.items():
-            for key in totals[d]:
-                totals[d][key] += cost.get(key, 0)
-        main = both[head]
-        extra: dict[str, Any] = {"kind": row.kind}
-        if row.kind in ("factorized", "dense"):
-            extra["activation_density"] = row.act_density if row.act_density is not None else c.activation_density
-        if row.note:
-            extra["note"] = row.note
-        if row.stats is not None:
-            s = row.stats
-            extra.update({"filters": s.filters, "k": s.k, "positions": row.positions, "zeros": s.zeros,
-                          "unique_nonzero_mean": s.unique / s.filters if s.filters else 0.0, "unique_nonzero_max": s.unique_max,
-                          "table_entries": s.entries, "mults_per_position": s.mults, "adds_per_position": s.adds,
-                          "smallest_table_bits": s.table_bits(), "dense_weight_bits": row.dense_weight_bits,
-                          "rlc_weight_bits": row.rlc_weight_bits})
-        for d, cost in both.items():
-            extra[d] = cost
-        if row.kind != "noop":
-            extra["energy_ratio"] = _ratio(both["baseline"]["energy_j"], both["ucnn"]["energy_j"])
-            extra["cycles_ratio"] = _ratio(both["baseline"]["cycles"], both["ucnn"]["cycles"])
-        util = None
-        if row.kind in ("factorized", "dense") and main["cycles"]:
-            util = min(1.0, row.macs / (main["cycles"] * c.pes))  # useful dense MACs per PE-cycle
-        rows.append(LayerCost(row.name, row.op, int(row.macs), main["cycles"] / c.clock_hz, main["energy_j"], util, extra))
-    u, b = totals["ucnn"], totals["baseline"]
+    rows = [layer_cost(row, c) for row in mapping.layers]
+    u, b = design_totals([r.ucnn for r in rows]), design_totals([r.baseline for r in rows])
     energy_ratio, cycles_ratio = _ratio(b["energy_j"], u["energy_j"]), _ratio(b["cycles"], u["cycles"])
     out_totals = {
-        "design": head, "weight_bits": c.weight_bits, "group": c.group, "activation_density_source": mapping.density_source,
+        "design": c.design, "weight_bits": c.weight_bits, "group": c.group, "activation_density_source": mapping.density_source,
         "ucnn": u, "baseline": b,
         "energy_ratio": energy_ratio,          # baseline / UCNN: > 1 means UCNN spends less
         "cycles_ratio": cycles_ratio,          # baseline / UCNN: > 1 means UCNN is faster
@@ -163,5 +164,91 @@ def estimate(mapping: UcnnMapping, config: Any) -> CostReport:
         "pe_area_overhead": c.pe_area_overhead,
         "paper_range": "1.2x-4x lower throughput-normalized energy (Hegde et al. ISCA 2018 abstract)",
     }
+    head = u if c.design == "ucnn" else b
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=None,
-                      weight_bytes=int(totals[head]["weight_dram_bytes"]), extra_totals=out_totals)
+                      weight_bytes=int(head["weight_dram_bytes"]), extra_totals=out_totals)
+
+
+def layer_cost(row: UcnnLayer, config: Any) -> UcnnLayerCost:
+    """The report row of one layer: the headline design's time and energy, both designs' breakdowns."""
+    c = config
+    both = {"ucnn": ucnn_cost(row, c), "baseline": design_cost(row, c, "baseline")}
+    main = both[c.design]
+    util = None
+    if row.kind in ("factorized", "dense") and main.cycles:
+        util = min(1.0, row.macs / (main.cycles * c.pes))  # useful dense MACs per PE-cycle
+    common = (row.name, row.op, int(row.macs), main.cycles / c.clock_hz, main.energy_j, util)
+    if row.kind == "noop":
+        return NoopCost(*common, kind=row.kind, note=row.note, **both)
+    ratios = dict(energy_ratio=_ratio(both["baseline"].energy_j, both["ucnn"].energy_j),
+                  cycles_ratio=_ratio(both["baseline"].cycles, both["ucnn"].cycles))
+    if row.kind == "vector":
+        return VectorCost(*common, kind=row.kind, note=row.note, **both, **ratios)
+    density = row.act_density if row.act_density is not None else c.activation_density
+    if row.kind == "dense":
+        return DenseCost(*common, kind=row.kind, activation_density=density, note=row.note, **both, **ratios)
+    s = row.stats
+    return FactorizedCost(*common, kind=row.kind, activation_density=density, filters=s.filters, k=s.k,
+                          positions=row.positions, zeros=s.zeros,
+                          unique_nonzero_mean=s.unique / s.filters if s.filters else 0.0, unique_nonzero_max=s.unique_max,
+                          table_entries=s.entries, mults_per_position=s.mults, adds_per_position=s.adds,
+                          smallest_table_bits=s.table_bits(), dense_weight_bits=row.dense_weight_bits,
+                          rlc_weight_bits=row.rlc_weight_bits, **both, **ratios)
+
+
+# ---------------------------------------------------------------- report rows, one type per layer kind
+
+@dataclasses.dataclass(kw_only=True)
+class UcnnLayerCost(LayerCost):
+    """A report row: the layer's kind (as in the mapping) and its cost on both designs."""
+
+    kind: str
+    ucnn: DesignCost
+    baseline: DesignCost
+
+    def to_json(self) -> dict[str, Any]:
+        row = super().to_json()
+        row.update(ucnn=self.ucnn.to_json(), baseline=self.baseline.to_json())
+        return row
+
+
+@dataclasses.dataclass(kw_only=True)
+class NoopCost(UcnnLayerCost):
+    note: str              # why the layer costs nothing
+
+
+@dataclasses.dataclass(kw_only=True)
+class VectorCost(UcnnLayerCost):
+    """Element-wise or window work on the PE array's adders, the same in both designs."""
+
+    note: str
+    energy_ratio: float | None   # baseline / UCNN
+    cycles_ratio: float | None
+
+
+@dataclasses.dataclass(kw_only=True)
+class DenseCost(VectorCost):
+    """A product of two activations: plain MACs in both designs."""
+
+    activation_density: float
+
+
+@dataclasses.dataclass(kw_only=True)
+class FactorizedCost(UcnnLayerCost):
+    """A layer whose filters UCNN factorizes: its weight statistics beside both designs' costs."""
+
+    activation_density: float
+    filters: int
+    k: int
+    positions: int
+    zeros: int
+    unique_nonzero_mean: float
+    unique_nonzero_max: int
+    table_entries: int
+    mults_per_position: int
+    adds_per_position: int
+    smallest_table_bits: int
+    dense_weight_bits: int
+    rlc_weight_bits: int
+    energy_ratio: float | None
+    cycles_ratio: float | None

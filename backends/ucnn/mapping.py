@@ -32,15 +32,19 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import NO_OP_TYPES, Layer, layers
+from nncc.analysis import Layer, layers
 from nncc.backends.base import Mapping
+from nncc.calibration import Calibration, calibration_feeds, run_exposing
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
-from nncc.passes.calibration import calibration_feeds, run_exposing
-from nncc.passes.prune import filter_view
-from nncc.pipeline import PassContext
+from nncc.irutils import static_shape
+from nncc.ops import DEFAULT_DOMAINS, NO_OPS, WEIGHTED_OPS
 
+# The weighted ops whose filters UCNN factorizes (its indirection tables walk one filter's
+# weights against a window of activations).
 FACTORIZED_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+NOT_FACTORIZED = ("a dot-product op other than Conv/Gemm/MatMul: UCNN's indirection tables are defined for filters "
+                  "of those ops only")
 CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
 
 
@@ -109,7 +113,7 @@ class UcnnLayer:
 
 
 @dataclasses.dataclass
-class UcnnMapping(Mapping):
+class UcnnMapping(Mapping[UcnnLayer]):
     artifact_name = "ucnn_tables.json"
     weight_bits: int = 16
     group: int = 1
@@ -242,28 +246,20 @@ def rlc_bits(codes: np.ndarray, weight_bits: int, run_bits: int) -> int:
 
 # ------------------------------------------------------------------ the layers
 
-def _const(value: ir.Value | None) -> np.ndarray | None:
-    if value is None:
-        return None
-    if value.const_value is not None:
-        return value.const_value.numpy()
-    node = value.producer()
-    if node is not None and node.op_type == "Constant" and "value" in node.attributes:
-        return node.attributes["value"].value.numpy()
-    return None
-
-
 def _weight_matrix(layer: Layer) -> np.ndarray | None:
     """The constant weight as [filters, K], or None when the op multiplies two activations."""
-    node = layer.node
-    w = _const(node.inputs[1]) if len(node.inputs) > 1 else None
-    if w is None or w.dtype.kind not in "fiu":
+    if layer.weight is None:
         return None
-    if layer.op == "Conv":
-        return filter_view(w, "out_first", node.attributes.get_int("group", 1))
-    if layer.op == "Gemm":
-        return filter_view(w, "out_first" if node.attributes.get_int("transB", 0) else "in_first")
-    return filter_view(w, "in_first")
+    w = layer.weight.array()
+    if w.dtype.kind not in "fiu":
+        return None
+    return layer.weight.layout.filter_view(w)
+
+
+def activation_input(layer: Layer) -> ir.Value:
+    """The operand the filters slide over: the first input, or the one beside a leading weight (W @ X)."""
+    first_is_weight = layer.weight is not None and layer.weight.layout.index == 0
+    return layer.node.inputs[1 if first_is_weight else 0]
 
 
 def _elems(shapes) -> int:
@@ -272,9 +268,11 @@ def _elems(shapes) -> int:
 
 def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
     c = config
-    ins, outs = _elems(layer.input_shapes[:1]), _elems(layer.output_shapes)
-    if layer.domain not in ("", "ai.onnx"):
+    outs = _elems(layer.output_shapes)
+    if layer.domain not in DEFAULT_DOMAINS:
         return Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no UCNN estimator")
+    if layer.op in WEIGHTED_OPS and layer.op not in FACTORIZED_OPS:
+        return Unsupported(layer.name, layer.op, NOT_FACTORIZED)
     if layer.op in FACTORIZED_OPS:
         if any(s is None for s in layer.output_shapes) or layer.macs <= 0:
             return Unsupported(layer.name, layer.op, "output shape unknown: cannot count the output positions")
@@ -287,12 +285,10 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
         stats = filter_stats(codes, c.group, c.weight_bits, c.index_bits, c.multipliers_per_pe)
         positions = layer.macs // (stats.filters * stats.k) if stats.filters * stats.k else 0
         dense = codes.size * c.weight_bits
+        ins = _elems([static_shape(activation_input(layer))])
         return UcnnLayer(layer.name, layer.op, "factorized", layer.macs, positions, stats, dense,
                          min(dense, rlc_bits(codes, c.weight_bits, c.rlc_run_bits)), ins, outs, layer=layer)
-    if layer.macs > 0:
-        return Unsupported(layer.name, layer.op, "a dot-product op other than Conv/Gemm/MatMul: UCNN's indirection "
-                                                 "tables are defined for filters of those ops only")
-    if layer.op in NO_OP_TYPES:
+    if layer.op in NO_OPS:
         return UcnnLayer(layer.name, layer.op, "noop", 0, note="no data movement or arithmetic at inference time", layer=layer)
     if all(v is None or v.const_value is not None for v in layer.node.inputs):
         return UcnnLayer(layer.name, layer.op, "noop", 0, note="all inputs constant: folded before inference", layer=layer)
@@ -306,24 +302,27 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
                      note="element-wise / window op: one add-equivalent per element, identical in both designs", layer=layer)
 
 
-def measure_densities(model: ir.Model, rows: list[UcnnLayer], samples: int) -> tuple[dict[str, float], str]:
+def measure_densities(model: ir.Model, rows: list[UcnnLayer], samples: int,
+                      calibration: Calibration | None) -> tuple[dict[str, float], str]:
     """Fraction of non-zero input activations per factorized/dense layer, measured with
     onnxruntime on the user's calibration data (``--calib`` / ``--eval``); without such data
     the config's constant is used (random inputs say nothing about real sparsity)."""
-    if not PassContext.current().calibration:
+    if not calibration:
         return {}, "config.activation_density (no --calib/--eval data)"
     rows = [r for r in rows if r.kind in ("factorized", "dense") and r.layer is not None]
     if not rows:
         return {}, "no factorized layers"
-    feeds, source = calibration_feeds(model, samples)
+    feeds, source = calibration_feeds(model, calibration, samples)
     graph_inputs = {v.name for v in model.graph.inputs}
-    values = [r.layer.node.inputs[0] for r in rows if r.layer.node.inputs[0].name not in graph_inputs]
+    inputs = {r.name: activation_input(r.layer) for r in rows}
+    values = [value for value in inputs.values() if value.name not in graph_inputs]
     nonzero = dict.fromkeys((r.name for r in rows), 0)
     total = dict.fromkeys((r.name for r in rows), 0)
     try:
         for feed, out in zip(feeds, run_exposing(model, values, feeds)):
             for r in rows:
-                x = np.asarray(feed.get(r.layer.node.inputs[0].name, out.get(r.layer.node.inputs[0].name)))
+                name = inputs[r.name].name
+                x = np.asarray(feed.get(name, out.get(name)))
                 nonzero[r.name] += int(np.count_nonzero(x))
                 total[r.name] += x.size
     except NnccError as e:
@@ -331,12 +330,12 @@ def measure_densities(model: ir.Model, rows: list[UcnnLayer], samples: int) -> t
     return {name: nonzero[name] / total[name] for name in total if total[name]}, f"measured on {source}"
 
 
-def map_model(model: ir.Model, config: Any) -> UcnnMapping:
+def map_model(model: ir.Model, config: Any, calibration: Calibration | None = None) -> UcnnMapping:
     rows, unsupported = [], []
     for layer in layers(model):
         row = map_layer(layer, config)
         (unsupported if isinstance(row, Unsupported) else rows).append(row)
-    densities, source = measure_densities(model, rows, config.density_samples)
+    densities, source = measure_densities(model, rows, config.density_samples, calibration)
     for row in rows:
         row.act_density = densities.get(row.name)
     return UcnnMapping(rows, unsupported, weight_bits=config.weight_bits, group=config.group, density_source=source)

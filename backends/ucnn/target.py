@@ -10,9 +10,10 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from nncc.backends.base import Target
+from nncc.calibration import Calibration
 from nncc.cost import CostReport
 from nncc.pass_base import NnccPass
-from nncc.passes.fold import FoldBatchNorm
+from nncc.registry import PASSES
 
 from . import cost, mapping
 from .config import UcnnConfig
@@ -27,10 +28,10 @@ class UcnnTarget(Target):
     def legalize(self) -> list[NnccPass]:
         # An inference accelerator runs BatchNorm folded into the filters; scaling a filter by
         # one constant keeps its weight repetition (the per-filter unique count) unchanged.
-        return [FoldBatchNorm()]
+        return [PASSES.create("fold-batchnorm")]
 
-    def lower(self, model: ir.Model) -> mapping.UcnnMapping:
-        return mapping.map_model(model, self.config)
+    def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.UcnnMapping:
+        return mapping.map_model(model, self.config, calibration)
 
     def estimate(self, mapping_: mapping.UcnnMapping) -> CostReport:
         return cost.estimate(mapping_, self.config)

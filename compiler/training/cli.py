@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 
 from nncc.errors import NnccError
+from nncc.training.params import TrainParams
 
 
 def write_model_atomic(model, output: pathlib.Path) -> pathlib.Path:
@@ -27,19 +28,20 @@ def write_model_atomic(model, output: pathlib.Path) -> pathlib.Path:
     return output
 
 
-def run_finetune(model_path, data_path, regularizer_specs, epochs, lr, batch_size, seed, optimizer, keep_zeros,
-                 eval_path, holdout, input_shape, output, console=None) -> str:
+def run_finetune(model_path, data_path, regularizer_specs, params: TrainParams, eval_path, input_shape, output,
+                 console=None) -> str:
     from nncc import runtime
     from nncc.driver import load_eval_data
     from nncc.loading import load_model, parse_input_shapes
     from nncc.training.finetune import TrainConfig, finetune_model, split_holdout
-    from nncc.training.regularizers import parse_regularizers
+    from nncc.training.specs import parse_regularizers
 
     regs = parse_regularizers(list(regularizer_specs))
     model = load_model(model_path, parse_input_shapes(input_shape))
     x, y = load_eval_data(data_path)
     eval_data = load_eval_data(eval_path) if eval_path else None
-    config = TrainConfig(epochs, lr, batch_size, seed, optimizer, keep_zeros, regs)
+    config = TrainConfig(**params.train_params(), regularizers=regs)
+    holdout, seed, epochs = params.holdout, params.seed, params.epochs
     # accuracy of the ONNX files in onnxruntime (the reference executor), on the same held-out set
     if eval_data is not None:
         ex, ey = eval_data

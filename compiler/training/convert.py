@@ -4,10 +4,10 @@ The converter is an interpreter, not a code generator: :class:`OnnxModule` keeps
 graph's nodes in topological order and evaluates them with torch functions, so every op
 the zoo uses maps to one small function in the op table (:mod:`nncc.training.ops`). What makes it useful for training:
 
-- **weights become parameters**: the constant weight operands of Conv, Gemm and MatMul,
-  their biases (a Conv/Gemm ``B``/``C`` input; the constant operand of an ``Add`` right after
-  a MatMul), BatchNormalization scale/bias, PRelu slopes and LayerNormalization scale/bias
-  are ``nn.Parameter`` s. Every other initializer (shape constants, BN running statistics,
+- **weights become parameters**: the weight of every weighted layer (as the layer view,
+  :mod:`nncc.weights`, finds it), its bias (a Conv/Gemm ``B``/``C`` input; the constant operand
+  of an ``Add`` right after a MatMul), BatchNormalization scale/bias, PRelu slopes and
+  LayerNormalization scale/bias are ``nn.Parameter`` s. Every other initializer (shape constants, BN running statistics,
   constant operands of element-wise ops) is a buffer. ``module.onnx_names[key]`` maps each
   parameter/buffer key back to its ONNX initializer name (keys are the names with
   characters torch rejects replaced by ``_``);
@@ -26,6 +26,7 @@ Ops outside the table raise :class:`~nncc.errors.NnccError` naming the node and 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -34,11 +35,31 @@ import onnx_ir as ir
 import torch
 
 from nncc.errors import NnccError
+from nncc.weights import WeightLayout, bias_of, weight_of
 from nncc.training.ops import SUPPORTED_OPS, _OPS  # noqa: F401  (SUPPORTED_OPS re-exported)
 
-# (op, input slot) whose constant operand is a trainable weight.
-_WEIGHT_SLOTS = {("Conv", 1), ("Conv", 2), ("Gemm", 1), ("Gemm", 2), ("BatchNormalization", 1),
-                 ("BatchNormalization", 2), ("PRelu", 1), ("LayerNormalization", 1), ("LayerNormalization", 2)}
+# Inputs of ops that are not weighted layers but train: normalization scale/bias, PRelu slopes.
+_AFFINE_SLOTS = {("BatchNormalization", 1), ("BatchNormalization", 2), ("PRelu", 1), ("LayerNormalization", 1),
+                 ("LayerNormalization", 2)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainableLayer:
+    """A weighted layer's weight parameter: what the regularizers and masks act on."""
+
+    node: str            # the node's name
+    key: str             # parameter key in the module
+    onnx_name: str       # the initializer it came from
+    layout: WeightLayout
+
+
+def _trainable_slots(node: ir.Node) -> set[int]:
+    weight = weight_of(node)
+    slots = {weight.layout.index} if weight is not None else set()
+    bias = bias_of(node)
+    if bias is not None:
+        slots.add(list(node.inputs).index(bias))
+    return slots | {slot for op, slot in _AFFINE_SLOTS if op == node.op_type}
 
 
 class Node:
@@ -80,7 +101,7 @@ def trainable_initializers(model: ir.Model) -> set[str]:
         for slot, value in enumerate(node.inputs):
             if value is None or value.name not in inits or not value.const_value.dtype.is_floating_point():
                 continue
-            if (node.op_type, slot) in _WEIGHT_SLOTS or node.op_type == "MatMul":
+            if slot in _trainable_slots(node):
                 names.add(value.name)
             elif node.op_type == "Add":
                 other = node.inputs[1 - slot] if len(node.inputs) == 2 else None
@@ -102,6 +123,7 @@ class OnnxModule(torch.nn.Module):
         first = graph.inputs[0].shape if graph.inputs else None
         self.static_batch = first[0] if first is not None and len(first) and isinstance(first[0], int) else None
         self.nodes = []
+        weights: list[tuple[str, ir.Value, WeightLayout]] = []
         for node in graph:
             if node.domain not in ("", "ai.onnx"):
                 raise NnccError(where, f"node '{node.name}' ({node.domain}::{node.op_type}): custom-domain ops "
@@ -110,6 +132,9 @@ class OnnxModule(torch.nn.Module):
                 raise NnccError(where, f"node '{node.name}' ({node.op_type}): op not supported by the torch converter "
                                        f"(supported: {', '.join(sorted(_OPS))})")
             self.nodes.append(Node(node))
+            weight = weight_of(node)
+            if weight is not None and weight.is_initializer:
+                weights.append((self.nodes[-1].name, weight.value, weight.layout))
         trainable = trainable_initializers(model)
         self.onnx_names: dict[str, str] = {}   # parameter/buffer key -> ONNX initializer name
         self.keys: dict[str, str] = {}         # ONNX initializer name -> key
@@ -126,18 +151,9 @@ class OnnxModule(torch.nn.Module):
                 self.register_buffer(key, tensor)
             self.onnx_names[key] = name
             self.keys[name] = key
-        # The weight of each Conv / Gemm / MatMul layer: what the regularizers act on.
-        self.layers: list[dict[str, Any]] = []
-        for node in self.nodes:
-            if node.op in ("Conv", "Gemm", "MatMul"):
-                slot = 1
-                if node.op == "MatMul" and node.inputs[1] not in self.keys and node.inputs[0] in self.keys:
-                    slot = 0
-                name = node.inputs[slot]
-                if name in trainable:
-                    self.layers.append({"node": node.name, "op": node.op, "key": self.keys[name], "onnx_name": name,
-                                        "trans_b": int(node.attrs.get("transB", 0)), "slot": slot,
-                                        "group": int(node.attrs.get("group", 1))})
+        # The weight of each weighted layer: what the regularizers act on.
+        self.layers = [TrainableLayer(node, self.keys[value.name], value.name, layout)
+                       for node, value, layout in weights if value.name in trainable]
 
     def tensor(self, onnx_name: str) -> torch.Tensor:
         return getattr(self, self.keys[onnx_name])

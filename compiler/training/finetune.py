@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import onnx_ir as ir
@@ -25,8 +25,10 @@ import torch
 
 from nncc.errors import NnccError
 from nncc.pass_base import NnccPass
+from nncc.pipeline import PassContext
 from nncc.training.convert import to_torch
-from nncc.training.regularizers import parse_regularizers
+from nncc.training.params import TrainParams
+from nncc.training.specs import parse_regularizers
 
 from nncc.training.loop import (  # noqa: F401 - re-exported: the public names of fine-tuning
     Progress, TrainConfig, logits, accuracy, lr_at, prepare_inputs, random_shift, single_thread, split_holdout,
@@ -103,7 +105,7 @@ def data_digest(x: np.ndarray, y: np.ndarray) -> str:
 
 
 @dataclasses.dataclass
-class FineTune(NnccPass):
+class FineTune(NnccPass, TrainParams):
     """Fine-tune the weights in place on the pipeline's labelled data (``PassContext.data``).
 
     ``regularizer``: regularizer specs joined by ``+`` (``group-lasso:lambda=1e-4+hoyer``; in a
@@ -111,7 +113,7 @@ class FineTune(NnccPass):
     to measure accuracy before/after (recorded in the stats).
 
     With no labelled data in the context the pass does nothing and records
-    ``{"skipped": "no labelled data"}`` -- a pipeline stays runnable without data (the registry
+    ``skipped: [{name: model, reason: no labelled data}]`` -- a pipeline stays runnable without data (the registry
     contract test runs every pass so), and ``nncc compile --eval data.npz`` supplies it.
 
     Idempotence: training again would keep changing the weights, so after training the pass
@@ -124,25 +126,8 @@ class FineTune(NnccPass):
     name = "finetune"
     summary = "Fine-tune weights on the labelled data (regularizers, keeps pruned zeros)"
 
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 64
-    seed: int = 0
+    # The training parameters are TrainParams' fields; the pass adds the penalties as one spec string.
     regularizer: str = ""
-    optimizer: Literal["adam", "sgd"] = "adam"
-    keep_zeros: bool = True
-    holdout: float = 0.1
-    momentum: float = 0.9
-    prox: bool = False
-    schedule: Literal["constant", "cosine"] = "constant"
-    min_lr: float = 0.0
-    shift: int = 0
-    weight_decay: float = 0.0
-    clip_every: int = 0
-    clip_tolerance: float = 0.3
-    clip_crossbar: int = 128
-    clip_column_factor: int = 8
-    clip_layers: str = ""
 
     @classmethod
     def from_params(cls, params, where="--pass"):
@@ -152,27 +137,20 @@ class FineTune(NnccPass):
         return super().from_params(params, where)
 
     def config(self) -> TrainConfig:
-        return TrainConfig(self.epochs, self.lr, self.batch_size, self.seed, self.optimizer, self.keep_zeros,
-                           parse_regularizers(self.regularizer) if self.regularizer else [],
-                           momentum=self.momentum, prox=self.prox, schedule=self.schedule, min_lr=self.min_lr,
-                           shift=self.shift, weight_decay=self.weight_decay, clip_every=self.clip_every,
-                           clip_tolerance=self.clip_tolerance, clip_crossbar=self.clip_crossbar,
-                           clip_column_factor=self.clip_column_factor, clip_layers=self.clip_layers)
+        return TrainConfig(**self.train_params(), regularizers=parse_regularizers(self.regularizer) if self.regularizer else [])
 
     def apply(self, model: ir.Model) -> bool:
-        from nncc.pipeline import PassContext
-
         config = self.config()  # bad specs fail even without data
         data = getattr(PassContext.current(), "data", None)
         if data is None:
-            self.stats = {"skipped": "no labelled data"}
+            self.stats = {"skipped": [{"name": "model", "reason": "no labelled data"}]}
             return False
         x, y = data
         params_digest = hashlib.sha256(json.dumps(self.params(), sort_keys=True, default=str).encode()
                                        + data_digest(x, y).encode()).hexdigest()
         record = _read_record(model)
         if record.get("params") == params_digest and record.get("weights") == weights_digest(model):
-            self.stats = {"skipped": "already fine-tuned with these parameters and data"}
+            self.stats = {"skipped": [{"name": "model", "reason": "already fine-tuned with these parameters and data"}]}
             return False
         self.stats = finetune_model(model, x, y, config, holdout=self.holdout, where=f"--pass {self.name}")
         model.metadata_props[METADATA_KEY] = json.dumps({"params": params_digest, "weights": weights_digest(model)})

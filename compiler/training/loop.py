@@ -22,7 +22,7 @@ MNIST recipe uses 2) -- on a few thousand digits fine-tuning without it overfits
 
 Rank clipping during training (Group Scissor): ``clip_every=n`` replaces every ``n`` optimizer
 steps (and once after the last) each Conv/Gemm/MatMul weight matrix (``(outputs, fan-in)``, the
-channel-wise matrix) by its truncation to the rank :func:`nncc.passes.rank_clip.choose_rank`
+channel-wise matrix) by its truncation to the rank :func:`nncc.crossbar.cheapest_rank`
 picks -- the fewest crossbars of ``clip_crossbar`` rows/columns (``clip_column_factor`` physical
 columns per output) within the relative Frobenius error ``clip_tolerance`` -- only where that
 rank saves crossbars, as the ``rank-clip`` pass would. Training goes on from the clipped weights,
@@ -44,36 +44,24 @@ import onnx_ir as ir
 import torch
 import torch.nn.functional as F
 
+from nncc.crossbar import cheapest_rank, dense_crossbars, factored_crossbars
 from nncc.errors import NnccError
 from nncc.training.convert import OnnxModule
-from nncc.training.regularizers import Regularizer, layer_weights, split_prox, total_penalty
+from nncc.training.params import TrainParams, choices
+from nncc.training.regularizers import Regularizer, _write_filters, layer_weights, split_prox, total_penalty
 
 Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 64
-    seed: int = 0
-    optimizer: str = "adam"
-    keep_zeros: bool = True
+class TrainConfig(TrainParams):
+    """The parameters (declared once, in :class:`nncc.training.params.TrainParams`) and the penalties."""
+
     regularizers: list[Regularizer] = dataclasses.field(default_factory=list)
-    momentum: float = 0.9   # SGD only
-    prox: bool = False      # l1 / group-lasso / nuclear as proximal steps instead of loss terms
-    schedule: str = "constant"   # or "cosine": lr -> min_lr over all steps
-    min_lr: float = 0.0
-    shift: int = 0               # random translation of image inputs, pixels
-    weight_decay: float = 0.0
-    clip_every: int = 0          # rank clipping during training every n steps (0: off)
-    clip_tolerance: float = 0.3
-    clip_crossbar: int = 128
-    clip_column_factor: int = 8
-    clip_layers: str = ""        # regex over layer node names to clip (empty: all)
 
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = choices("schedule")
+OPTIMIZERS = choices("optimizer")
 
 
 def lr_at(config: TrainConfig, step: int, total: int) -> float:
@@ -100,9 +88,6 @@ def random_shift(x: torch.Tensor, gen: torch.Generator, margin: int) -> torch.Te
 def clip_ranks_(module: OnnxModule, config: TrainConfig) -> list[dict[str, Any]]:
     """Group Scissor rank clipping in place (see the module doc); returns per clipped layer
     (node, rank, full rank, relative Frobenius error)."""
-    from nncc.passes.rank_clip import choose_rank, crossbars_after, crossbars_before
-    from nncc.training.regularizers import _write_filters
-
     out = []
     x, cf = config.clip_crossbar, config.clip_column_factor
     pattern = re.compile(config.clip_layers) if config.clip_layers else None
@@ -115,8 +100,8 @@ def clip_ranks_(module: OnnxModule, config: TrainConfig) -> list[dict[str, Any]]
         if not bool(torch.isfinite(m).all()) or not bool(m.any()):
             continue
         u, s, vh = torch.linalg.svd(m.double(), full_matrices=False)
-        rank, error = choose_rank(s.numpy(), fan_in, outputs, x, cf, config.clip_tolerance)
-        if rank >= s.numel() or crossbars_after(fan_in, outputs, rank, x, cf) >= crossbars_before(fan_in, outputs, x, cf):
+        rank, error = cheapest_rank(s.numpy(), fan_in, outputs, x, cf, config.clip_tolerance)
+        if rank >= s.numel() or factored_crossbars(fan_in, outputs, rank, x, cf) >= dense_crossbars(fan_in, outputs, x, cf):
             continue
         low = (u[:, :rank] * s[:rank]) @ vh[:rank]
         _write_filters(w, low.to(m.dtype).reshape(f.shape))
@@ -176,9 +161,9 @@ def zero_masks(module: OnnxModule) -> dict[str, torch.Tensor]:
     """Per layer weight holding exact zeros: a mask of the entries allowed to train."""
     masks = {}
     for layer in module.layers:
-        p = getattr(module, layer["key"])
+        p = getattr(module, layer.key)
         if bool((p == 0).any()):
-            masks[layer["key"]] = (p != 0).to(p.dtype)
+            masks[layer.key] = (p != 0).to(p.dtype)
     return masks
 
 

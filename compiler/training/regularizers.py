@@ -48,45 +48,40 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
+from nncc.crossbar import row_blocks
 from nncc.errors import NnccError
-from nncc.pass_base import coerce_fields
+from nncc.weights import WeightLayout
 
 GROUP_KINDS = ("filters", "channels", "shapes", "depth", "crossbar")
 
 
 @dataclasses.dataclass
 class LayerWeight:
-    """One Conv/Gemm/MatMul weight as the regularizers see it."""
+    """One weighted layer's weight as the regularizers see it: the parameter and its layout
+    (from the layer view, :mod:`nncc.weights`)."""
 
     node: str
-    op: str
     onnx_name: str
     param: torch.Tensor
-    trans_b: int = 1
+    layout: WeightLayout
 
     def filters(self) -> torch.Tensor:
         """The weight as ``(N, C, *k)`` output filters over input channels (differentiable view)."""
         w = self.param
-        if self.op == "Conv":
+        if self.layout.kind == "out_first":  # Conv [N, C, k...], Gemm transB=1 [N, K], W @ X [M, K]
             return w
         if w.dim() != 2:
             return w.reshape(-1, w.shape[-1]).t()
-        if self.op == "Gemm" and self.trans_b:
-            return w
-        return w.t()  # Gemm transB=0 and MatMul: W is (in, out)
+        return w.t()  # reduction first: Gemm transB=0 and X @ W hold (in, out)
 
 
 def layer_weights(module) -> list[LayerWeight]:
     """The regularizable weights of a converted :class:`~nncc.training.convert.OnnxModule`."""
-    out = []
-    for layer in module.layers:
-        trans = layer["trans_b"] if layer["op"] == "Gemm" else 0
-        out.append(LayerWeight(layer["node"], layer["op"], layer["onnx_name"], getattr(module, layer["key"]), trans))
-    return out
+    return [LayerWeight(layer.node, layer.onnx_name, getattr(module, layer.key), layer.layout) for layer in module.layers]
 
 
 @dataclasses.dataclass
@@ -144,10 +139,11 @@ def _group_kinds(groups: str, where: str) -> list[str]:
 
 
 def crossbar_segments(w: torch.Tensor, crossbar: int) -> torch.Tensor:
-    """``(N, C, *k)`` filters as ``(N, B, crossbar)``: per output, its fan-in (``C*kh*kw``, the
-    reram mapping's row order) cut into B blocks of ``crossbar`` rows, zero-padded."""
+    """``(N, C, *k)`` filters as ``(N, B, crossbar)``: per output, its column segments -- the fan-in
+    (``C*kh*kw``, the row order of :meth:`nncc.weights.WeightLayout.matrices`) cut into the
+    B row blocks of :mod:`nncc.crossbar`, zero-padded (the torch form of ``segment_norms``)."""
     m = w.reshape(w.shape[0], -1)
-    blocks = -(-m.shape[1] // crossbar)
+    blocks = row_blocks(m.shape[1], crossbar)
     pad = blocks * crossbar - m.shape[1]
     if pad:
         m = torch.nn.functional.pad(m, (0, pad))
@@ -215,7 +211,7 @@ class GroupLasso(Regularizer):
 def _write_filters(w: LayerWeight, filters: torch.Tensor) -> None:
     """Copy ``(N, C, *k)`` filters back into the layer's parameter (inverse of ``filters()``)."""
     p = w.param
-    if w.op == "Conv" or (p.dim() == 2 and w.op == "Gemm" and w.trans_b):
+    if w.layout.kind == "out_first":
         p.copy_(filters.reshape(p.shape))
     elif p.dim() != 2:
         p.copy_(filters.t().reshape(p.shape))
@@ -339,49 +335,6 @@ class Force(Regularizer):
             else:
                 total = total - (u @ u.t())[iu[0], iu[1]].sum() / n
         return total
-
-
-from nncc.training.quantization import BitSliceL1, QuantReg, quantize_levels, slice_values  # noqa: E402
-
-REGULARIZERS: dict[str, type[Regularizer]] = {
-    cls.name: cls for cls in (L1, GroupLasso, Hoyer, GroupHoyer, Nuclear, Force, BitSliceL1, QuantReg)
-}
-
-
-def parse_regularizer(spec: str) -> Regularizer:
-    """``"group-lasso:lambda=1e-4,groups=filters+channels"`` -> a configured regularizer."""
-    name, _, args = spec.partition(":")
-    name = name.strip()
-    where = f"--regularizer {spec}"
-    if name not in REGULARIZERS:
-        raise NnccError("--regularizer", f"unknown regularizer '{name}' (regularizers: {', '.join(REGULARIZERS)})")
-    params: dict[str, Any] = {}
-    for item in filter(None, (a.strip() for a in args.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise NnccError(where, f"parameter '{item}' is not key=value")
-        key = key.strip()
-        params["lam" if key in ("lambda", "alpha") else key] = value.strip()
-    return REGULARIZERS[name](**coerce_fields(REGULARIZERS[name], params, where))
-
-
-def parse_regularizers(specs) -> list[Regularizer]:
-    """A list of specs, or one string of specs joined by ``+`` between names (``hoyer+nuclear:lambda=1e-3``)."""
-    if isinstance(specs, str):
-        specs = split_specs(specs)
-    return [parse_regularizer(s) for s in specs if s.strip()]
-
-
-def split_specs(text: str) -> list[str]:
-    """Split ``"group-lasso:groups=filters+channels+hoyer"`` at the ``+`` that start a new regularizer name."""
-    parts: list[str] = []
-    for piece in text.split("+"):
-        head = piece.split(":", 1)[0].strip()
-        if head in REGULARIZERS or not parts:
-            parts.append(piece)
-        else:
-            parts[-1] += "+" + piece
-    return [p.strip() for p in parts if p.strip()]
 
 
 def total_penalty(regularizers: list[Regularizer], weights: list[LayerWeight]) -> torch.Tensor:

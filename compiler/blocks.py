@@ -1,8 +1,10 @@
-"""Planning half of ``legalize-core-ops``: how one weighted layer splits into crossbar blocks.
+"""Core-op blocks: how one weighted layer splits into crossbar-sized matrix blocks.
 
 Pure functions over shapes and weights (no graph rewriting): the block plans for Gemm/MatMul
-and Conv, the symmetric weight quantizer, and the description of a weighted node that both
-the pass (:mod:`nncc.passes.core_ops`) and the TrueNorth mapping read.
+and Conv, the symmetric weight quantizer, the description of a weighted node, and the node
+metadata keys that mark a legalized graph. The ``legalize-core-ops`` pass builds the blocks;
+the TrueNorth target places and simulates them. Both read this module, so a mapping counts
+the same blocks the pass builds, and neither imports the other.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from nncc.irutils import const_array
+from nncc.irutils import const_array, static_shape
+from nncc.weights import Weight, bias_of, weight_of
 
-# onnx-ir hides initializers over 1 KB from shape inference: longer Split size lists use Slices.
-_MAX_SPLIT_OUTPUTS = 100
-ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
-                         "Celu", "Gelu", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Erf", "Exp", "Softmax", "LogSoftmax"})
+# Node metadata a legalized graph carries: the core-op kind (block, partial, reduce, split,
+# concat, act-quant, activation), the original layer, and a block's ranges of the layer's weight.
+MARK, LAYER, BLOCK = "nncc.core_op", "nncc.layer", "nncc.block"
 
 
 # --- planning: shared with the targets, so a mapping counts the same blocks the pass builds ---
@@ -39,6 +41,16 @@ class Block:
 
     def describe(self) -> str:
         return f"in={self.in0}:{self.in1} out={self.out0}:{self.out1} groups={self.groups}"
+
+    @classmethod
+    def parse(cls, text: str) -> Block | None:
+        """Inverse of :meth:`describe` (``w_in`` is not recorded); None when ``text`` is malformed."""
+        try:
+            fields = dict(item.split("=") for item in text.split())
+            (i0, i1), (o0, o1) = (map(int, fields[k].split(":")) for k in ("in", "out"))
+            return cls(i0, i1, o0, o1, int(fields.get("groups", 1)))
+        except (KeyError, ValueError):
+            return None
 
 
 def chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -79,14 +91,8 @@ def quantize_symmetric(w: np.ndarray, bits: int) -> tuple[np.ndarray, float, flo
     return q, scale, float(np.max(np.abs(q.astype(np.float64) - w)))
 
 
-def _static(value: ir.Value | None) -> tuple[int, ...] | None:
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
-        return None
-    return tuple(value.shape)
-
-
 @dataclasses.dataclass
-class _Layer:
+class BlockedLayer:
     """A weighted node seen as a K -> M matrix (Conv: channels) plus its rewrite recipe."""
 
     node: ir.Node
@@ -96,41 +102,62 @@ class _Layer:
     fan_in: int
     fan_out: int
     axis: int                    # axis of the activation input that holds the input features
+    operand: Weight              # the node's weight operand and its layout
+
+    @property
+    def is_conv(self) -> bool:
+        """Blocks split channels of a convolution (the weight has kernel axes), not matrix features."""
+        return bool(self.operand.layout.spatial_axes(self.weight.ndim))
+
+    def weight_tensor(self, weight: np.ndarray) -> np.ndarray:
+        """``weight`` (shaped as :attr:`weight`) back in the node's own layout (Gemm: alpha undone)."""
+        if self.is_conv:  # a convolution's view is its weight tensor
+            return weight
+        layout = self.operand.layout
+        matrix = weight / layout.scale if layout.scale else weight
+        return layout.from_gemm_view(matrix.T, self.operand.shape).astype(weight.dtype)
 
 
-def describe_weighted(node: ir.Node, crossbar: int, fan_out: int | None = None) -> _Layer | str:
-    """The node as a legalizable layer, or why it is not one."""
-    op = node.op_type
+NOT_CONSTANT = "weight operand is not a constant (only the second input may hold the weights)"
+
+
+def describe_weighted(node: ir.Node, crossbar: int, fan_out: int | None = None) -> BlockedLayer | str:
+    """The node as a legalizable layer, or why it is not one. The weight and its views come from
+    the node's weight layout (:mod:`nncc.weights`)."""
+    weight = weight_of(node)
     x = node.inputs[0]
-    w = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
-    if const_array(x) is not None or w is None:
-        return "weight operand is not a constant (only the second input may hold the weights)"
+    if weight is None or not weight.is_initializer or const_array(x) is not None:
+        return NOT_CONSTANT
+    layout, w = weight.layout, const_array(weight.value)
     if not np.issubdtype(w.dtype, np.floating):
         return f"weight dtype {w.dtype} is not floating point"
-    bias_value = node.inputs[2] if len(node.inputs) > 2 else None
+    if layout.index != 1:
+        return NOT_CONSTANT
+    if layout.kind == "conv_transpose":
+        return "ConvTranspose scatters each input over a kernel window: no core-op block plan"
+    bias_value = bias_of(node)
     bias = const_array(bias_value)
     if bias_value is not None and bias is None:
         return "bias is not a constant"
-    if op == "Conv":
-        xs = _static(x)
+    xs = static_shape(x)
+    kernel_axes = layout.spatial_axes(w.ndim)
+    if kernel_axes:  # a convolution: blocks split its channels, never one channel's window
         if xs is None:
             return "input shape unknown"
-        group = node.attributes.get_int("group", 1)
-        kernel = math.prod(w.shape[2:])
-        plan = conv_plan(xs[1], w.shape[0], group, kernel, crossbar, fan_out)
+        outputs, kernel = layout.outputs(w.shape), math.prod(w.shape[a] for a in kernel_axes)
+        plan = conv_plan(xs[1], outputs, layout.groups, kernel, crossbar, fan_out)
         if isinstance(plan, str):
             return plan
-        return _Layer(node, w, bias, plan, w.shape[1] * kernel, w.shape[0], 1)
-    if op == "MatMul":
-        xs = _static(x)
-        if w.ndim != 2 or xs is None:
-            return "MatMul weight is not 2-D or input shape unknown"
-        return _Layer(node, w, None, fc_plan(*w.shape, crossbar, fan_out), w.shape[0], w.shape[1], len(xs) - 1)
-    # Gemm: y = alpha * A' B' + beta * C
-    trans_a = node.attributes.get_int("transA", 0)
-    weight = node.attributes.get_float("alpha", 1.0) * (w.T if node.attributes.get_int("transB", 0) else w)
-    k, m = weight.shape
+        return BlockedLayer(node, w, bias, plan, layout.fan_in(w.shape), outputs, 1, weight)
+    if node.op_type == "Gemm":  # y = alpha * A' B' + beta * C; A is [rows, K], or [K, rows] under transA
+        axis = 0 if node.attributes.get_int("transA", 0) else 1
+    elif w.ndim != 2 or xs is None:
+        return f"{node.op_type} weight is not 2-D or input shape unknown"
+    else:  # X [..., K] @ W [K, M]
+        axis = len(xs) - 1
+    (matrix,) = layout.matrices(w)  # [K, M] as multiplied
+    k, m = matrix.shape
     if bias is not None:
         bias = node.attributes.get_float("beta", 1.0) * bias
         bias = np.broadcast_to(bias, (bias.shape[0] if bias.ndim == 2 else 1, m)).astype(w.dtype)
-    return _Layer(node, weight.astype(w.dtype), bias, fc_plan(k, m, crossbar, fan_out), k, m, 0 if trans_a else 1)
+    return BlockedLayer(node, (layout.scale * matrix).astype(w.dtype), bias, fc_plan(k, m, crossbar, fan_out), k, m, axis, weight)

@@ -1,7 +1,8 @@
-"""Calibration data and activation ranges for the quantization passes.
+"""Calibration data and activation ranges: what passes (quantization) and targets (ADC bits,
+activation density) measure the model on.
 
-Where the data comes from: ``PassContext.current().calibration`` (``--calib data.npz`` or
-the first samples of ``--eval data.npz``), else deterministic random inputs from
+Where the data comes from: the ``data`` argument (the pass context's ``calibration``:
+``--calib data.npz`` or the first samples of ``--eval data.npz``), else deterministic random inputs from
 :func:`nncc.runtime.sample_inputs` -- uniform [0, 1) floats, which say little about the
 ranges real data produces, so the source is always recorded in the pass's stats.
 
@@ -20,22 +21,24 @@ import onnx_ir as ir
 from nncc import runtime
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
-from nncc.pipeline import PassContext
 
 RANDOM_SOURCE = "random uniform [0,1) inputs (nncc.runtime.sample_inputs, seed 0): no --calib or --eval data was given"
 # Values kept per tensor for a percentile (strided subsample; memory stays bounded on big models).
 _PERCENTILE_KEEP = 1 << 20
 
 
-def calibration_feeds(model: ir.Model, max_samples: int, random_count: int = 16) -> tuple[list[dict[str, np.ndarray]], str]:
-    """Feeds (one per model run) and a sentence saying where they came from.
+Calibration = dict[str, np.ndarray]  # model input name -> samples (leading sample axis)
+
+
+def calibration_feeds(model: ir.Model, data: Calibration | None, max_samples: int,
+                      random_count: int = 16) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Feeds (one per model run) from ``data`` and a sentence saying where they came from.
 
     A calibration array has a leading sample axis: either ``(N, *input_shape)`` or, for an
     input with a batch axis, ``(N, *input_shape[1:])`` cut into batches of the model's size.
     A single-input model takes a single calibration array whatever its name (``--calib``
     files often call it ``x``).
     """
-    data = PassContext.current().calibration
     if not data:
         return runtime.sample_inputs(model, random_count), RANDOM_SOURCE
     specs = input_specs(model)

@@ -1,0 +1,50 @@
+"""Constant folding, shared by loading (weights computed by Constant/ConstantOfShape nodes
+become initializers) and the ``fold-constants`` pass (every constant subgraph)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
+import onnxscript.optimizer
+
+from nncc.irutils import const_array
+from nncc.safety import check_created_tensor
+
+# Weights produced by these ops are folded even when the result is larger than the
+# inputs; onnxscript keeps ConstantOfShape by default to save file size, but every
+# cost model needs the weights as initializers.
+WEIGHT_PRODUCERS = frozenset({"Constant", "ConstantOfShape"})
+_NO_LIMIT = 1 << 62
+
+
+def _check_constant_sizes(model: ir.Model) -> None:
+    """Refuse ConstantOfShape nodes whose output would break the created-tensor cap."""
+    for node in model.graph:
+        if node.op_type != "ConstantOfShape" or node.domain != "":
+            continue
+        shape = const_array(node.inputs[0])
+        if shape is None:
+            continue
+        value = node.attributes.get("value")
+        itemsize = value.value.dtype.itemsize if value is not None else 4
+        check_created_tensor(int(np.prod(shape, dtype=np.float64)) * itemsize, "model", f"node '{node.name}' (ConstantOfShape {list(shape)})")
+
+
+def fold_constants(model: ir.Model, force: frozenset[str] = frozenset()) -> bool:
+    """onnxscript's folder, plus ops in ``force`` folded whatever their output size; constants lifted to initializers."""
+    _check_constant_sizes(model)
+    result = onnxscript.optimizer.fold_constants(
+        model,
+        input_size_limit=_NO_LIMIT,
+        output_size_limit=_NO_LIMIT,
+        should_fold=lambda node: True if node.op_type in force and node.domain == "" else None,
+    )
+    lifted = common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+    unused = common_passes.RemoveUnusedNodesPass()(model)
+    return bool(result.modified or lifted.modified or unused.modified)
+
+
+def fold_weight_constants(model: ir.Model) -> bool:
+    """Turn weights computed by Constant/ConstantOfShape subgraphs into initializers."""
+    return fold_constants(model, WEIGHT_PRODUCERS)

@@ -1,0 +1,218 @@
+"""The Target contract and the hardware-config helpers every target shares.
+
+A target keeps three things apart: its ``Config`` (a frozen :class:`HardwareConfig` of
+hardware constants, each naming its source and its valid range), its mapping (``lower``:
+where each layer goes), and its cost model (``estimate``: latency, energy, area from the
+mapping). The contract lives in the core because the driver, the registry and ``nncc
+optimize`` use it; target packages import it from here (or from ``nncc.backends.base``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import pathlib
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import onnx_ir as ir
+
+from nncc.analysis import Layer, layers
+from nncc.cost import CostReport, Unsupported
+from nncc.crossbar import CrossbarGeometry
+from nncc.errors import NnccError
+from nncc.files import read_toml
+from nncc.ops import DEFAULT_DOMAINS
+from nncc.pass_base import NnccPass, coerce_fields
+
+
+def hw(default: Any, source: str, unit: str = "", note: str = "", *, minimum: float | None = None,
+       maximum: float | None = None, above: float | None = None, choices: Sequence[Any] | None = None) -> Any:
+    """A hardware constant with its provenance and valid values.
+
+    ``source`` is required (paper, datasheet, 'measured', or '[U]' with the reasoning).
+    ``minimum``/``maximum`` bound the value inclusively, ``above`` exclusively (``above=0``:
+    strictly positive); ``choices`` lists the allowed values. :class:`HardwareConfig`
+    checks them whenever a config is built, ``--set`` and ``--config`` included.
+    """
+    if not source:
+        raise ValueError("every hardware constant names its source")
+    if choices is not None and not note:
+        note = " | ".join(map(str, choices))
+    checks = {"minimum": minimum, "maximum": maximum, "above": above, "choices": tuple(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata={"source": source, "unit": unit, "note": note,
+                                                        **{k: v for k, v in checks.items() if v is not None}})
+
+
+def field_problem(name: str, value: Any, metadata: Any) -> str | None:
+    """Why ``value`` breaks the checks ``hw`` declared for field ``name``, or None."""
+    if "choices" in metadata and value not in metadata["choices"]:
+        return f"{name} must be one of {', '.join(map(str, metadata['choices']))} (got '{value}')"
+    if "minimum" in metadata and not value >= metadata["minimum"]:
+        return f"{name} must be >= {metadata['minimum']:g} (got {value})"
+    if "above" in metadata and not value > metadata["above"]:
+        return f"{name} must be > {metadata['above']:g} (got {value})"
+    if "maximum" in metadata and not value <= metadata["maximum"]:
+        return f"{name} must be <= {metadata['maximum']:g} (got {value})"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareConfig:
+    """Base of every target's ``Config``: a frozen dataclass whose fields are :func:`hw` constants.
+
+    Building one checks every field against its declared range or choices, then calls
+    :meth:`check` for rules that tie several fields together."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            problem = field_problem(f.name, getattr(self, f.name), f.metadata)
+            if problem:
+                raise ValueError(problem)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields (e.g. cell bits <= weight bits); raise ValueError when broken."""
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def config_sources(config: Any) -> dict[str, dict[str, str]]:
+    return {f.name: {k: v for k, v in f.metadata.items() if v} for f in dataclasses.fields(config)}
+
+
+Row = TypeVar("Row")
+
+
+@dataclasses.dataclass
+class Mapping(Generic[Row]):
+    """Where each layer went. Targets subclass it with their placement rows (dataclasses)."""
+
+    layers: list[Row]
+    unsupported: list[Unsupported] = dataclasses.field(default_factory=list)
+    artifact_name: ClassVar[str | None] = None  # e.g. "crossbar_map.json"
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(row: Any) -> Any:
+            if dataclasses.is_dataclass(row):
+                return {f.name: plain(getattr(row, f.name)) for f in dataclasses.fields(row) if f.repr}
+            if isinstance(row, (list, tuple)):
+                return [plain(r) for r in row]
+            if isinstance(row, dict):
+                return {k: plain(v) for k, v in row.items()}
+            return row
+
+        return {"layers": plain(self.layers), "unsupported": [u.to_json() for u in self.unsupported]}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOption:
+    """One setting of a compression knob for ``nncc optimize``: passes to run and the target
+    settings that go with them (a weight width is a ``quantize`` pass for the numbers and a
+    ``--set`` for the cost)."""
+
+    label: str
+    passes: tuple[str, ...] = ()
+    sets: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def knob(spec: str, values: list[Any], key: str, sets: str | None = None, extra: str = "") -> list[SearchOption]:
+    """Options ``spec:key=v[,extra]`` for each v (and ``--set sets=v`` when ``sets`` is given)."""
+    tail = f",{extra}" if extra else ""
+    return [SearchOption(f"{spec} {key}={v}", (f"{spec}:{key}={v}{tail}",), {sets: v} if sets else {}) for v in values]
+
+
+class Target(abc.ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    summary: ClassVar[str] = ""
+    # Named alternative configs (e.g. mobile-cpu "pixel2", "host"); chosen with --set profile=NAME.
+    profiles: ClassVar[dict[str, Any]] = {}
+    # Extra artifacts the target can write on request (``--emit NAME``).
+    emits: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def search_space(cls) -> list[list[SearchOption]]:
+        """Knobs ``nncc optimize`` searches, in pipeline order (structure first, precision last).
+
+        The default suits any target that costs MACs and weight bytes; a target overrides it
+        with the knobs its cost model rewards (ReRAM: weight bits and crossbar-saving ranks)."""
+        return [knob("prune-channels", [0.25, 0.5], "ratio"),
+                knob("factorize", [0.5, 0.25], "rank_ratio"),
+                knob("prune", [0.5, 0.75], "ratio"),
+                knob("quantize", [8, 6, 4], "bits")]
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.default_config()
+
+    @classmethod
+    def default_config(cls) -> Any:
+        return cls.Config()
+
+    @classmethod
+    def configure(cls, config_file: str | pathlib.Path | None = None, sets: dict[str, Any] | None = None) -> Target:
+        """Build with overrides: ``--config hw.toml`` first, then each ``--set key=value``."""
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            data = read_toml(config_file)
+            # Either flat keys or a [<target-name>] table, so one file can serve several targets.
+            values.update(data.get(cls.name, {k: v for k, v in data.items() if not isinstance(v, dict)}))
+        values.update(sets or {})
+        base = cls.default_config()
+        profile = values.pop("profile", None)
+        if profile is not None:
+            if profile not in cls.profiles:
+                raise NnccError("--set profile", f"target '{cls.name}' has no profile '{profile}' (profiles: {', '.join(cls.profiles) or 'none'})")
+            base = cls.profiles[profile]() if callable(cls.profiles[profile]) else cls.profiles[profile]
+        changes = coerce_fields(cls.Config, values, f"--set ({cls.name})")
+        try:
+            return cls(dataclasses.replace(base, **changes))
+        except (ValueError, TypeError) as e:
+            raise NnccError(f"--set ({cls.name})", str(e)) from None
+
+    def legalize(self) -> list[NnccPass]:
+        """Passes the hardware requires before lowering (precision, fan-in, tile size)."""
+        return []
+
+    def crossbar_geometry(self) -> CrossbarGeometry | None:
+        """The crossbars passes plan for (rank-clip, delete-groups); None: this target has none."""
+        return None
+
+    @abc.abstractmethod
+    def lower(self, model: ir.Model, calibration: dict[str, np.ndarray] | None = None) -> Mapping:
+        """Place every layer on the hardware; layers it cannot place go to ``unsupported``.
+
+        ``calibration`` holds sample inputs (model input name -> samples on a leading axis) for
+        targets that measure the model (ADC bits, spike rates, activation density); None: the
+        target uses its own default inputs and says so."""
+
+    @abc.abstractmethod
+    def estimate(self, mapping: Mapping) -> CostReport:
+        """Latency, energy and area of a mapping."""
+
+    def ratios_to_uncompressed(self, before: CostReport, after: CostReport) -> dict[str, Any] | None:
+        """Ratios the target reports against the same model compiled without the user's passes
+        (ReRAM: Group Scissor's crossbar- and routing-area ratios). None: the target has none,
+        and the driver skips the second lowering."""
+        return None
+
+    def emit(self, kind: str, model: ir.Model, out_dir: pathlib.Path) -> list[pathlib.Path]:
+        """Write an extra deployable artifact (``--emit KIND``)."""
+        raise NnccError("--emit", f"target '{self.name}' cannot emit '{kind}' (it emits: {', '.join(self.emits) or 'nothing'})")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "config": config_to_json(self.config), "sources": config_sources(self.config)}
+
+
+def partition_layers(model: ir.Model, costable: set[str] | frozenset[str], reason: str) -> tuple[list[Layer], list[Unsupported]]:
+    """Split the layer table into those the target's estimators cover and the rest."""
+    supported, unsupported = [], []
+    for layer in layers(model):
+        if layer.domain in DEFAULT_DOMAINS and layer.op in costable:
+            supported.append(layer)
+        else:
+            unsupported.append(Unsupported(layer.name, layer.op if not layer.domain else f"{layer.domain}::{layer.op}", reason))
+    return supported, unsupported

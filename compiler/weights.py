@@ -1,0 +1,311 @@
+"""How a weighted op holds its weight: the one definition every pass and target reads.
+
+A weighted op (:data:`nncc.ops.WEIGHTED_OPS`) multiplies activations by a weight tensor. Where
+that weight sits and which of its axes are outputs, reduction and kernel depends on the op
+and its attributes; :func:`weight_of` works it out once, as a :class:`Weight` with a
+:class:`WeightLayout`, and the layout gives every view a consumer needs:
+
+==================  =====================  =========================================
+layout ``kind``     weight shape           ops
+==================  =====================  =========================================
+``out_first``       [M, C/g, k...] / [N, K]  Conv, QLinearConv, ConvInteger (group g);
+                                           Gemm with transB=1; MatMul W @ X (W first)
+``in_first``        [..., K, N]            Gemm with transB=0; MatMul X @ W;
+                                           MatMulInteger, QLinearMatMul
+``conv_transpose``  [C, M/g, k...]         ConvTranspose (the reduction runs over C)
+==================  =====================  =========================================
+
+Views (all exact reshapes/transposes, no arithmetic):
+- :meth:`WeightLayout.gemm_view`: [rows, K], one row per output (per group), the reduction
+  along the row -- how a GEMM kernel, a vector-sparse format or a pruning rule sees the weight;
+- :meth:`WeightLayout.filter_view`: [filters, weights per filter], one row per output channel
+  (differs from the GEMM view only for ConvTranspose, whose filter spans every kernel position);
+- :meth:`WeightLayout.matrices`: per group, the [K fan-in, N outputs] matrix a crossbar holds.
+
+A Gemm's ``alpha`` is the layout's ``scale``: the views leave it out, a consumer that needs
+the product's true matrix multiplies by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import numpy as np
+import onnx_ir as ir
+
+from nncc.irutils import constant_value, is_constant, static_shape
+from nncc.ops import is_weighted
+
+Kind = Literal["out_first", "in_first", "conv_transpose"]
+
+# (weight input slot, bias input slot or None, layout kind) per op; Gemm and MatMul depend on
+# attributes and on which operand is constant (see weight_of).
+_CONV_LIKE: dict[str, tuple[int, int | None, Kind]] = {
+    "Conv": (1, 2, "out_first"),
+    "ConvTranspose": (1, 2, "conv_transpose"),
+    "QLinearConv": (3, 8, "out_first"),
+    "ConvInteger": (1, None, "out_first"),
+}
+_MATMUL_LIKE: dict[str, int] = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightLayout:
+    """Which axes of a weight tensor are outputs, reduction and kernel, and how groups cut it."""
+
+    kind: Kind
+    index: int          # the op's input slot holding the weight
+    groups: int = 1
+    scale: float = 1.0  # Gemm alpha: the product is scale * (A @ view)
+
+    @property
+    def transposed(self) -> bool:
+        """The reduction comes first in the tensor ([K, N] rather than [N, K])."""
+        return self.kind == "in_first"
+
+    def out_axis(self, ndim: int) -> int:
+        """Axis of the outputs (for ConvTranspose: outputs per group)."""
+        return {"out_first": 0, "in_first": ndim - 1, "conv_transpose": 1}[self.kind] if ndim > 1 else 0
+
+    def in_axis(self, ndim: int) -> int:
+        """Axis of the reduction (for convolutions: input channels per group)."""
+        return {"out_first": 1, "in_first": ndim - 2, "conv_transpose": 0}[self.kind] if ndim > 1 else 0
+
+    def spatial_axes(self, ndim: int) -> tuple[int, ...]:
+        return tuple(range(2, ndim)) if self.kind != "in_first" else ()
+
+    def outputs(self, shape: tuple[int, ...]) -> int:
+        """Output channels / features (all groups)."""
+        if self.kind == "conv_transpose":
+            return shape[1] * self.groups
+        return shape[self.out_axis(len(shape))] if len(shape) > 1 else 1
+
+    def fan_in(self, shape: tuple[int, ...]) -> int:
+        """Weights per output: the reduction length of one output (per group for convolutions)."""
+        if self.kind == "out_first":
+            return math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+        if self.kind == "in_first":
+            return shape[-2] if len(shape) > 1 else shape[0]
+        return shape[0] // self.groups * math.prod(shape[2:])
+
+    # ---------------------------------------------------------------- views
+
+    def gemm_view(self, weight: np.ndarray) -> np.ndarray:
+        """[rows, K]: each row is one output's reduction vector (per group)."""
+        shape = weight.shape
+        if self.kind == "out_first":
+            return weight.reshape(shape[0], -1)
+        if self.kind == "in_first":
+            if weight.ndim == 1:  # MatMul by a vector: one output, reduction over all
+                return weight.reshape(1, -1)
+            return np.swapaxes(weight, -1, -2).reshape(-1, shape[-2])
+        g, c, mg = self.groups, shape[0], shape[1]
+        return weight.reshape(g, c // g, mg * int(np.prod(shape[2:]))).transpose(0, 2, 1).reshape(-1, c // g)
+
+    def from_gemm_view(self, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Inverse of :meth:`gemm_view`."""
+        if self.kind == "out_first" or (self.kind == "in_first" and len(shape) == 1):
+            return matrix.reshape(shape)
+        if self.kind == "in_first":
+            return np.swapaxes(matrix.reshape(*shape[:-2], shape[-1], shape[-2]), -1, -2)
+        c = shape[0]
+        return matrix.reshape(self.groups, -1, c // self.groups).transpose(0, 2, 1).reshape(shape)
+
+    def filter_view(self, weight: np.ndarray) -> np.ndarray:
+        """[filters, weights per filter]: one row per output channel or neuron."""
+        if self.kind != "conv_transpose":
+            return self.gemm_view(weight)
+        g, c, mg = self.groups, weight.shape[0], weight.shape[1]
+        k = int(np.prod(weight.shape[2:]))
+        return weight.reshape(g, c // g, mg, k).transpose(0, 2, 1, 3).reshape(g * mg, -1)
+
+    def from_filter_view(self, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        if self.kind != "conv_transpose":
+            return self.from_gemm_view(matrix, shape)
+        c, mg = shape[0], shape[1]
+        return matrix.reshape(self.groups, mg, c // self.groups, -1).transpose(0, 2, 1, 3).reshape(shape)
+
+    def matrices(self, weight: np.ndarray) -> list[np.ndarray]:
+        """Per group, the [K fan-in, N outputs] matrix (2-D weights only outside convolutions)."""
+        rows = self.gemm_view(weight)
+        n = rows.shape[0] // self.groups
+        return [rows[i * n:(i + 1) * n].T for i in range(self.groups)]
+
+
+@dataclasses.dataclass
+class Weight:
+    """The weight operand of one weighted node."""
+
+    value: ir.Value
+    layout: WeightLayout
+    dequantized: bool   # produced by DequantizeLinear of constants (a QDQ model)
+    integer_bits: int | None  # bits of the stored integers (integer ops, QDQ), None for float weights
+
+    @property
+    def is_initializer(self) -> bool:
+        """An initializer a pass may rewrite (not computed from other constants)."""
+        return self.value.const_value is not None
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        if self.value.const_value is not None:
+            return tuple(self.value.const_value.shape)
+        return static_shape(self.value)
+
+    def array(self) -> np.ndarray:
+        """The weight as the product uses it (dequantized to float for QDQ weights)."""
+        array = constant_value(self.value)
+        if array is None:  # weight_of only builds a Weight for a constant operand
+            raise ValueError(f"weight '{self.value.name}' is not constant")
+        return array
+
+    @property
+    def fan_in(self) -> int | None:
+        shape = self.shape
+        return self.layout.fan_in(shape) if shape else None
+
+    @property
+    def outputs(self) -> int | None:
+        shape = self.shape
+        return self.layout.outputs(shape) if shape else None
+
+
+def _integer_bits(value: ir.Value) -> int | None:
+    source = value
+    producer = value.producer()
+    if value.const_value is None and producer is not None and producer.op_type == "DequantizeLinear":
+        source = producer.inputs[0]
+    dtype = source.const_value.dtype if source.const_value is not None else source.dtype
+    if dtype is None or not dtype.is_integer():
+        return None
+    return dtype.bitwidth
+
+
+def _make(value: ir.Value, layout: WeightLayout) -> Weight:
+    producer = value.producer()
+    dequantized = value.const_value is None and producer is not None and producer.op_type == "DequantizeLinear"
+    return Weight(value, layout, dequantized, _integer_bits(value))
+
+
+def _input(node: ir.Node, index: int) -> ir.Value | None:
+    return node.inputs[index] if index < len(node.inputs) else None
+
+
+def weight_of(node: ir.Node) -> Weight | None:
+    """The constant weight of a weighted node and its layout; None when the node is not a weighted
+    op or multiplies two activations (attention scores, a weight fed in at run time)."""
+    if not is_weighted(node.op_type, node.domain):
+        return None
+    op = node.op_type
+    if op in _CONV_LIKE:
+        index, _, kind = _CONV_LIKE[op]
+        value = _input(node, index)
+        if not is_constant(value):
+            return None
+        return _make(value, WeightLayout(kind, index, node.attributes.get_int("group", 1)))
+    if op == "Gemm":
+        value = _input(node, 1)
+        if not is_constant(value):
+            return None
+        kind: Kind = "out_first" if node.attributes.get_int("transB", 0) else "in_first"
+        return _make(value, WeightLayout(kind, 1, 1, node.attributes.get_float("alpha", 1.0)))
+    if op in _MATMUL_LIKE:
+        index = _MATMUL_LIKE[op]
+        value = _input(node, index)
+        if is_constant(value):
+            return _make(value, WeightLayout("in_first", index))
+        first = _input(node, 0)
+        if op == "MatMul" and is_constant(first):
+            shape = first.const_value.shape if first.const_value is not None else static_shape(first)
+            if shape is not None and len(shape) == 2:  # W [M, K] @ X [..., K, N]: rows of W are the outputs
+                return _make(first, WeightLayout("out_first", 0))
+        return None
+    return None  # Einsum: the equation decides; no layout yet
+
+
+def bias_of(node: ir.Node) -> ir.Value | None:
+    """The bias (Conv, ConvTranspose, QLinearConv) or addend C (Gemm) of a weighted node."""
+    if node.op_type in _CONV_LIKE:
+        index = _CONV_LIKE[node.op_type][1]
+        return _input(node, index) if index is not None else None
+    if node.op_type == "Gemm":
+        return _input(node, 2)
+    return None
+
+
+def vector_blocks(matrix: np.ndarray, vector: int) -> np.ndarray:
+    """A GEMM view [rows, K] as [rows, n_vectors, vector]: each row cut into vectors of ``vector``
+    weights along the reduction (the vector-wise sparse format); the last short vector is
+    padded with zeros."""
+    rows, k = matrix.shape
+    count = -(-k // vector)
+    padded = np.zeros((rows, count * vector), dtype=matrix.dtype)
+    padded[:, :k] = matrix
+    return padded.reshape(rows, count, vector)
+
+
+# ---------------------------------------------------------------- weights shared between layers
+
+@dataclasses.dataclass
+class WeightRef:
+    """One float weight initializer and the layers that read it (several when shared)."""
+
+    value: ir.Value
+    layers: list[str]            # layer names (node name, or op_index as in analysis.layers)
+    layout: WeightLayout | None  # None when two readers see the tensor in different layouts
+
+    @property
+    def name(self) -> str:
+        return self.value.name or self.layers[0]
+
+
+def layer_name(node: ir.Node, index: int) -> str:
+    """A node's name in the layer table: its own name, else ``<op>_<index in the graph>``."""
+    return node.name or f"{node.op_type}_{index}"
+
+
+def weight_refs(graph: ir.Graph, slots: tuple[int, ...] = (1,)) -> tuple[list[WeightRef], dict[str, str]]:
+    """Rewritable weights in graph order, and {initializer: why skipped} for the others.
+
+    A weight qualifies when it is a floating-point initializer that the user cannot override
+    (not a graph input or output), held in one of ``slots`` of float weighted ops, and every
+    reader uses it as a weight: changing a tensor that also feeds, say, an Add would change
+    more than the layer.
+    """
+    refs: dict[int, WeightRef] = {}
+    skipped: dict[str, str] = {}
+    for index, node in enumerate(graph):
+        weight = weight_of(node)
+        if weight is None or weight.layout.index not in slots or weight.integer_bits is not None:
+            continue
+        value = weight.value
+        # const_value.numpy() copies the tensor out of its proto: check presence, not content.
+        if value.const_value is None or value.name in skipped:
+            continue
+        reason = None
+        if not value.is_initializer() or value in graph.inputs or value in graph.outputs:
+            reason = "not a private initializer (graph input/output or Constant)"
+        elif value.dtype is None or not value.dtype.is_floating_point():
+            reason = f"dtype {value.dtype} is not floating point"
+        elif any(_reads_as_weight(user, slot, slots) is False for user, slot in value.uses()):
+            reason = "also read by a node that does not use it as a weight"
+        if reason:
+            skipped[value.name] = reason
+            refs.pop(id(value), None)
+            continue
+        layout = dataclasses.replace(weight.layout, scale=1.0)  # alpha is the node's, not the tensor's
+        ref = refs.get(id(value))
+        if ref is None:
+            refs[id(value)] = WeightRef(value, [layer_name(node, index)], layout)
+        else:
+            ref.layers.append(layer_name(node, index))
+            if ref.layout != layout:
+                ref.layout = None
+    return list(refs.values()), skipped
+
+
+def _reads_as_weight(user: ir.Node, slot: int, slots: tuple[int, ...]) -> bool:
+    weight = weight_of(user)
+    return weight is not None and weight.layout.index == slot and slot in slots
