@@ -12,7 +12,6 @@ AlexNet and VGG-16 stand in (the fit), run at PAPER_BATCH inputs per GEMM; ResNe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import sys
 import tempfile

@@ -107,14 +107,19 @@ def _einsum_macs(node: ir.Node) -> int:
 def layers(model: ir.Model) -> list[Layer]:
     """The layer table of ``model``'s main graph, in topological order."""
     rows: list[Layer] = []
+    taken: set[str] = set()
     for index, node in enumerate(model.graph):
+        name = layer_name(node)
+        if name in taken:  # ONNX does not require unique node names; a row's name must be unique
+            name = f"{name}#{index}"
+        taken.add(name)
         consts = [v for v in node.inputs if v is not None and v.const_value is not None]
         activations = [v for v in node.inputs if v is not None and v.const_value is None]
         macs = node_macs(node)
         out_elems = sum(math.prod(s) for s in (static_shape(o) for o in node.outputs) if s is not None)
         rows.append(
             Layer(
-                name=layer_name(node, index),
+                name=name,
                 op=node.op_type,
                 domain=node.domain,
                 input_shapes=[static_shape(v) for v in node.inputs],

@@ -21,6 +21,11 @@ from nncc.weights import Weight, bias_of, weight_of
 # Node metadata a legalized graph carries: the core-op kind (block, partial, reduce, split,
 # concat, act-quant, activation), the original layer, and a block's ranges of the layer's weight.
 MARK, LAYER, BLOCK = "nncc.core_op", "nncc.layer", "nncc.block"
+# The weighted ops a block plan exists for: matrix products with the weight as second operand.
+# (ConvTranspose scatters inputs over a window; Einsum has no fixed layout; integer ops keep their
+# own quantization.)
+BLOCKED_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+_NOT_BLOCKED = {"ConvTranspose": "ConvTranspose scatters each input over a kernel window: no core-op block plan"}
 
 
 # --- planning: shared with the targets, so a mapping counts the same blocks the pass builds ---
@@ -124,6 +129,8 @@ NOT_CONSTANT = "weight operand is not a constant (only the second input may hold
 def describe_weighted(node: ir.Node, crossbar: int, fan_out: int | None = None) -> BlockedLayer | str:
     """The node as a legalizable layer, or why it is not one. The weight and its views come from
     the node's weight layout (:mod:`nncc.weights`)."""
+    if node.op_type not in BLOCKED_OPS:
+        return _NOT_BLOCKED.get(node.op_type, f"{node.op_type}: no core-op block plan (planned: {', '.join(sorted(BLOCKED_OPS))})")
     weight = weight_of(node)
     x = node.inputs[0]
     if weight is None or not weight.is_initializer or const_array(x) is not None:
@@ -133,8 +140,6 @@ def describe_weighted(node: ir.Node, crossbar: int, fan_out: int | None = None) 
         return f"weight dtype {w.dtype} is not floating point"
     if layout.index != 1:
         return NOT_CONSTANT
-    if layout.kind == "conv_transpose":
-        return "ConvTranspose scatters each input over a kernel window: no core-op block plan"
     bias_value = bias_of(node)
     bias = const_array(bias_value)
     if bias_value is not None and bias is None:

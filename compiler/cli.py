@@ -82,7 +82,6 @@ def _compile_options(input_shape, verify, tolerance, measure, eval_data, disable
     if dump_ir:
         context.instruments.append(DumpIR(dump_ir))
     if calib:
-        from nncc.driver import load_eval_data
         import numpy as np
 
         with np.load(calib, allow_pickle=False) as data:

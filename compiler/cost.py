@@ -19,12 +19,31 @@ class LayerCost:
     utilization: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.repr}
+        return row_json(self)
+
+
+def optional(**kwargs: Any) -> Any:
+    """A report field that appears only when it holds something (not None, not empty): a column
+    that applies to some rows of a target only (a GEMM's fused epilogue ops, a core's packing)."""
+    return dataclasses.field(metadata={"omit_empty": True}, **kwargs)
+
+
+def row_json(row: Any) -> dict[str, Any]:
+    """The report form of a dataclass row: every field declared with ``repr`` (``repr=False`` keeps
+    a field for the cost model only), nested dataclasses as objects, :func:`optional` fields
+    only when they hold something."""
+    out = {}
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        if not f.repr or (f.metadata.get("omit_empty") and (value is None or value == [] or value == {})):
+            continue
+        out[f.name] = _plain(value)
+    return out
 
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+        return value.to_json() if hasattr(value, "to_json") else row_json(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

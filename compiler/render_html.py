@@ -13,7 +13,7 @@ import io
 import re
 from typing import Any, Callable
 
-from nncc.render import (CORE_LAYER_FIELDS, cell, extra_layer_fields, fmt_count, fmt_joules, fmt_percent,
+from nncc.render import (CORE_LAYER_FIELDS, cell, extra_layer_fields, fmt_joules, fmt_percent,
                          fmt_seconds, kv, measured_text, optimize_rows, pass_stats_text, top_layers, total_rows,
                          total_tables)
 

@@ -28,19 +28,21 @@ from nncc.pass_base import NnccPass, coerce_fields
 
 
 def hw(default: Any, source: str, unit: str = "", note: str = "", *, minimum: float | None = None,
-       maximum: float | None = None, above: float | None = None, choices: Sequence[Any] | None = None) -> Any:
+       maximum: float | None = None, above: float | None = None, below: float | None = None,
+       choices: Sequence[Any] | None = None) -> Any:
     """A hardware constant with its provenance and valid values.
 
     ``source`` is required (paper, datasheet, 'measured', or '[U]' with the reasoning).
-    ``minimum``/``maximum`` bound the value inclusively, ``above`` exclusively (``above=0``:
-    strictly positive); ``choices`` lists the allowed values. :class:`HardwareConfig`
+    ``minimum``/``maximum`` bound the value inclusively, ``above``/``below`` exclusively
+    (``above=0``: strictly positive); ``choices`` lists the allowed values. :class:`HardwareConfig`
     checks them whenever a config is built, ``--set`` and ``--config`` included.
     """
     if not source:
         raise ValueError("every hardware constant names its source")
     if choices is not None and not note:
         note = " | ".join(map(str, choices))
-    checks = {"minimum": minimum, "maximum": maximum, "above": above, "choices": tuple(choices) if choices is not None else None}
+    checks = {"minimum": minimum, "maximum": maximum, "above": above, "below": below,
+              "choices": tuple(choices) if choices is not None else None}
     return dataclasses.field(default=default, metadata={"source": source, "unit": unit, "note": note,
                                                         **{k: v for k, v in checks.items() if v is not None}})
 
@@ -55,6 +57,8 @@ def field_problem(name: str, value: Any, metadata: Any) -> str | None:
         return f"{name} must be > {metadata['above']:g} (got {value})"
     if "maximum" in metadata and not value <= metadata["maximum"]:
         return f"{name} must be <= {metadata['maximum']:g} (got {value})"
+    if "below" in metadata and not value < metadata["below"]:
+        return f"{name} must be < {metadata['below']:g} (got {value})"
     return None
 
 

@@ -61,6 +61,11 @@ class WeightLayout:
     scale: float = 1.0  # Gemm alpha: the product is scale * (A @ view)
 
     @property
+    def activation_index(self) -> int:
+        """The input slot of the operand the weight multiplies (the one beside a leading weight, W @ X)."""
+        return 1 if self.index == 0 else 0
+
+    @property
     def transposed(self) -> bool:
         """The reduction comes first in the tensor ([K, N] rather than [N, K])."""
         return self.kind == "in_first"
@@ -253,21 +258,26 @@ class WeightRef:
     """One float weight initializer and the layers that read it (several when shared)."""
 
     value: ir.Value
-    layers: list[str]            # layer names (node name, or op_index as in analysis.layers)
+    layers: list[str]            # names of the layers that read it (layer_name)
     layout: WeightLayout | None  # None when two readers see the tensor in different layouts
 
     @property
     def name(self) -> str:
         return self.value.name or self.layers[0]
 
+    def skipped(self, reason: str) -> list[dict[str, str]]:
+        """One ``skipped`` record (the pass stats schema) per layer reading this weight."""
+        return [{"name": layer, "weight": self.name, "reason": reason} for layer in self.layers]
 
-def layer_name(node: ir.Node, index: int) -> str:
-    """A node's name in the layer table: its own name, else ``<op>_<index in the graph>``."""
-    return node.name or f"{node.op_type}_{index}"
+
+def layer_name(node: ir.Node) -> str:
+    """A node's name in the layer view, the pass stats and the reports: its own name, else its
+    first output's (a value name is unique in a graph, and stays while passes insert nodes)."""
+    return node.name or (node.outputs[0].name if node.outputs else node.op_type)
 
 
-def weight_refs(graph: ir.Graph, slots: tuple[int, ...] = (1,)) -> tuple[list[WeightRef], dict[str, str]]:
-    """Rewritable weights in graph order, and {initializer: why skipped} for the others.
+def weight_refs(graph: ir.Graph, slots: tuple[int, ...] = (1,)) -> tuple[list[WeightRef], list[dict[str, str]]]:
+    """Rewritable weights in graph order, and a ``skipped`` record for every other weighted layer.
 
     A weight qualifies when it is a floating-point initializer that the user cannot override
     (not a graph input or output), held in one of ``slots`` of float weighted ops, and every
@@ -275,35 +285,53 @@ def weight_refs(graph: ir.Graph, slots: tuple[int, ...] = (1,)) -> tuple[list[We
     more than the layer.
     """
     refs: dict[int, WeightRef] = {}
-    skipped: dict[str, str] = {}
-    for index, node in enumerate(graph):
+    rejected: dict[str, str] = {}     # weight name -> why
+    skipped: list[dict[str, str]] = []
+    readers: list[tuple[ir.Node, Weight]] = []
+    for node in graph:
         weight = weight_of(node)
-        if weight is None or weight.layout.index not in slots or weight.integer_bits is not None:
+        if weight is None:
+            continue
+        reason = _declined(weight, slots)
+        if reason:
+            skipped.append({"name": layer_name(node), "op": node.op_type, "reason": reason})
             continue
         value = weight.value
-        # const_value.numpy() copies the tensor out of its proto: check presence, not content.
-        if value.const_value is None or value.name in skipped:
+        readers.append((node, weight))
+        if value.name in rejected or id(value) in refs:
             continue
-        reason = None
         if not value.is_initializer() or value in graph.inputs or value in graph.outputs:
-            reason = "not a private initializer (graph input/output or Constant)"
+            rejected[value.name] = "not a private initializer (graph input/output or Constant)"
         elif value.dtype is None or not value.dtype.is_floating_point():
-            reason = f"dtype {value.dtype} is not floating point"
+            rejected[value.name] = f"dtype {value.dtype} is not floating point"
         elif any(_reads_as_weight(user, slot, slots) is False for user, slot in value.uses()):
-            reason = "also read by a node that does not use it as a weight"
-        if reason:
-            skipped[value.name] = reason
-            refs.pop(id(value), None)
-            continue
-        layout = dataclasses.replace(weight.layout, scale=1.0)  # alpha is the node's, not the tensor's
-        ref = refs.get(id(value))
-        if ref is None:
-            refs[id(value)] = WeightRef(value, [layer_name(node, index)], layout)
+            rejected[value.name] = "also read by a node that does not use it as a weight"
         else:
-            ref.layers.append(layer_name(node, index))
-            if ref.layout != layout:
-                ref.layout = None
+            refs[id(value)] = WeightRef(value, [], None)
+    for node, weight in readers:
+        if weight.value.name in rejected:
+            skipped.append({"name": layer_name(node), "op": node.op_type, "weight": weight.value.name,
+                            "reason": rejected[weight.value.name]})
+            continue
+        ref = refs[id(weight.value)]
+        layout = dataclasses.replace(weight.layout, scale=1.0)  # alpha is the node's, not the tensor's
+        if not ref.layers:
+            ref.layout = layout
+        elif ref.layout != layout:
+            ref.layout = None
+        ref.layers.append(layer_name(node))
     return list(refs.values()), skipped
+
+
+def _declined(weight: Weight, slots: tuple[int, ...]) -> str | None:
+    """Why ``weight_refs`` does not offer this weight for rewriting, or None."""
+    if weight.integer_bits is not None:
+        return "integer weights (a pre-quantized model) are left as they are"
+    if weight.layout.index not in slots:
+        return "constant first operand (W @ X): only second-operand weights are rewritten"
+    if weight.value.const_value is None:
+        return "weight is computed before inference (Constant node or DequantizeLinear), not an initializer"
+    return None
 
 
 def _reads_as_weight(user: ir.Node, slot: int, slots: tuple[int, ...]) -> bool:

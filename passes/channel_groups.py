@@ -40,7 +40,7 @@ import onnx_ir as ir
 
 from nncc.passes.channel_ops import HANDLERS
 from nncc.passes.channel_space import ChannelSpaces, Edit, Member, unique
-from nncc.passes.weighted import label
+from nncc.weights import layer_name
 
 
 @dataclasses.dataclass
@@ -55,11 +55,11 @@ class ChannelGroup:
 
     @property
     def producers(self) -> list[str]:
-        return unique(label(e.node) for e in self.edits if e.kind == "filter")
+        return unique(layer_name(e.node) for e in self.edits if e.kind == "filter")
 
     @property
     def members(self) -> list[str]:
-        return unique(label(e.node) for e in self.edits)
+        return unique(layer_name(e.node) for e in self.edits)
 
     @property
     def key(self) -> str:
@@ -72,7 +72,7 @@ def _walk(a: ChannelSpaces) -> None:
     for node in a.graph:
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         handled = handler(a, node) if handler else None
-        why = f"read by {node.op_type} '{label(node)}', which prune-channels does not model"
+        why = f"read by {node.op_type} '{layer_name(node)}', which prune-channels does not model"
         for index, value in enumerate(node.inputs):
             if value is not None and value in a.info and index not in (handled or ()):
                 a.freeze(a.info[value][0], why if handled is None else f"{why} as input {index}")

@@ -14,7 +14,7 @@ import onnx_ir as ir
 
 from nncc.irutils import const_array, static_shape
 from nncc.passes.channel_space import ChannelSpaces, Edit
-from nncc.passes.weighted import label
+from nncc.weights import layer_name
 from nncc.weights import bias_of, weight_of
 
 # Element-wise ops of one tensor: channel c of the output depends on channel c only.
@@ -37,7 +37,7 @@ def _has(node: ir.Node, index: int) -> bool:
 
 
 def _conv(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
-    weight, x, where = weight_of(node), node.inputs[0], f"Conv '{label(node)}'"
+    weight, x, where = weight_of(node), node.inputs[0], f"Conv '{layer_name(node)}'"
     if weight is None or not weight.is_initializer or len(weight.shape) < 3 or (_has(node, 2) and const_array(node.inputs[2]) is None):
         return None
     layout, shape, x_shape = weight.layout, weight.shape, static_shape(x)
@@ -61,7 +61,7 @@ def _conv(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
 def _matmul_like(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     """Gemm and MatMul X @ W: the weight's outputs are a new channel space, its reduction axis
     slices the input's features (a W @ X product, weight first, is not modelled)."""
-    weight, x, where = weight_of(node), node.inputs[0], f"{node.op_type} '{label(node)}'"
+    weight, x, where = weight_of(node), node.inputs[0], f"{node.op_type} '{layer_name(node)}'"
     x_shape, out_shape = static_shape(x), static_shape(node.outputs[0])
     if weight is None or not weight.is_initializer or weight.layout.index != 1 or len(weight.shape) != 2:
         return None
@@ -94,7 +94,7 @@ def _norm(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     if entry is not None:
         kinds = ["scale"] + ["param"] * (len(params) - 1)
         a.edit(entry[0], *(Edit(kind, node, i + 1, 0) for i, kind in enumerate(kinds)))
-        a.attach(node.outputs[0], entry[0], 1, 1, f"{node.op_type} '{label(node)}'")
+        a.attach(node.outputs[0], entry[0], 1, 1, f"{node.op_type} '{layer_name(node)}'")
     return _all(node)
 
 
@@ -102,7 +102,7 @@ def _unary(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     entry = a.follow(node, node.inputs[0])
     if entry is not None:
         for out in node.outputs:
-            a.attach(out, entry[0], entry[1], entry[2], f"{node.op_type} '{label(node)}'")
+            a.attach(out, entry[0], entry[1], entry[2], f"{node.op_type} '{layer_name(node)}'")
     return {0}
 
 
@@ -111,12 +111,12 @@ def _pool(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
         return None  # MaxPool indices are flat offsets that include the channel
     entry = a.follow(node, node.inputs[0], axis=1)
     if entry is not None:
-        a.attach(node.outputs[0], entry[0], 1, 1, f"{node.op_type} '{label(node)}'")
+        a.attach(node.outputs[0], entry[0], 1, 1, f"{node.op_type} '{layer_name(node)}'")
     return _all(node)
 
 
 def _broadcast(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
-    where, out = f"{node.op_type} '{label(node)}'", node.outputs[0]
+    where, out = f"{node.op_type} '{layer_name(node)}'", node.outputs[0]
     out_shape = static_shape(out)
     rank = len(out_shape or ())
     operands = [(i, v, static_shape(v)) for i, v in enumerate(node.inputs) if v is not None]
@@ -151,7 +151,7 @@ def _broadcast(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
 
 
 def _reshape(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
-    x, y, where = node.inputs[0], node.outputs[0], f"{node.op_type} '{label(node)}'"
+    x, y, where = node.inputs[0], node.outputs[0], f"{node.op_type} '{layer_name(node)}'"
     if x not in a.info:
         return _all(node)
     element, axis, block = a.info[x]
@@ -190,7 +190,7 @@ def _reshape(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
 
 
 def _concat(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
-    where, out = f"Concat '{label(node)}'", node.outputs[0]
+    where, out = f"Concat '{layer_name(node)}'", node.outputs[0]
     rank = len(static_shape(out) or ())
     tracked = [v for v in node.inputs if v in a.info]
     if not rank or not tracked:
@@ -209,7 +209,7 @@ def _concat(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
             root = a.union(root, element, where)
     else:
         root = a.new(sum(a.count[a.find(el)] for el in elements))
-        a.concats[root].append((label(node), list(node.inputs)))
+        a.concats[root].append((layer_name(node), list(node.inputs)))
     a.attach(out, root, axis, block, where)
     return _all(node)
 
@@ -226,7 +226,7 @@ def _reduce(a: ChannelSpaces, node: ir.Node) -> set[int] | None:
     if entry[1] in axes:
         return None
     out_axis = entry[1] - (0 if node.attributes.get_int("keepdims", 1) else sum(1 for x in axes if x < entry[1]))
-    a.attach(node.outputs[0], entry[0], out_axis, entry[2], f"{node.op_type} '{label(node)}'")
+    a.attach(node.outputs[0], entry[0], out_axis, entry[2], f"{node.op_type} '{layer_name(node)}'")
     return _all(node)
 
 

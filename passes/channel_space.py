@@ -15,7 +15,7 @@ from typing import NamedTuple
 import onnx_ir as ir
 
 from nncc.irutils import static_shape
-from nncc.passes.weighted import label
+from nncc.weights import layer_name
 
 # Edit kinds whose weights rank a channel: a producer's filter and a depthwise filter.
 FILTER_KINDS = ("filter", "dwfilter")
@@ -121,7 +121,7 @@ class ChannelSpaces:
         if value.const_value is not None:
             return f"channels come from constant '{value.name}'"
         node = value.producer()
-        return f"channels come from {node.op_type} '{label(node)}'" if node else f"'{value.name}' has no producer"
+        return f"channels come from {node.op_type} '{layer_name(node)}'" if node else f"'{value.name}' has no producer"
 
     def follow(self, node: ir.Node, value: ir.Value, axis: int | None = None) -> tuple[int, int, int] | None:
         """Pass-through: the tracked entry of ``value`` (checked to lie on ``axis``), or None."""
@@ -129,5 +129,5 @@ class ChannelSpaces:
             return None
         element, have_axis, block = self.info[value]
         if axis is not None and (have_axis, block) != (axis, 1):
-            self.freeze(element, f"{node.op_type} '{label(node)}' expects channels on axis {axis}")
+            self.freeze(element, f"{node.op_type} '{layer_name(node)}' expects channels on axis {axis}")
         return element, have_axis, block

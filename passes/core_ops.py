@@ -47,6 +47,7 @@ from nncc.ops import ACTIVATIONS
 from nncc.pass_base import NnccPass
 from nncc.passes.weighted import skip_record, weighted_nodes
 from nncc.pipeline import PassContext
+from nncc.weights import layer_name
 
 # onnx-ir hides initializers over 1 KB from shape inference: longer Split size lists use Slices.
 _MAX_SPLIT_OUTPUTS = 100
@@ -290,7 +291,7 @@ class LegalizeCoreOps(NnccPass):
         for node in list(graph):
             if node.domain != "" or node.op_type not in ACTIVATIONS or node.op_type in supported:
                 continue
-            label = node.name or node.outputs[0].name
+            label = layer_name(node)
             exact, why = _relu_substitute(node)
             if "Relu" in supported and (exact or (why and self.approximate)):
                 relu = self._node("Relu", [node.inputs[0]], [self._value(f"{label}_relu", node.outputs[0], static_shape(node.outputs[0]))],

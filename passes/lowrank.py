@@ -29,7 +29,7 @@ from nncc.irutils import add_initializer, const_array, drop_unused_initializers,
 from nncc.pass_base import NnccPass
 from nncc.passes.svd import Truncation, truncate
 from nncc.passes.weighted import skip_record, weighted_nodes
-from nncc.weights import Weight, bias_of
+from nncc.weights import Weight, bias_of, layer_name
 
 MARK = "nncc.factorized"
 _SUFFIXES = ("_lowrank_a", "_lowrank_b")
@@ -215,7 +215,7 @@ class FactorizeLowRank(NnccPass):
 
     def rewrite(self, graph: ir.Graph, node: ir.Node, plan: _Plan, trunc: Truncation, dtype: np.dtype) -> None:
         left, right = trunc.left.astype(dtype), trunc.right.astype(dtype)
-        base = node.name or node.outputs[0].name
+        base = layer_name(node)
         build = {"Gemm": self._gemm, "MatMul": self._matmul, "Conv": self._conv}[node.op_type]
         first, second = build(graph, node, plan, left, right, base)
         first.name, second.name = base + _SUFFIXES[0], base + _SUFFIXES[1]

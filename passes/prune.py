@@ -25,7 +25,7 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array
 from nncc.pass_base import NnccPass
-from nncc.weights import WeightLayout, WeightRef, layer_name, vector_blocks, weight_of, weight_refs
+from nncc.weights import WeightLayout, WeightRef, vector_blocks, weight_refs
 
 def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
     """Point every reader of ``ref`` at ``array``; the initializer keeps its name."""
@@ -39,26 +39,6 @@ def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
 
 
 WEIGHT_SLOTS = (1,)  # prune and weight-share rewrite the second operand's weight (X @ W, Conv, Gemm)
-
-
-def skipped_records(graph: ir.Graph, skipped: dict[str, str]) -> list[dict[str, Any]]:
-    """The ``skipped`` table: the weights :func:`weight_refs` (or the pass) set aside, by name,
-    then the weighted layers whose weight it never offered, with why."""
-    records = [{"name": name, "reason": reason} for name, reason in skipped.items()]
-    for index, node in enumerate(graph):
-        weight = weight_of(node)
-        if weight is None:
-            continue
-        if weight.integer_bits is not None:
-            reason = "integer weights (a pre-quantized model) are left as they are"
-        elif weight.layout.index not in WEIGHT_SLOTS:
-            reason = "constant first operand (W @ X): only second-operand weights are rewritten"
-        elif not weight.is_initializer:
-            reason = "weight is computed before inference (Constant node), not an initializer"
-        else:
-            continue
-        records.append({"name": layer_name(node, index), "op": node.op_type, "reason": reason})
-    return records
 
 
 def vector_sparsity_pattern(weight: np.ndarray, vector: int, layout: WeightLayout, keep: int | None = None) -> dict[str, Any]:
@@ -131,13 +111,13 @@ def layer_records(ref: WeightRef, entry: dict[str, Any]) -> list[dict[str, Any]]
     return [{"name": layer, **entry, **shared} for layer in ref.layers]
 
 
-def _select(refs: list[WeightRef], skip_first_last: bool, min_params: int, skipped: dict[str, str]) -> list[WeightRef]:
+def _select(refs: list[WeightRef], skip_first_last: bool, min_params: int, skipped: list[dict[str, str]]) -> list[WeightRef]:
     chosen = []
     for i, ref in enumerate(refs):
         if skip_first_last and i in (0, len(refs) - 1):
-            skipped[ref.name] = "first or last weighted layer (skip_first_last)"
+            skipped += ref.skipped("first or last weighted layer (skip_first_last)")
         elif ref.value.const_value.size < min_params:
-            skipped[ref.name] = f"fewer than min_params={min_params} weights"
+            skipped += ref.skipped(f"fewer than min_params={min_params} weights")
         else:
             chosen.append(ref)
     return chosen
@@ -210,7 +190,7 @@ class PruneWeights(NnccPass):
             "params": int(total),
             "zeros": int(zeros),
             "sparsity": float(zeros / total) if total else 0.0,
-            "skipped": skipped_records(graph, skipped),
+            "skipped": skipped,
         })
         if self.scope == "global":
             self.stats["threshold"] = thresholds[0] if refs else 0.0
@@ -258,7 +238,7 @@ class SparsifyVectors(NnccPass):
         total = zeros = 0
         for ref in refs:
             if ref.layout is None:
-                skipped[ref.name] = "shared by layers that read it in different layouts"
+                skipped += ref.skipped("shared by layers that read it in different layouts")
                 continue
             weight = const_array(ref.value)
             matrix = keep_largest_per_vector(ref.layout.gemm_view(weight), self.vector, keep)
@@ -278,6 +258,6 @@ class SparsifyVectors(NnccPass):
             "zeros": int(zeros),
             "sparsity": float(zeros / total) if total else 0.0,
             "balanced_fraction": min((e["balanced_fraction"] for e in layers), default=1.0),
-            "skipped": skipped_records(graph, skipped),
+            "skipped": skipped,
         })
         return modified

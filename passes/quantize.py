@@ -41,7 +41,8 @@ from nncc.pipeline import PassContext
 from nncc.calibration import calibration_feeds, collect_ranges
 from nncc.passes.fold import FoldBatchNorm
 from nncc.passes.quant_scales import activation_params, dequantize, quantize_weight, stored_bits
-from nncc.passes.weighted import label, skip_record
+from nncc.passes.weighted import skip_record
+from nncc.weights import layer_name
 from nncc.weights import Weight, bias_of, weight_of
 
 # Weighted ops (nncc.ops) this pass leaves float, and why.
@@ -100,7 +101,7 @@ def find_targets(graph: ir.Graph) -> tuple[list[Target], list[dict[str, Any]]]:
     for node in graph:
         if not is_weighted(node.op_type, node.domain):
             continue
-        name = label(node)
+        name = layer_name(node)
         reason = DECLINED.get(node.op_type) or _not_quantizable(node)
         if reason:
             skipped.append(skip_record(node, name, reason))

@@ -25,7 +25,7 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import const_array
 from nncc.pass_base import NnccPass
-from nncc.passes.prune import WEIGHT_SLOTS, layer_records, replace_weight, skipped_records
+from nncc.passes.prune import WEIGHT_SLOTS, layer_records, replace_weight
 from nncc.weights import weight_refs
 
 # Lloyd iterations (stopping early once the centroids stop moving). From quantile seeds,
@@ -120,7 +120,7 @@ class ShareWeights(NnccPass):
         layers: list[dict[str, Any]] = []
         for ref in refs:
             if ref.layout is None and self.per == "filter":
-                skipped[ref.name] = "shared by layers that read it in different layouts"
+                skipped += ref.skipped("shared by layers that read it in different layouts")
                 continue
             weight = const_array(ref.value)
             if self.per == "filter":
@@ -165,6 +165,6 @@ class ShareWeights(NnccPass):
             }
             layers += layer_records(ref, entry)
         self.stats.update({"unique": self.unique, "per": self.per, "layers": layers,
-                           "skipped": skipped_records(graph, skipped),
+                           "skipped": skipped,
                            "max_abs_error": max((e["max_abs_error"] for e in layers), default=0.0)})
         return modified

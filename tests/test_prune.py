@@ -144,7 +144,9 @@ def test_prune_shared_weight_pruned_once_and_skips():
     assert mm1.inputs[1] is mm2.inputs[1]  # still one tensor
     assert np.count_nonzero(weight(model, "w")) == 18
     assert layer_stats(p, "mm1")["shared_with"] == ["mm1", "mm2"]
-    assert "add" in names(p.stats["skipped"]) and np.array_equal(weight(model, "add"), add)  # read by the Add too
+    # mm3's weight is also read by the Add: skipped, per layer, naming the weight
+    assert {(r["name"], r["weight"]) for r in p.stats["skipped"]} == {("mm3", "add")}
+    assert np.array_equal(weight(model, "add"), add)
     assert sorted(model.graph.initializers) == ["add", "w"]
 
 
@@ -158,7 +160,8 @@ def test_prune_skip_first_last_and_min_params():
     p = PruneWeights(ratio=0.5, min_params=1000)
     p(model)
     assert names(p.stats["layers"]) == {"conv2", "fc1", "fc2"}  # conv1 has 150 weights, fc3 840
-    assert names(p.stats["skipped"]) == {"conv1.weight", "fc3.weight"}
+    assert names(p.stats["skipped"]) == {"conv1", "fc3"}
+    assert {r["weight"] for r in p.stats["skipped"]} == {"conv1.weight", "fc3.weight"}
 
 
 def models_lenet_proto() -> onnx.ModelProto:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from nncc import models, runtime
+from nncc import runtime
 from nncc.loading import infer_shapes, load_model
 from nncc.passes.prune_channels import METADATA_KEY, PruneChannels
 

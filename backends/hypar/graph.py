@@ -69,7 +69,7 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
     if weight is None or layer.macs <= 0:
         return None
     node = layer.node
-    x, w, y = static_shape(node.inputs[1 - weight.layout.index]), weight.shape, static_shape(node.outputs[0])
+    x, w, y = static_shape(node.inputs[weight.layout.activation_index]), weight.shape, static_shape(node.outputs[0])
     if x is None or w is None or y is None:
         return None
     # The dimension mp splits: a convolution's input channels, else the weight's reduction axis.

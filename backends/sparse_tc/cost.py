@@ -32,7 +32,7 @@ import dataclasses
 import math
 from typing import Any, Iterable
 
-from nncc.cost import CostReport, LayerCost
+from nncc.cost import CostReport, LayerCost, optional
 
 from .mapping import KernelRow, SparsePattern, SparseTcMapping
 
@@ -99,10 +99,10 @@ class TensorCoreCost(KernelCost):
     index_bytes: float
     hbm_bytes: float
     l2_bytes: float
-    # Reported only when they apply: the pattern of a weight the format can hold, and the
-    # epilogue ops this kernel runs.
+    # Reported only when they apply: the pattern of a weight the format can hold (its columns
+    # spelled out, see to_json), and the epilogue ops this kernel runs.
     pattern: SparsePattern | None = dataclasses.field(default=None, repr=False)
-    fuses: list[str] = dataclasses.field(default_factory=list, repr=False)
+    fuses: list[str] = optional(default_factory=list)
 
     def dense_latency_s(self) -> float:
         return self.latency_dense_s
@@ -111,8 +111,6 @@ class TensorCoreCost(KernelCost):
         row = super().to_json()
         if self.pattern is not None:
             row.update({name: getattr(self.pattern, name) for name in PATTERN_FIELDS})
-        if self.fuses:
-            row["fuses"] = list(self.fuses)
         return row
 
 

@@ -55,7 +55,8 @@ class TrueNorthConfig(HardwareConfig):
     initial_potential: float = hw(0.5, source="mapping choice [U]: membranes start at half the threshold, which centres the rate "
                                               "quantization error (Rueckauer et al. 2017; Bu et al. ICLR 2022); without it LeNet-5 "
                                               "needs 8 ticks to classify at all. TrueNorth's initial membrane state is set at "
-                                              "configuration [U]", unit="threshold", minimum=0)
+                                              "configuration [U]; below 1: a start at a whole threshold fires before any input",
+                                      unit="threshold", minimum=0, below=1)
     # --- energy
     pj_per_synaptic_event: float = hw(26.0, source='docs/sources.md, "TrueNorth" [U]: ~26 pJ per synaptic event (chip '
                                                    "power / events at 20 Hz, 128 active synapses per neuron; Merolla Science "
@@ -70,9 +71,6 @@ class TrueNorthConfig(HardwareConfig):
                               minimum=0, maximum=1)
 
     def check(self) -> None:
-        # hw() bounds are inclusive: a start at a whole threshold would fire before any input.
-        if not self.initial_potential < 1:
-            raise ValueError(f"initial_potential must be in [0, 1) thresholds (got {self.initial_potential})")
         if self.axons_per_input > self.axons_per_core:
             raise ValueError(f"a core must hold at least one input ({self.weight_scheme} takes {self.axons_per_input} axons "
                              f"per input, axons_per_core = {self.axons_per_core})")

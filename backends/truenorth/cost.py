@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nncc.cost import CostReport, LayerCost
+from nncc.cost import CostReport, LayerCost, optional
 
 from .mapping import TrueNorthMapping
 
@@ -45,13 +45,8 @@ class CoreCost(LayerCost):
     stage_ticks: int
     dynamic_energy_j: float
     static_energy_j: float
-    packing: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        row = super().to_json()
-        if not self.packing:  # wiring, fused ops and merges pack nothing: their rows leave the column out
-            del row["packing"]
-        return row
+    # Wiring, fused ops and merges pack nothing: their rows leave the column out.
+    packing: dict[str, Any] = optional(default_factory=dict)
 
 
 def estimate(mapping: TrueNorthMapping, config: Any) -> CostReport:

@@ -44,7 +44,7 @@ import onnx_ir as ir
 
 from nncc.analysis import layers as layer_table
 from nncc.backends.base import Mapping
-from nncc.blocks import BLOCK, LAYER, MARK, Block, describe_weighted
+from nncc.blocks import BLOCK, BLOCKED_OPS, LAYER, MARK, Block, describe_weighted
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
@@ -53,7 +53,7 @@ from nncc.ops import DEFAULT_DOMAINS, NO_OPS, WEIGHTED_OPS
 from .packing import coverage, merge_cores, pack_conv
 
 # Weighted ops (nncc.ops) split into core-ops by nncc.blocks' plans, as legalize-core-ops splits them.
-WEIGHTED = frozenset({"Conv", "Gemm", "MatMul"})
+WEIGHTED = BLOCKED_OPS  # what legalize-core-ops splits into core-op blocks
 UNPLACEABLE = WEIGHTED_OPS - WEIGHTED
 # The pool-class ops a neuron computes: average or OR over a window (LpPool and the reductions
 # have no neuron model).

@@ -49,7 +49,8 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from nncc.errors import NnccError
-from nncc.blocks import describe_weighted, quantize_symmetric
+from nncc.blocks import BLOCKED_OPS, describe_weighted, quantize_symmetric
+from nncc.weights import layer_name
 
 V_FLOOR = -(1 << 19)
 PERCENTILE = 99.9
@@ -109,8 +110,8 @@ def build(model: ir.Model, config: Any, levels: bool = True) -> list[SpikeLayer]
     out: list[SpikeLayer] = []
     bits = config.weight_magnitude_bits + 1
     for node in model.graph:
-        op, name = node.op_type, node.name or node.outputs[0].name
-        if op in ("Conv", "Gemm", "MatMul"):
+        op, name = node.op_type, layer_name(node)
+        if op in BLOCKED_OPS:
             desc = describe_weighted(node, config.inputs_per_core, config.neurons_per_core)
             if isinstance(desc, str):
                 raise NnccError("simulate", f"layer '{name}': {desc}")

@@ -35,7 +35,7 @@ import dataclasses
 import math
 from typing import Any
 
-from nncc.cost import CostReport, LayerCost
+from nncc.cost import CostReport, LayerCost, optional
 
 from .mapping import UcnnLayer, UcnnMapping
 
@@ -54,17 +54,14 @@ class DesignCost:
     glb_noc_j: float = 0.0
     dram_j: float = 0.0
     energy_j: float = 0.0
-    mults: float | None = None
-    adds: float | None = None
-    table_reads: int | None = None     # UCNN: indirection-table entries read
-    rf_reads: float | None = None
-    jump_bits: int | None = None       # UCNN: the jump width chosen for the layer
-    pad_entries: int | None = None
-    input_passes: int | None = None    # fillings of the PEs' weight scratch pads
-    weight_dram_bytes: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+    mults: float | None = optional(default=None)
+    adds: float | None = optional(default=None)
+    table_reads: int | None = optional(default=None)     # UCNN: indirection-table entries read
+    rf_reads: float | None = optional(default=None)
+    jump_bits: int | None = optional(default=None)       # UCNN: the jump width chosen for the layer
+    pad_entries: int | None = optional(default=None)
+    input_passes: int | None = optional(default=None)    # fillings of the PEs' weight scratch pads
+    weight_dram_bytes: int | None = optional(default=None)
 
 
 def design_totals(costs: list[DesignCost]) -> dict[str, Any]:
@@ -205,11 +202,6 @@ class UcnnLayerCost(LayerCost):
     kind: str
     ucnn: DesignCost
     baseline: DesignCost
-
-    def to_json(self) -> dict[str, Any]:
-        row = super().to_json()
-        row.update(ucnn=self.ucnn.to_json(), baseline=self.baseline.to_json())
-        return row
 
 
 @dataclasses.dataclass(kw_only=True)

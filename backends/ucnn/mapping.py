@@ -258,8 +258,7 @@ def _weight_matrix(layer: Layer) -> np.ndarray | None:
 
 def activation_input(layer: Layer) -> ir.Value:
     """The operand the filters slide over: the first input, or the one beside a leading weight (W @ X)."""
-    first_is_weight = layer.weight is not None and layer.weight.layout.index == 0
-    return layer.node.inputs[1 if first_is_weight else 0]
+    return layer.node.inputs[layer.weight.layout.activation_index if layer.weight is not None else 0]
 
 
 def _elems(shapes) -> int:

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
