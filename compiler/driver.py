@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 import nncc
-from nncc import analysis, runtime
+from nncc import analysis, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.errors import NnccError
@@ -216,8 +216,6 @@ def atomic_output_dir(final: str | os.PathLike):
 
 
 def write_outputs(result: CompileResult, out_dir: str | os.PathLike, formats: list[str], emits: list[str] = ()) -> pathlib.Path:
-    from nncc import render
-
     with atomic_output_dir(out_dir) as tmp:
         save_model(result.model, tmp / "model.onnx")
         artifacts = []
@@ -232,5 +230,5 @@ def write_outputs(result: CompileResult, out_dir: str | os.PathLike, formats: li
         if "md" in formats:
             (tmp / "report.md").write_text(render.markdown(result.report))
         if "html" in formats:
-            (tmp / "report.html").write_text(render.html(result.report))
+            (tmp / "report.html").write_text(render_html.page(result.report))
     return pathlib.Path(out_dir)

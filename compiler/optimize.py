@@ -24,10 +24,12 @@ import numpy as np
 
 from nncc import runtime
 from nncc.target import SearchOption, Target
-from nncc.driver import CompileOptions, CompileResult, compile_model
+from nncc.driver import CompileOptions, CompileResult, compile_model, load_eval_data, write_outputs
 from nncc.errors import NnccError
 from nncc.loading import load_model
 from nncc.pipeline import PassContext, parse_pass_spec
+from nncc.registry import TARGETS
+from nncc.render import fmt_joules, fmt_seconds
 
 METRICS = {"energy": "energy_j", "latency": "latency_s"}
 METHOD = ("one-at-a-time sensitivity of every option, then greedy composition (knobs by best lone saving, "
@@ -66,8 +68,6 @@ class SearchResult:
 
     def summary(self) -> str:
         """The front, cheapest first, and the choice against the original: what the CLI prints."""
-        from nncc.render import fmt_joules, fmt_seconds
-
         fmt = fmt_joules if self.metric == "energy" else fmt_seconds
         front = sorted((p for p in self.points if p.front), key=lambda p: p.cost)
         lines = [f"{len(self.points)} points, {len(front)} on the Pareto front ({self.seconds:.0f} s)"]
@@ -216,9 +216,6 @@ def optimize(model_path, target_name: str, data_path, *, out_dir, metric: str = 
              max_evals: int = 60, train_path=None, finetune_epochs: int = 0, formats=("json", "md", "html"),
              progress: Callable[[str], None] = lambda text: None):
     """Search, then write the chosen point's compile outputs with the search in its report."""
-    from nncc.driver import load_eval_data, write_outputs
-    from nncc.registry import TARGETS
-
     target_cls = TARGETS.get(target_name, "--target")
     x, y = load_eval_data(data_path)
     if samples:

@@ -2,7 +2,7 @@
 
 The Markdown lives here with the number formatters other modules import
 (``fmt_seconds``, ``fmt_joules``, ``fmt_count``, ``md_table``); the HTML page is built in
-``nncc.render_html`` and reached through :func:`html`. Model, layer and op names come from
+``nncc.render_html`` (``render_html.page``). Model, layer and op names come from
 an untrusted model file: every such string is escaped for the format it lands in.
 """
 
@@ -237,9 +237,3 @@ def cell(v: Any, limit: int = 60) -> str:
         return text if len(text) < limit else text[: limit - 3] + "..."
     return "" if v is None else str(v)
 
-
-def html(report: dict[str, Any]) -> str:
-    """The self-contained report.html: inline CSS, inline SVG plots, no scripts, no external resources."""
-    from nncc import render_html
-
-    return render_html.page(report)

@@ -92,12 +92,12 @@ def test_crash_keeps_old_output(capsys, conv_bn_path, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert run(capsys, "compile", conv_bn_path, "--target", "null", "-o", out)[0] == 0
     before = (out / "report.json").read_text()
-    from nncc import render
+    from nncc import render_html
 
     def boom(report):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(render, "html", boom)
+    monkeypatch.setattr(render_html, "page", boom)
     code, _, err = run(capsys, "compile", conv_bn_path, "--target", "null", "-o", out, "-p", "fold-batchnorm")
     assert code == 2 and "disk full" in err
     assert (out / "report.json").read_text() == before

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nncc import render
+from nncc import render, render_html
 
 EVIL = "<script>alert(1)</script>"
 
@@ -85,13 +85,13 @@ def parse(page: str) -> _Checker:
 @pytest.fixture(scope="module")
 def small():
     report = synthetic_report(3)
-    return report, render.markdown(report), render.html(report)
+    return report, render.markdown(report), render_html.page(report)
 
 
 @pytest.fixture(scope="module")
 def large():
     report = synthetic_report(300)
-    return report, render.markdown(report), render.html(report)
+    return report, render.markdown(report), render_html.page(report)
 
 
 def test_markdown_small(small):
@@ -188,7 +188,7 @@ def test_svg_ids_are_unique_across_plots(small):
 
 def test_area_value_and_missing_utilization():
     report = synthetic_report(5, utilization=False, area=12.5)
-    page, md = render.html(report), render.markdown(report)
+    page, md = render_html.page(report), render.markdown(report)
     assert "12.5 mm²" in page and "12.5 mm²" in md
     assert page.count("<svg") == 2                   # no utilization plot without utilization
 
@@ -198,7 +198,7 @@ def test_zero_cost_report_has_no_empty_plots():
     for row in report["layers"]:
         row["latency_s"] = row["energy_j"] = 0.0
     report["totals"].update(latency_s=0.0, energy_j=0.0)
-    page = render.html(report)
+    page = render_html.page(report)
     parse(page)
     assert "<svg" not in page
     assert "latency is zero or missing" in page
@@ -208,7 +208,7 @@ def test_math_text_and_odd_names_do_not_break_plots():
     report = synthetic_report(3)
     report["layers"][0]["name"] = r"$\frac{a}{"          # would be a mathtext error if parsed
     report["layers"][2]["name"] = "x" * 500 + "\n\t"
-    page = render.html(report)
+    page = render_html.page(report)
     assert page.count("<svg") == 3
     assert "$\\frac{a}{" in page
 
@@ -216,7 +216,7 @@ def test_math_text_and_odd_names_do_not_break_plots():
 def test_artifact_links_are_relative_only():
     report = synthetic_report(3)
     report["artifacts"] = ["plan.json", "../up.json", "javascript:alert(1)", "https://example.com/x"]
-    page = render.html(report)
+    page = render_html.page(report)
     assert "href='plan.json'" in page
     for bad in ("../up.json", "javascript:alert(1)", "https://example.com/x"):
         assert f"href='{bad}'" not in page and bad in page

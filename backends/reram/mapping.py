@@ -39,7 +39,7 @@ from nncc.irutils import is_constant
 from nncc.ops import DEFAULT_DOMAINS, INTEGER_OPS, WEIGHTED_OPS
 
 from . import adc, activations
-from .digital import digital_row, is_digital
+from .digital import DigitalLayer, digital_row, is_digital
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
 # layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
@@ -103,7 +103,7 @@ class CrossbarLayer:
 
 
 @dataclasses.dataclass
-class ReramMapping(Mapping):
+class ReramMapping(Mapping[CrossbarLayer | DigitalLayer]):
     artifact_name = "crossbar_map.json"
     calibration: str = ""
     imas: int = 0

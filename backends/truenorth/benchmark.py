@@ -24,20 +24,21 @@ from typing import Any
 
 import numpy as np
 
+from nncc import models, runtime
 from nncc.analysis import layers as layer_table
-from nncc.backends.truenorth.mapping import WEIGHTED
+from nncc.driver import CompileOptions, compile_model
+from nncc.loading import load_model
+from nncc.models import mnist
+
+from . import simulate
+from .mapping import WEIGHTED
+from .target import TrueNorthTarget
 
 SWEEPS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (1, 2, 4, 8, 16), 4: (1, 2, 4, 8)}
 QUICK_SWEEPS = {1: (1, 4, 16), 4: (1, 4)}
 
 
 def measure(digits: int = 1000, sweeps: dict[int, tuple[int, ...]] = SWEEPS, calib: int = 500, seed: int = 0) -> dict[str, Any]:
-    from nncc import models, runtime
-    from nncc.backends.truenorth import TrueNorthTarget, simulate
-    from nncc.driver import CompileOptions, compile_model
-    from nncc.loading import load_model
-    from nncc.models import mnist
-
     x_tr, _, x_te, y_te = mnist.mnist_split()
     x, y = x_te[:digits], y_te[:digits]
     target = TrueNorthTarget()

@@ -91,7 +91,7 @@ class CoreRow:
 
 
 @dataclasses.dataclass
-class TrueNorthMapping(Mapping):
+class TrueNorthMapping(Mapping[CoreRow]):
     artifact_name = "core_placement.json"
     cores_per_copy: int = 0
     depth_ticks: int = 0
