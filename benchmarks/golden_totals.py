@@ -7,7 +7,8 @@ A refactor that must not change behaviour is checked by recording before it and 
 
 Each (model, target) pair is compiled as ``nncc compile MODEL -t TARGET --verify 0`` does, and the
 report's totals, per-layer rows and unsupported ops are kept. ``--check`` prints every differing
-figure (relative tolerance ``--rtol``, default exact) and exits 1 if any differs. ``--models``
+figure (relative tolerance ``--rtol``, default exact) and exits 1 if any differs; with
+``--ignore-added``, figures the recording does not have yet (a new total) are not differences. ``--models``
 and ``--targets`` narrow the run. Prints, never asserts in the test suite: the zoo export alone takes
 minutes.
 """
@@ -56,21 +57,22 @@ def record(path: pathlib.Path, target_name: str) -> dict:
     return {"totals": report["totals"], "layers": report["layers"], "unsupported": report["unsupported"]}
 
 
-def differences(old, new, where: str, rtol: float) -> list[str]:
+def differences(old, new, where: str, rtol: float, ignore_added: bool = False) -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):
             if key not in new:
                 out.append(f"{where}.{key}: removed")
             elif key not in old:
-                out.append(f"{where}.{key}: added")
+                if not ignore_added:
+                    out.append(f"{where}.{key}: added")
             else:
-                out += differences(old[key], new[key], f"{where}.{key}", rtol)
+                out += differences(old[key], new[key], f"{where}.{key}", rtol, ignore_added)
         return out
     if isinstance(old, list) and isinstance(new, list):
         if len(old) != len(new):
             return [f"{where}: {len(old)} items -> {len(new)}"]
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{where}[{i}]", rtol)]
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{where}[{i}]", rtol, ignore_added)]
     if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
         if old == new or (rtol and math.isclose(old, new, rel_tol=rtol)):
             return []
@@ -86,6 +88,7 @@ def main() -> int:
     parser.add_argument("--models", help="comma-separated model names (zoo or light_*)")
     parser.add_argument("--targets", default="all")
     parser.add_argument("--rtol", type=float, default=0.0)
+    parser.add_argument("--ignore-added", action="store_true", help="new figures are not differences")
     args = parser.parse_args()
     only = set(args.models.split(",")) if args.models else None
     targets = [t for t in TARGETS.names() if t != "null"] if args.targets == "all" else args.targets.split(",")
@@ -103,7 +106,7 @@ def main() -> int:
                     if name not in old or target not in old[name]:
                         print(f"{line}  not in the recording")
                         continue
-                    diff = differences(old[name][target], results[name][target], f"{name}/{target}", args.rtol)
+                    diff = differences(old[name][target], results[name][target], f"{name}/{target}", args.rtol, args.ignore_added)
                     failed += bool(diff)
                     line += f"  {'same' if not diff else f'{len(diff)} differences'}"
                     for d in diff[:20]:

@@ -16,6 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import nncc
 from nncc.errors import GateFailed, NnccError
+from nncc.coverage import describe as describe_coverage
 from nncc.registry import PASSES, TARGETS, load_plugin
 from nncc.training.params import TrainParams, choices, python_type
 
@@ -31,6 +32,19 @@ def _load_plugins(ctx: click.Context, param: click.Parameter, value: tuple[str, 
 
 plugin_option = click.option("--plugin", "plugins", multiple=True, expose_value=False, callback=_load_plugins,
                              is_eager=True, type=click.Path(), help="Python file defining extra passes/targets (repeatable).")
+
+
+strict_option = click.option("--strict", is_flag=True,
+                             help="Fail (exit 1) when a target leaves part of the model uncosted (coverage below 100%).")
+
+
+def _check_coverage(model: str, coverages: dict[str, dict[str, Any]], strict: bool) -> None:
+    """One warning line per target that did not cost the whole model; with --strict, a failed gate."""
+    incomplete = {name: cov for name, cov in coverages.items() if not cov["complete"]}
+    for name, cov in incomplete.items():
+        click.echo(f"nncc: warning: {model}: {name}: {describe_coverage(cov)}", err=True)
+    if strict and incomplete:
+        raise GateFailed(f"--strict: {', '.join(incomplete)} did not cost the whole model")
 
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
@@ -120,9 +134,10 @@ def _apply(options):
 @click.option("--calib", type=click.Path(), help="Calibration inputs (.npz, one array per model input).")
 @click.option("--disable-pass", multiple=True, help="Skip a pass of the pipeline by name.")
 @click.option("--dump-ir", type=click.Path(), help="Write the IR after every pass into this folder.")
+@strict_option
 @plugin_option
 def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, config_file, verify, tolerance, formats,
-            measure, emit, eval_data, calib, disable_pass, dump_ir):
+            measure, emit, eval_data, calib, disable_pass, dump_ir, strict):
     """Compile MODEL for a target: passes, lowering, cost report."""
     from nncc.driver import compile_model, write_outputs
 
@@ -153,6 +168,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, con
 
     click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
+    _check_coverage(model, {target: totals["coverage"]}, strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]
         raise GateFailed(f"verification failed: max abs error {v['max_abs_error']:.3g} > tolerance {v['tolerance']}")
@@ -165,8 +181,9 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, con
 @click.option("--json", "json_out", type=click.Path(), help="Write the totals as JSON (a later --baseline).")
 @click.option("--baseline", type=click.Path(), help="Earlier --json output to gate against.")
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
+@strict_option
 @plugin_option
-def compare(model, targets, pass_specs, pipeline, input_shape, sets, config_file, json_out, baseline, max_regression):
+def compare(model, targets, pass_specs, pipeline, input_shape, sets, config_file, json_out, baseline, max_regression, strict):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
@@ -174,11 +191,12 @@ def compare(model, targets, pass_specs, pipeline, input_shape, sets, config_file
     passes, disabled = _build_passes(pass_specs, pipeline)
     options = _compile_options(input_shape, 0, None, False, None, disabled, None, None)
     with _progress() as progress:
-        table, failed = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
-                                        json_out, baseline, max_regression, progress)
+        table, failed, coverages = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
+                                                   json_out, baseline, max_regression, progress)
     click.echo(table)
     if failed:
         raise GateFailed(failed)
+    _check_coverage(model, coverages, strict)
 
 
 @cli.command()

@@ -38,7 +38,8 @@ def parse_percent(text: str, where: str = "--max-regression") -> float:
 
 
 def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, config_file, json_out, baseline,
-                    max_regression, progress=None) -> tuple[str, str | None]:
+                    max_regression, progress=None) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
+    """(Markdown table, the failed gate or None, each compiled target's coverage)."""
     names = resolve_targets(targets_spec)
     _check_set_keys(names, sets)
     limit = parse_percent(max_regression)
@@ -70,7 +71,9 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     if json_out:
         write_text_atomic(json_out, json.dumps(payload, indent=1))
     gate_lines, failed = _gate(results, old, limit) if old else ([], None)
-    return _table(pathlib.Path(model).name, results, old) + ("\n\n" + "\n".join(gate_lines) if gate_lines else ""), failed
+    coverages = {name: row["totals"]["coverage"] for name, row in results.items() if "totals" in row}
+    table = _table(pathlib.Path(model).name, results, old) + ("\n\n" + "\n".join(gate_lines) if gate_lines else "")
+    return table, failed, coverages
 
 
 def _check_set_keys(names: list[str], sets: dict[str, str]) -> None:
@@ -121,8 +124,14 @@ def _gate(results, old, limit) -> tuple[list[str], str | None]:
     return lines, "; ".join(failures) or None
 
 
+def _coverage_cell(cov: dict[str, Any]) -> str:
+    """Share of the model's MACs costed, and the nodes left out (the MACs may all be costed while,
+    say, a node whose MACs are unknown is not)."""
+    return f"{cov['macs_fraction']:.1%}" + ("" if cov["complete"] else f" ({cov['unsupported_nodes']} nodes left out)")
+
+
 def _table(model_name, results, old) -> str:
-    header = ["target", "latency", "energy", "area mm²", "MACs", "unsupported"]
+    header = ["target", "latency", "energy", "area mm²", "MACs", "coverage", "unsupported"]
     if old:
         header += ["Δ latency", "Δ energy"]
     rows = []
@@ -133,7 +142,7 @@ def _table(model_name, results, old) -> str:
         t = row["totals"]
         cells = [name, fmt_seconds(t["latency_s"]), fmt_joules(t["energy_j"]),
                  "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", fmt_count(t["macs"]),
-                 ", ".join(sorted(set(row["unsupported"]))) or "0"]
+                 _coverage_cell(t["coverage"]), ", ".join(sorted(set(row["unsupported"]))) or "0"]
         if old:
             base = old.get(name, {}).get("totals")
             for metric in GATED_METRICS:

@@ -19,7 +19,7 @@ def run_demo(out_dir: str) -> str:
     eval_data = mnist.save_npz(out / "mnist_test.npz", split="test")
     # The digits also calibrate the targets that measure activations (ADC bits, spike rates),
     # so the table and the per-target reports agree.
-    table, _ = compare_targets(str(model), "all", [], CompileOptions(verify_samples=0, eval_data=str(eval_data)), {}, None,
+    table, _, _ = compare_targets(str(model), "all", [], CompileOptions(verify_samples=0, eval_data=str(eval_data)), {}, None,
                                str(out / "compare.json"), None, "5%")
     lines = [table, ""]
     for name in TARGETS.names():

@@ -19,6 +19,7 @@ import nncc
 from nncc import analysis, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
+from nncc.coverage import coverage
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
@@ -167,7 +168,7 @@ def build_report(model_path, original, model, target, cost, records, verificatio
         },
         "target": target.describe(),
         "passes": [r.to_json() for r in records],
-        "totals": cost.totals(),
+        "totals": {**cost.totals(), "coverage": coverage(model, cost.unsupported)},
         "layers": [row.to_json() for row in cost.layers],
         "unsupported": [u.to_json() for u in cost.unsupported],
         "verification": verification,
