@@ -87,9 +87,9 @@ def _build_passes(pass_specs: tuple[str, ...], pipeline: str | None):
     return passes, disabled
 
 
-def _compile_options(input_shape, verify, tolerance, measure, eval_data, disabled, dump_ir, calib):
+def _compile_options(input_shape, verify, tolerance, measure, eval_data, disabled, dump_ir, calib, input_value=()):
     from nncc.driver import CompileOptions
-    from nncc.loading import parse_input_shapes
+    from nncc.loading import parse_input_shapes, parse_input_values
     from nncc.pipeline import DumpIR, PassContext
 
     context = PassContext(disabled=set(disabled))
@@ -100,13 +100,16 @@ def _compile_options(input_shape, verify, tolerance, measure, eval_data, disable
 
         with np.load(calib, allow_pickle=False) as data:
             context.calibration = {k: data[k] for k in data.files if k != "y"}
-    return CompileOptions(parse_input_shapes(input_shape), verify, tolerance, measure, eval_data, context)
+    return CompileOptions(parse_input_shapes(input_shape), verify, tolerance, measure, eval_data, context,
+                          input_values=parse_input_values(input_value))
 
 
 common_model_options = [
     click.option("-p", "--pass", "pass_specs", multiple=True, metavar="NAME[:k=v,...]", help="Pass to run (repeatable, in order)."),
     click.option("--pipeline", type=click.Path(), help="Pipeline TOML: [[pass]] tables."),
     click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable)."),
+    click.option("--input-value", multiple=True, metavar="NAME=VALUE",
+                 help="Fix a scalar input, e.g. sr=16000; an If on it runs only its branch (repeatable)."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hardware constant (repeatable)."),
     click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML."),
 ]
@@ -136,7 +139,7 @@ def _apply(options):
 @click.option("--dump-ir", type=click.Path(), help="Write the IR after every pass into this folder.")
 @strict_option
 @plugin_option
-def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, config_file, verify, tolerance, formats,
+def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_value, sets, config_file, verify, tolerance, formats,
             measure, emit, eval_data, calib, disable_pass, dump_ir, strict):
     """Compile MODEL for a target: passes, lowering, cost report."""
     from nncc.driver import compile_model, write_outputs
@@ -151,7 +154,8 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, con
         if kind not in target_obj.emits:
             raise NnccError("--emit", f"target '{target}' cannot emit '{kind}' (it emits: {', '.join(target_obj.emits) or 'nothing'})")
     passes, disabled = _build_passes(pass_specs, pipeline)
-    options = _compile_options(input_shape, verify, tolerance, measure, eval_data, set(disabled) | set(disable_pass), dump_ir, calib)
+    options = _compile_options(input_shape, verify, tolerance, measure, eval_data, set(disabled) | set(disable_pass), dump_ir, calib,
+                               input_value)
     out_dir = pathlib.Path(out_dir or f"{pathlib.Path(model).with_suffix('')}.{target}.nncc")
     with _progress() as progress:
         task = progress.add_task("compiling", total=6) if progress else None
@@ -183,13 +187,13 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, sets, con
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
 @strict_option
 @plugin_option
-def compare(model, targets, pass_specs, pipeline, input_shape, sets, config_file, json_out, baseline, max_regression, strict):
+def compare(model, targets, pass_specs, pipeline, input_shape, input_value, sets, config_file, json_out, baseline, max_regression, strict):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
     _STATE["file"] = model
     passes, disabled = _build_passes(pass_specs, pipeline)
-    options = _compile_options(input_shape, 0, None, False, None, disabled, None, None)
+    options = _compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value)
     with _progress() as progress:
         table, failed, coverages = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
                                                    json_out, baseline, max_regression, progress)

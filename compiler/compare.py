@@ -44,7 +44,7 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     _check_set_keys(names, sets)
     limit = parse_percent(max_regression)
     old = _read_baseline(baseline) if baseline else None
-    load_model(model, options.input_shapes)  # a bad model fails here, once, not per target
+    load_model(model, options.input_shapes, input_values=options.input_values)  # a bad model fails here, once, not per target
     results: dict[str, Any] = {}
     task = progress.add_task("comparing", total=len(names)) if progress else None
     for name in names:

@@ -36,6 +36,7 @@ class CompileOptions:
     measure: bool = False              # onnxruntime single-thread latency of the compiled model
     eval_data: str | None = None       # .npz with x, y: top-1 before and after
     context: PassContext = dataclasses.field(default_factory=PassContext)
+    input_values: dict[str, Any] = dataclasses.field(default_factory=dict)  # --input-value: scalar inputs fixed
 
 
 @dataclasses.dataclass
@@ -83,8 +84,8 @@ def compile_model(
     options = options or CompileOptions()
     model_path = pathlib.Path(model_path)
     progress("loading")
-    original = load_model(model_path, options.input_shapes)
-    model = load_model(model_path, options.input_shapes)
+    original = load_model(model_path, options.input_shapes, input_values=options.input_values)
+    model = load_model(model_path, options.input_shapes, input_values=options.input_values)
     eval_data = load_eval_data(options.eval_data) if options.eval_data else None
     if eval_data is not None and options.context.calibration is None:
         name = model.graph.inputs[0].name
@@ -125,7 +126,7 @@ def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord
         return None
     if not any(r.modified for r in records if r.name not in {p.name for p in target.legalize()}):
         return None
-    plain = load_model(model_path, options.input_shapes)
+    plain = load_model(model_path, options.input_shapes, input_values=options.input_values)
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
     run_passes(plain, list(target.legalize()), context)
     infer_shapes(plain, model_path)

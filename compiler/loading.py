@@ -4,8 +4,13 @@ What loading guarantees to everything downstream:
 - the protobuf parsed, passed the ONNX checker and the safety checks in ``nncc.safety``;
 - initializers are constants, never graph inputs (old opsets listed them as both);
 - weights computed by Constant / ConstantOfShape nodes are folded into initializers;
-- every graph input has a static shape (``--input-shape`` fixes dynamic ones);
-- shapes are inferred for every value.
+- every graph input has a static shape (``--input-shape`` fixes dynamic ones; a dimension an
+  exporter wrote as ``-1`` or ``0`` is dynamic);
+- a scalar input fixed by ``--input-value`` is a constant, no longer a graph input;
+- once the input shapes are fixed, ``Shape``-driven chains (Shape -> Gather -> Concat ->
+  Reshape) are folded, and every ``If`` whose condition became constant is replaced by its
+  branch (``nncc.control_flow``), so the branch's layers are ordinary layers;
+- shapes are inferred for every value, inside If/Loop/Scan bodies too.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import pathlib
 import re
 
 import google.protobuf.message
+import numpy as np
 import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
+from nncc.control_flow import fold_holding_ifs, specialize_control_flow
 from nncc.errors import NnccError
+from nncc.irutils import static_shape
 from nncc.folding import fold_weight_constants
 from nncc.safety import check_tensors
 
@@ -37,6 +45,27 @@ def parse_input_shapes(specs: list[str] | tuple[str, ...] | None) -> dict[str, t
             raise NnccError("--input-shape", f"'{spec}' is not NAME=DxDx... (e.g. input=1x3x224x224)")
         shapes[name] = tuple(int(d) for d in dims.split("x"))
     return shapes
+
+
+def parse_input_values(specs: list[str] | tuple[str, ...] | None) -> dict[str, int | float | bool]:
+    """``["sr=16000", "gain=0.5", "flag=true"]`` -> ``{"sr": 16000, "gain": 0.5, "flag": True}``."""
+    values: dict[str, int | float | bool] = {}
+    for spec in specs or ():
+        name, sep, text = spec.rpartition("=")
+        text = text.strip()
+        if not sep or not name or not text:
+            raise NnccError("--input-value", f"'{spec}' is not NAME=VALUE (e.g. sr=16000)")
+        if text.lower() in ("true", "false"):
+            values[name] = text.lower() == "true"
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            try:
+                values[name] = float(text)
+            except ValueError:
+                raise NnccError("--input-value", f"'{spec}': '{text}' is not a number (e.g. sr=16000)") from None
+    return values
 
 
 def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
@@ -75,24 +104,97 @@ def load_model(
     path: str | os.PathLike,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     *,
+    input_values: dict[str, object] | None = None,
     fold: bool = True,
 ) -> ir.Model:
-    """Load, validate and normalize ``path`` (see the module docstring)."""
+    """Load, validate and normalize ``path`` (see the module docstring).
+
+    ``input_values`` fixes scalar inputs (``{"sr": 16000}``): they become constants, and an
+    If that tests them is specialized to its branch (only when ``fold``)."""
     path = pathlib.Path(path)
     proto = read_proto(path)
     model = ir.serde.deserialize_model(proto)
     ir.external_data.set_base_dir(model.graph, str(path.parent))
     del proto
     common_passes.RemoveInitializersFromInputsPass()(model)
+    _nonpositive_dims_dynamic(model)
+    fix_input_values(model, input_values or {}, input_shapes or {})
     if fold:
-        fold_weight_constants(model)
+        # Ifs are kept from onnxscript's own inlining: nncc.control_flow names the branch's values.
+        fold_holding_ifs(model, fold_weight_constants)
     fix_input_shapes(model, input_shapes or {}, path)
-    infer_shapes(model, path)
+    if fold and _has_shape_or_control_flow(model):
+        # Shape-driven chains fold only once the shapes are known, and an If's condition may be
+        # one of them; a dead branch may not even infer (silero's), so lenient until the end.
+        lenient = functools.partial(infer_shapes, where=path, strict=False)
+        lenient(model)
+        specialize_control_flow(model, fold_weight_constants, lenient)
+    try:
+        infer_shapes(model, path)
+    except NnccError as e:
+        raise NnccError(path, e.what + _if_input_hint(model)) from None
     return model
 
 
+def _if_input_hint(model: ir.Model) -> str:
+    """When an If still tests a scalar graph input, a hint to fix it (both branches must infer)."""
+    scalars = [v.name for v in model.graph.inputs if v.shape is not None and all(d == 1 for d in v.shape)]
+    ifs = [n for n in model.graph if n.op_type == "If"]
+    if not scalars or not ifs:
+        return ""
+    names = " or ".join(f"--input-value {name}=VALUE" for name in scalars)
+    return f" (an If runs either branch; if its condition tests an input, fix it with {names})"
+
+
+def _dynamic_dim(dim: object) -> bool:
+    """An exporter's way of writing "unknown": a symbol, nothing, or a ``dim_value`` of -1 or 0."""
+    return not isinstance(dim, int) or dim <= 0
+
+
+def _nonpositive_dims_dynamic(model: ir.Model) -> None:
+    """Read ``dim_value: -1`` / ``0`` as a dynamic dimension, on every value of every graph
+    (so that the folder never turns ``Shape`` of such a value into a constant holding -1)."""
+    for graph in model.graphs():
+        values = [*graph.inputs, *graph.outputs, *(v for node in graph for v in node.outputs)]
+        for value in values:
+            if value.shape is not None and any(isinstance(d, int) and d <= 0 for d in value.shape):
+                value.shape = ir.Shape([ir.SymbolicDim(None) if isinstance(d, int) and d <= 0 else d for d in value.shape])
+
+
+def _has_shape_or_control_flow(model: ir.Model) -> bool:
+    return any(node.op_type in ("Shape", "Size", "If", "Loop", "Scan") for graph in model.graphs() for node in graph)
+
+
+def fix_input_values(model: ir.Model, values: dict[str, object], shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+    """Make each named scalar graph input a constant of the given value (``--input-value``)."""
+    by_name = {v.name: v for v in model.graph.inputs}
+    for name, raw in values.items():
+        if name not in by_name:
+            raise NnccError("--input-value", f"model has no input '{name}' (inputs: {', '.join(by_name) or 'none'})")
+        if shapes and name in shapes:
+            raise NnccError("--input-value", f"input '{name}' is given by both --input-shape and --input-value")
+        value = by_name[name]
+        dims = list(value.shape) if value.shape is not None else []
+        if any(isinstance(d, int) and d > 1 for d in dims):
+            raise NnccError("--input-value", f"input '{name}' has shape {'x'.join(map(str, dims))}; --input-value fixes scalar inputs only")
+        dtype = value.dtype or ir.DataType.FLOAT
+        if not dtype.is_floating_point() and not dtype.is_integer() and dtype != ir.DataType.BOOL:
+            raise NnccError("--input-value", f"input '{name}' is {dtype.name}; --input-value fixes numeric inputs only")
+        if dtype.is_integer() and (isinstance(raw, float) and not float(raw).is_integer()):
+            raise NnccError("--input-value", f"input '{name}' is {dtype.name}, got {raw}")
+        array = np.array(raw).astype(dtype.numpy()).reshape([1] * len(dims))
+        if dtype.is_integer() and int(array.item()) != raw:
+            raise NnccError("--input-value", f"input '{name}' is {dtype.name}: {raw} does not fit")
+        model.graph.inputs.remove(value)
+        value.shape = ir.Shape(array.shape)
+        value.const_value = ir.tensor(array, name=name)
+        model.graph.register_initializer(value)
+
+
 def fix_input_shapes(model: ir.Model, shapes: dict[str, tuple[int, ...]], where: object) -> None:
-    """Give every graph input a static shape, from ``shapes`` where named."""
+    """Give every graph input a static shape, from ``shapes`` where named.
+
+    A dimension written as -1 or 0 counts as dynamic, like a symbolic or missing one."""
     by_name = {v.name: v for v in model.graph.inputs}
     for name in shapes:
         if name not in by_name:
@@ -104,31 +206,39 @@ def fix_input_shapes(model: ir.Model, shapes: dict[str, tuple[int, ...]], where:
                 if len(value.shape) != len(dims):
                     raise NnccError("--input-shape", f"input '{value.name}' has rank {len(value.shape)}, got {'x'.join(map(str, dims))}")
                 for axis, (old, new) in enumerate(zip(value.shape, dims)):
-                    if isinstance(old, int) and old != new:
+                    if not _dynamic_dim(old) and old != new:
                         raise NnccError("--input-shape", f"input '{value.name}' axis {axis} is fixed to {old} in the model, got {new}")
             value.shape = ir.Shape(dims)
             continue
         if value.shape is None:
             raise NnccError(where, f"input '{value.name}' has no shape; give it with --input-shape {value.name}=1x...")
-        dynamic = [(axis, str(d)) for axis, d in enumerate(value.shape) if not isinstance(d, int)]
+        dynamic = [(axis, d) for axis, d in enumerate(value.shape) if _dynamic_dim(d)]
         if dynamic:
             axis, dim = dynamic[0]
-            example = "x".join(str(d) if isinstance(d, int) else "1" for d in value.shape)
-            raise NnccError(where, f"input '{value.name}' has dynamic dimension '{dim}' at axis {axis}; give it with --input-shape {value.name}={example}")
+            label = f"'{dim.value}' " if isinstance(dim, ir.SymbolicDim) and dim.value else ""
+            example = "x".join("1" if _dynamic_dim(d) else str(d) for d in value.shape)
+            raise NnccError(where, f"input '{value.name}' has dynamic dimension {label}at axis {axis}; give it with --input-shape {value.name}={example}")
 
 
-def infer_shapes(model: ir.Model, where: object) -> None:
-    """Re-infer every intermediate shape from the (now static) input shapes."""
-    for node in model.graph:
-        for out in node.outputs:
-            if out not in model.graph.outputs:
-                out.shape = None
+def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None:
+    """Re-infer every intermediate shape from the (now static) input shapes, in subgraphs too.
+
+    ``strict=False`` leaves the shapes of nodes onnx cannot infer unknown instead of failing
+    (loading uses it while a dead If branch may still be in the graph)."""
+    for graph in model.graphs():
+        for node in graph:
+            for out in node.outputs:
+                # A graph output keeps a fully static declared shape (a conflict with it is a real
+                # error); a declared dynamic one is re-inferred: exporters get its rank wrong too
+                # (ddddocr's CRNN declares [1, seqlen] for a rank-3 Reshape output).
+                if out not in graph.outputs or static_shape(out) is None:
+                    out.shape = None
     # onnx-ir's ShapeInferencePass logs and swallows failures; a user needs them, so the
     # same steps (strip big initializers, call onnx, merge back) are run here.
     from onnx_ir.passes.common.shape_inference import _merge_func
 
     def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
-        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=strict, data_prop=True)
 
     try:
         inferred = _call_without_weight_data(infer, model)

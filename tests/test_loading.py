@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import LIGHT_MODELS, conv_bn_model, light_model
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model, parse_input_shapes
-from nncc import runtime
+from nncc import analysis, runtime
 
 
 def test_light_models_load_fold_and_infer_shapes():
@@ -186,3 +186,81 @@ def test_shape_inference_keeps_large_integer_initializers(tmp_path):
     split = next(node for node in model.graph if node.op_type == "Split")
     assert [tuple(v.shape) for v in split.outputs[:2]] == [(1, 1), (1, 1)]
     assert list(model.graph.initializers) == ["sizes"] and len(model.graph.inputs) == 1
+
+
+# Converter quirks: dynamic axes written as dim_value -1 / 0, Shape-driven chains behind a
+# Gemm. Checked in onnxruntime against the original file: folding is exact.
+
+def _save_graph(tmp_path, graph, name="m.onnx"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def _run_file(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _minus_one_model(tmp_path, dims):
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 4, None, None])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g", [x], [y], [w])
+    return _save_graph(tmp_path, graph)
+
+
+@pytest.mark.parametrize("dims", [[-1, 3, -1, -1], [0, 3, 48, 0]])
+def test_nonpositive_dim_value_is_dynamic(tmp_path, dims):
+    path = _minus_one_model(tmp_path, dims)
+    model = load_model(path, parse_input_shapes(["x=1x3x48x192"]))
+    assert tuple(model.graph.inputs[0].shape) == (1, 3, 48, 192)
+    assert tuple(model.graph.outputs[0].shape) == (1, 4, 46, 190)
+    x = np.random.default_rng(1).normal(size=(1, 3, 48, 192)).astype(np.float32)
+    # onnxruntime reads -1 as dynamic too, but insists on 0: the reference is the -1 file.
+    reference = _minus_one_model(tmp_path / "ref", [-1, 3, -1, -1])
+    np.testing.assert_array_equal(runtime.session(model).run(None, {"x": x})[0], _run_file(reference, {"x": x})[0])
+
+
+def test_nonpositive_dim_value_without_input_shape_names_input_and_axis(tmp_path):
+    path = _minus_one_model(tmp_path, [-1, 3, 8, 8])
+    with pytest.raises(NnccError, match=r"^.*input 'x' has dynamic dimension at axis 0; give it with --input-shape x=1x3x8x8$"):
+        load_model(path)
+    # A dimension the model does fix still has to match.
+    with pytest.raises(NnccError, match="axis 1 is fixed to 3 in the model, got 4"):
+        load_model(path, parse_input_shapes(["x=1x4x8x8"]))
+
+
+def _shape_chain_model(tmp_path, value_info=()):
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(size=(16, 5)).astype(np.float32), "fc"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="unsqueeze"),
+             helper.make_node("Concat", ["n1", "minus_one"], ["flat"], name="concat", axis=0),
+             helper.make_node("Reshape", ["r", "flat"], ["f"], name="reshape"),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], name="gemm")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    return _save_graph(tmp_path, helper.make_graph(nodes, "g", [x], [y], inits, value_info=list(value_info)))
+
+
+@pytest.mark.parametrize("relu_dims", [None, [-1, 4, 2, 2]])
+def test_shape_chain_folds_once_the_input_shape_is_fixed(tmp_path, relu_dims):
+    """Shape -> Gather -> Concat -> Reshape -> Gemm; an exporter's value_info with -1 must not
+    fold into a shape constant holding -1."""
+    info = [helper.make_tensor_value_info("r", TensorProto.FLOAT, relu_dims)] if relu_dims else []
+    path = _shape_chain_model(tmp_path, info)
+    model = load_model(path, parse_input_shapes(["x=3x4x2x2"]))
+    assert [n.op_type for n in model.graph] == ["Relu", "Reshape", "Gemm"]
+    assert list(model.graph.node(1).inputs[1].const_value.numpy()) == [3, -1]
+    assert all(isinstance(d, int) for n in model.graph for o in n.outputs for d in o.shape)
+    gemm = next(r for r in analysis.layers(model) if r.op == "Gemm")
+    assert gemm.input_shapes[0] == (3, 16) and gemm.output_shapes[0] == (3, 5) and gemm.macs == 3 * 16 * 5
+    x = np.random.default_rng(3).normal(size=(3, 4, 2, 2)).astype(np.float32)
+    np.testing.assert_array_equal(runtime.session(model).run(None, {"x": x})[0], _run_file(path, {"x": x})[0])
