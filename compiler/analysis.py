@@ -5,6 +5,14 @@ parameters, bytes, and for weighted ops the weight with its layout (:mod:`nncc.w
 MACs count the multiply-accumulates of the dense operation as the ONNX node defines it;
 element-wise work is counted separately in ``elementwise_ops``. Which class an op belongs
 to is :mod:`nncc.ops`' table.
+
+Recurrent layers (LSTM, GRU, RNN) run ``steps`` = seq_length serial time steps; each step
+multiplies [W R] (per direction [gates*H, I + H]) by [x_t; h_{t-1}] for every batch row, so
+
+    MACs = steps x directions x batch x gates*H x (I + H)
+
+and the gate work (bias adds, gate products, sigmoid/tanh) goes to ``elementwise_ops``.
+:func:`recurrence` gives a target the per-step GEMM shapes and the number of serial steps.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nncc.irutils import static_shape
-from nncc.ops import NO_OPS
+from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, NO_OPS, RECURRENT_GATES, op_class
 from nncc.weights import Weight, bias_of, layer_name, weight_of
 
 @dataclasses.dataclass
@@ -64,9 +72,137 @@ def _attrs(node: ir.Node) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- recurrent layers
+
+# ONNX's default activations per direction, and how many of each gate's functions run per
+# hidden unit and step: LSTM f on i, o, f, g on the cell candidate, h on the cell output;
+# GRU f on z, r, g on the hidden candidate; RNN f.
+_DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
+_ACTIVATION_USES = {"LSTM": (3, 1, 1), "GRU": (2, 1), "RNN": (1,)}
+# Simple ops per hidden unit and step besides the activations: LSTM 4 gates x (Wx + Rh, + bias)
+# + c = f*c + i*g (3) + h = o*h(c) (1); GRU z, r: 2 x 2, candidate Wx + r*(Rh + Rb) + Wb (4),
+# h = (1 - z)*h~ + z*h (4); RNN Wx + Rh + bias (2).
+_GATE_SIMPLE_OPS = {"LSTM": 12, "GRU": 12, "RNN": 2}
+_CHEAP_ACTIVATIONS = frozenset({"Affine", "Relu", "LeakyRelu", "ThresholdedRelu", "HardSigmoid"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Recurrence:
+    """The work of one recurrent node: ``steps`` serial time steps, each a GEMM per direction
+    ([gates*H, I + H] weights by [I + H, batch] inputs and states) and element-wise gate work."""
+
+    op: str
+    gates: int
+    hidden: int            # H
+    input_size: int        # I
+    directions: int
+    batch: int
+    steps: int             # seq_length: time steps, one after another (h_t needs h_{t-1})
+    simple_ops: int        # element-wise ops per hidden unit and step (adds, products, cheap activations)
+    transcendental_ops: int  # sigmoid/tanh/... evaluations per hidden unit and step
+    multiply_ops: int = 0  # of simple_ops, the products (LSTM f*c, i*g, o*h; GRU r*., (1-z)*h~, z*h; peepholes)
+
+    @property
+    def rows(self) -> int:
+        """Gate outputs per direction (GEMM m)."""
+        return self.gates * self.hidden
+
+    @property
+    def reduction(self) -> int:
+        """I + H: [W R] over [x_t; h_{t-1}] (GEMM k)."""
+        return self.input_size + self.hidden
+
+    @property
+    def step_gemm(self) -> tuple[int, int, int, int]:
+        """(independent GEMMs = directions, m = gates*H, n = batch, k = I + H) of one time step."""
+        return self.directions, self.rows, self.batch, self.reduction
+
+    @property
+    def input_gemm(self) -> tuple[int, int, int]:
+        """(m, n, k) of W x_t for one direction and step (the part that does not wait on h)."""
+        return self.rows, self.batch, self.input_size
+
+    @property
+    def recurrent_gemm(self) -> tuple[int, int, int]:
+        """(m, n, k) of R h_{t-1} for one direction and step (the serial part)."""
+        return self.rows, self.batch, self.hidden
+
+    @property
+    def step_macs(self) -> int:
+        return self.directions * self.rows * self.reduction * self.batch
+
+    @property
+    def macs(self) -> int:
+        return self.steps * self.step_macs
+
+    @property
+    def step_units(self) -> int:
+        """Hidden units updated per step (all directions and batch rows)."""
+        return self.directions * self.batch * self.hidden
+
+    @property
+    def step_elementwise(self) -> tuple[int, int]:
+        """(simple ops, transcendental evaluations) of one time step."""
+        return self.step_units * self.simple_ops, self.step_units * self.transcendental_ops
+
+    @property
+    def elementwise_ops(self) -> int:
+        """Every gate op of the node, one op each (the layer view's ``elementwise_ops``)."""
+        return self.steps * self.step_units * (self.simple_ops + self.transcendental_ops)
+
+    @property
+    def hidden_elements(self) -> int:
+        """Elements of Y, the hidden states of every step: computed whether or not the graph reads Y."""
+        return self.steps * self.step_units
+
+
+def outputs_known(node: ir.Node) -> bool:
+    """Every output the node produces has a static shape. An omitted optional output (an empty
+    name, e.g. an LSTM whose Y nobody reads) is not produced and needs none."""
+    return all(static_shape(v) is not None for v in node.outputs if v is not None and v.name)
+
+
+def recurrence(node: ir.Node) -> Recurrence | None:
+    """The shapes of a recurrent node (LSTM, GRU, RNN of the default domain) from its input X
+    ([seq, batch, I], or [batch, seq, I] with layout=1) and W/R; None for other nodes or
+    when a shape is unknown. ``sequence_lens`` may stop rows early: the count is the bound.
+    Also com.microsoft's DynamicQuantizeLSTM (:data:`nncc.ops.CONTRIB_RECURRENT`), whose W and R
+    are stored transposed ([dirs, I, 4H], [dirs, H, 4H])."""
+    op = node.op_type if node.domain in DEFAULT_DOMAINS else CONTRIB_RECURRENT.get((node.domain, node.op_type))
+    if op not in RECURRENT_GATES or len(node.inputs) < 3:
+        return None
+    transposed = node.domain not in DEFAULT_DOMAINS
+    x, w, r = (static_shape(v) if v is not None else None for v in node.inputs[:3])
+    if x is None or w is None or len(x) != 3 or len(w) != 3:
+        return None
+    steps, batch = (x[1], x[0]) if node.attributes.get_int("layout", 0) else (x[0], x[1])
+    gates = RECURRENT_GATES[op]
+    hidden = node.attributes.get_int("hidden_size", 0) or (
+        (r[1] if transposed else r[-1]) if r else (w[2] if transposed else w[1]) // gates)
+    acts = list(node.attributes.get_strings("activations", []) or [])
+    defaults = _DEFAULT_ACTIVATIONS[op]
+    acts = acts[:len(defaults)] or list(defaults)
+    simple, trans = _GATE_SIMPLE_OPS[op], 0
+    for name, uses in zip(acts, _ACTIVATION_USES[op]):
+        if name in _CHEAP_ACTIVATIONS or op_class(name) == "elementwise":
+            simple += uses
+        else:
+            trans += uses
+    products = 0 if op == "RNN" else 3
+    if op == "LSTM" and len(node.inputs) > 7 and node.inputs[7] is not None:
+        simple += 6  # peepholes: p_i*c, p_f*c, p_o*c and their adds
+        products += 3
+    if "clip" in node.attributes:
+        simple += 2 * gates  # a compare with each bound per gate pre-activation
+    return Recurrence(op, gates, int(hidden), int(x[2]), int(w[0]), int(batch), int(steps), simple, trans, products)
+
+
 def node_macs(node: ir.Node) -> int:
     """Multiply-accumulates of one node; 0 for ops without a dot-product core."""
     op = node.op_type
+    if op in RECURRENT_GATES or (node.domain, op) in CONTRIB_RECURRENT:
+        rec = recurrence(node)
+        return rec.macs if rec is not None else 0
     out = static_shape(node.outputs[0]) if node.outputs else None
     if op == "Conv" and out is not None:
         w = static_shape(node.inputs[1])
@@ -116,6 +252,7 @@ def layers(model: ir.Model) -> list[Layer]:
         consts = [v for v in node.inputs if v is not None and v.const_value is not None]
         activations = [v for v in node.inputs if v is not None and v.const_value is None]
         macs = node_macs(node)
+        rec = recurrence(node)
         out_elems = sum(math.prod(s) for s in (static_shape(o) for o in node.outputs) if s is not None)
         rows.append(
             Layer(
@@ -129,7 +266,7 @@ def layers(model: ir.Model) -> list[Layer]:
                 weight_bytes=sum(v.const_value.nbytes for v in consts),
                 input_bytes=sum(_nbytes(v) for v in activations),
                 output_bytes=sum(_nbytes(v) for v in node.outputs),
-                elementwise_ops=0 if macs or node.op_type in NO_OPS else out_elems,
+                elementwise_ops=rec.elementwise_ops if rec is not None else 0 if macs or node.op_type in NO_OPS else out_elems,
                 attributes=_attrs(node),
                 node=node,
                 weight=weight_of(node),

@@ -7,7 +7,9 @@ own list of which ops exist. A new op kind is added here once and every target s
 Classes:
 - ``weighted``: a dot-product core (multiply-accumulates); its constant operand, when it has
   one, is a weight whose layout :mod:`nncc.weights` describes. Integer forms of pre-quantized
-  models (``QLinearConv``, ``ConvInteger``, ...) belong here too.
+  models (``QLinearConv``, ``ConvInteger``, ...) belong here too, and so do the recurrent
+  layers (``LSTM``, ``GRU``, ``RNN``: per time step, gate GEMMs over an input weight W and a
+  recurrence weight R, then element-wise gate work; :data:`RECURRENT_GATES`).
 - ``elementwise``: simple per-element arithmetic, compares, logic, normalizations, casts.
 - ``transcendental``: per-element functions a processor evaluates by series or table
   (exp, tanh, erf, sqrt, ...), several simple-op equivalents each.
@@ -26,7 +28,8 @@ from typing import Literal
 OpClass = Literal["weighted", "elementwise", "transcendental", "pool", "data", "no-op"]
 
 _TABLE: dict[OpClass, str] = {
-    "weighted": """Conv ConvTranspose Gemm MatMul Einsum QLinearConv ConvInteger QLinearMatMul MatMulInteger""",
+    "weighted": """Conv ConvTranspose Gemm MatMul Einsum QLinearConv ConvInteger QLinearMatMul MatMulInteger
+        LSTM GRU RNN""",
     "elementwise": """Relu Add Sub Mul Div Sum Max Min Mean Clip LeakyRelu PRelu Neg Abs Floor Ceil Round Sign Where
         Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Xor Cast CastLike HardSigmoid HardSwish Mod IsNaN IsInf
         BitShift ThresholdedRelu Shrink QuantizeLinear DequantizeLinear BatchNormalization InstanceNormalization
@@ -50,6 +53,15 @@ DATA_OPS = frozenset(op for op, cls in OP_CLASS.items() if cls == "data")
 NO_OPS = frozenset(op for op, cls in OP_CLASS.items() if cls == "no-op")
 # The integer forms of weighted ops that pre-quantized models use (operands are 8-bit integers).
 INTEGER_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"})
+# The recurrent weighted ops and their gates per hidden unit: W [dirs, gates*H, I],
+# R [dirs, gates*H, H], B [dirs, 2*gates*H] (ONNX LSTM: i o f c; GRU: z r h; RNN: one).
+RECURRENT_GATES: dict[str, int] = {"LSTM": 4, "GRU": 3, "RNN": 1}
+RECURRENT_OPS = frozenset(RECURRENT_GATES)
+# Recurrent ops of other domains whose work the layer view counts (MACs, gate ops) though no
+# target costs them (no op class: a target lists them as unsupported, with their MACs), and the
+# default-domain op each computes. DynamicQuantizeLSTM holds W [dirs, I, 4H] and R [dirs, H, 4H]
+# as int8 with per-direction scales (onnxruntime's contrib op).
+CONTRIB_RECURRENT: dict[tuple[str, str], str] = {("com.microsoft", "DynamicQuantizeLSTM"): "LSTM"}
 
 # Not a class but a runtime fact two targets share: element-wise ops a runtime runs inside the
 # producing Conv/Gemm kernel (epilogue fusion, as onnxruntime, TFLite and cuDNN do).

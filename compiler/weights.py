@@ -13,7 +13,17 @@ layout ``kind``     weight shape           ops
 ``in_first``        [..., K, N]            Gemm with transB=0; MatMul X @ W;
                                            MatMulInteger, QLinearMatMul
 ``conv_transpose``  [C, M/g, k...]         ConvTranspose (the reduction runs over C)
+``recurrent``       [dirs, gates*H, K]     LSTM, GRU, RNN: W (K = I, slot 1) and, as the
+                                           weight's ``recurrence``, R (K = H, slot 2);
+                                           one group per direction
 ==================  =====================  =========================================
+
+A recurrent op multiplies two weights every time step, W by the input x_t and R by the
+previous hidden state h_{t-1}; both have the gate rows (outputs) on axis 1 and the reduction
+on axis 2, so each has the ``recurrent`` layout on its own, and :class:`Weight` holds R as
+``recurrence``. The weight's joint views (:meth:`Weight.gemm_matrix`,
+:meth:`Weight.filter_matrix`, :meth:`Weight.crossbar_matrices`) set W and R side by side
+along the reduction, [W R] over [x_t; h_{t-1}]: one gate row is one filter of I + H weights.
 
 Views (all exact reshapes/transposes, no arithmetic):
 - :meth:`WeightLayout.gemm_view`: [rows, K], one row per output (per group), the reduction
@@ -36,9 +46,9 @@ import numpy as np
 import onnx_ir as ir
 
 from nncc.irutils import constant_value, is_constant, static_shape
-from nncc.ops import is_weighted
+from nncc.ops import DEFAULT_DOMAINS, RECURRENT_OPS, is_weighted
 
-Kind = Literal["out_first", "in_first", "conv_transpose"]
+Kind = Literal["out_first", "in_first", "conv_transpose", "recurrent"]
 
 # (weight input slot, bias input slot or None, layout kind) per op; Gemm and MatMul depend on
 # attributes and on which operand is constant (see weight_of).
@@ -72,19 +82,21 @@ class WeightLayout:
 
     def out_axis(self, ndim: int) -> int:
         """Axis of the outputs (for ConvTranspose: outputs per group)."""
-        return {"out_first": 0, "in_first": ndim - 1, "conv_transpose": 1}[self.kind] if ndim > 1 else 0
+        return {"out_first": 0, "in_first": ndim - 1, "conv_transpose": 1, "recurrent": 1}[self.kind] if ndim > 1 else 0
 
     def in_axis(self, ndim: int) -> int:
         """Axis of the reduction (for convolutions: input channels per group)."""
-        return {"out_first": 1, "in_first": ndim - 2, "conv_transpose": 0}[self.kind] if ndim > 1 else 0
+        return {"out_first": 1, "in_first": ndim - 2, "conv_transpose": 0, "recurrent": 2}[self.kind] if ndim > 1 else 0
 
     def spatial_axes(self, ndim: int) -> tuple[int, ...]:
-        return tuple(range(2, ndim)) if self.kind != "in_first" else ()
+        return tuple(range(2, ndim)) if self.kind not in ("in_first", "recurrent") else ()
 
     def outputs(self, shape: tuple[int, ...]) -> int:
         """Output channels / features (all groups)."""
         if self.kind == "conv_transpose":
             return shape[1] * self.groups
+        if self.kind == "recurrent":  # gate rows of every direction
+            return math.prod(shape[:-1])
         return shape[self.out_axis(len(shape))] if len(shape) > 1 else 1
 
     def fan_in(self, shape: tuple[int, ...]) -> int:
@@ -93,6 +105,8 @@ class WeightLayout:
             return math.prod(shape[1:]) if len(shape) > 1 else shape[0]
         if self.kind == "in_first":
             return shape[-2] if len(shape) > 1 else shape[0]
+        if self.kind == "recurrent":
+            return shape[-1]
         return shape[0] // self.groups * math.prod(shape[2:])
 
     # ---------------------------------------------------------------- views
@@ -102,6 +116,8 @@ class WeightLayout:
         shape = weight.shape
         if self.kind == "out_first":
             return weight.reshape(shape[0], -1)
+        if self.kind == "recurrent":  # [dirs * gates*H, K]
+            return weight.reshape(-1, shape[-1])
         if self.kind == "in_first":
             if weight.ndim == 1:  # MatMul by a vector: one output, reduction over all
                 return weight.reshape(1, -1)
@@ -111,7 +127,7 @@ class WeightLayout:
 
     def from_gemm_view(self, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """Inverse of :meth:`gemm_view`."""
-        if self.kind == "out_first" or (self.kind == "in_first" and len(shape) == 1):
+        if self.kind in ("out_first", "recurrent") or (self.kind == "in_first" and len(shape) == 1):
             return matrix.reshape(shape)
         if self.kind == "in_first":
             return np.swapaxes(matrix.reshape(*shape[:-2], shape[-1], shape[-2]), -1, -2)
@@ -141,12 +157,42 @@ class WeightLayout:
 
 @dataclasses.dataclass
 class Weight:
-    """The weight operand of one weighted node."""
+    """The weight operand of one weighted node (for a recurrent op: W, with R as ``recurrence``)."""
 
     value: ir.Value
     layout: WeightLayout
     dequantized: bool   # produced by DequantizeLinear of constants (a QDQ model)
     integer_bits: int | None  # bits of the stored integers (integer ops, QDQ), None for float weights
+    recurrence: Weight | None = None  # a recurrent op's R [dirs, gates*H, H] (same layout kind, slot 2)
+
+    @property
+    def parts(self) -> tuple[Weight, ...]:
+        """Every weight the product reads: this one, and R for a recurrent op."""
+        return (self,) if self.recurrence is None else (self, self.recurrence)
+
+    @property
+    def elements(self) -> int | None:
+        """Weights the product reads (W and R for a recurrent op); None when a shape is unknown."""
+        shapes = [part.shape for part in self.parts]
+        return None if any(s is None for s in shapes) else sum(math.prod(s) for s in shapes)
+
+    def gemm_matrix(self) -> np.ndarray:
+        """[rows, reduction]: the GEMM view of every part side by side along the reduction
+        (a recurrent op: [W R], one row per gate output of each direction)."""
+        return np.concatenate([p.layout.gemm_view(p.array()) for p in self.parts], axis=1) \
+            if self.recurrence is not None else self.layout.gemm_view(self.array())
+
+    def filter_matrix(self) -> np.ndarray:
+        """[filters, weights per filter] over every part (a recurrent op: a gate row of W and R)."""
+        return self.gemm_matrix() if self.recurrence is not None else self.layout.filter_view(self.array())
+
+    def crossbar_matrices(self) -> list[np.ndarray]:
+        """Per group, the [fan-in, outputs] matrix the product multiplies (a recurrent op: per
+        direction [I + H, gates*H], W's rows above R's, driven by [x_t; h_{t-1}])."""
+        if self.recurrence is None:
+            return self.layout.matrices(self.array())
+        per_part = [p.layout.matrices(p.array()) for p in self.parts]
+        return [np.concatenate(group, axis=0) for group in zip(*per_part)]
 
     @property
     def is_initializer(self) -> bool:
@@ -168,8 +214,11 @@ class Weight:
 
     @property
     def fan_in(self) -> int | None:
-        shape = self.shape
-        return self.layout.fan_in(shape) if shape else None
+        """Weights per output over every part (a recurrent op: I + H, W's row and R's)."""
+        shapes = [part.shape for part in self.parts]
+        if any(not s for s in shapes):
+            return None
+        return sum(part.layout.fan_in(s) for part, s in zip(self.parts, shapes))
 
     @property
     def outputs(self) -> int | None:
@@ -227,7 +276,21 @@ def weight_of(node: ir.Node) -> Weight | None:
             if shape is not None and len(shape) == 2:  # W [M, K] @ X [..., K, N]: rows of W are the outputs
                 return _make(first, WeightLayout("out_first", 0))
         return None
+    if op in RECURRENT_OPS:
+        return _recurrent_weight(node)
     return None  # Einsum: the equation decides; no layout yet
+
+
+def _recurrent_weight(node: ir.Node) -> Weight | None:
+    """W (slot 1) with R (slot 2) as its recurrence; None unless both are constant."""
+    w, r = _input(node, 1), _input(node, 2)
+    if not (is_constant(w) and is_constant(r)):
+        return None
+    shape = w.const_value.shape if w.const_value is not None else static_shape(w)
+    directions = shape[0] if shape else (2 if node.attributes.get_string("direction", "forward") == "bidirectional" else 1)
+    weight = _make(w, WeightLayout("recurrent", 1, int(directions)))
+    weight.recurrence = _make(r, WeightLayout("recurrent", 2, int(directions)))
+    return weight
 
 
 def bias_of(node: ir.Node) -> ir.Value | None:
@@ -237,6 +300,8 @@ def bias_of(node: ir.Node) -> ir.Value | None:
         return _input(node, index) if index is not None else None
     if node.op_type == "Gemm":
         return _input(node, 2)
+    if node.op_type in RECURRENT_OPS and node.domain in DEFAULT_DOMAINS:
+        return _input(node, 3)  # B [dirs, 2*gates*H]: Wb and Rb
     return None
 
 
@@ -327,6 +392,8 @@ def _declined(weight: Weight, slots: tuple[int, ...]) -> str | None:
     """Why ``weight_refs`` does not offer this weight for rewriting, or None."""
     if weight.integer_bits is not None:
         return "integer weights (a pre-quantized model) are left as they are"
+    if weight.recurrence is not None:
+        return "recurrent weights (W read with R every time step) are left as they are"
     if weight.layout.index not in slots:
         return "constant first operand (W @ X): only second-operand weights are rewritten"
     if weight.value.const_value is None:

@@ -10,7 +10,6 @@ unsupported / skipped with a reason -- and claim no layer the view does not call
 
 from __future__ import annotations
 
-import math
 
 import pytest
 
@@ -29,7 +28,7 @@ SLOW = [pytest.param(name, marks=pytest.mark.slow) for name in ZOO if name not i
 
 
 def _weight_elements(layer) -> int:
-    return math.prod(layer.weight.shape)
+    return layer.weight.elements  # W + R for a recurrent layer
 
 
 # Per target: {layer name: what the target placed} and the same figure from the layer view.

@@ -1,7 +1,8 @@
 """The layer DAG HyPar partitions, built with networkx from the (shape-inferred) model.
 
 Nodes are the weighted layers (Conv/ConvTranspose/Gemm/MatMul with a constant weight, read
-through the layer view's ``weight`` and its layout).
+through the layer view's ``weight`` and its layout; LSTM/GRU/RNN with their W and R: the weight
+is W + R, model parallelism splits the reduction I + H of [W R]).
 Non-weighted ops (ReLU, pooling, BatchNorm, Add, Reshape...) carry no parallelism choice of
 their own: they run on the accelerators with the partition of the weighted layer they fold
 into, and an edge u -> v joins two weighted layers when v reads u's output through any
@@ -18,14 +19,14 @@ import math
 import networkx as nx
 import onnx_ir as ir
 
-from nncc.analysis import Layer
+from nncc.analysis import Layer, recurrence
 from nncc.irutils import static_shape
-from nncc.ops import NO_OPS
+from nncc.ops import NO_OPS, RECURRENT_OPS
 from nncc.weights import Weight
 
 # The weighted ops HyPar splits by batch (dp) or input channels (mp) in float training. The
 # other weighted ops -- the integer forms of pre-quantized models -- have no training step to split.
-PARTITIONED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+PARTITIONED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"}) | RECURRENT_OPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +70,35 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
     if weight is None or layer.macs <= 0:
         return None
     node = layer.node
-    x, w, y = static_shape(node.inputs[weight.layout.activation_index]), weight.shape, static_shape(node.outputs[0])
-    if x is None or w is None or y is None:
+    x, w = static_shape(node.inputs[weight.layout.activation_index]), weight.shape
+    # A recurrent layer's output is its hidden states, counted from X (the graph may omit Y).
+    rec = recurrence(node) if weight.recurrence is not None else None
+    y_elems = rec.hidden_elements if rec is not None else math.prod(static_shape(node.outputs[0]) or (0,)) or None
+    if x is None or w is None or y_elems is None:
         return None
     # The dimension mp splits: a convolution's input channels, else the weight's reduction axis.
     is_conv = layer.op in ("Conv", "ConvTranspose")
+    if weight.recurrence is not None:  # a recurrent layer: W + R, the reduction of [W R] is I + H
+        elems, cin = weight.elements, weight.fan_in
+        if elems is None or cin is None:
+            return None
+        return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, y_elems / batch,
+                         float(elems), int(cin))
     cin = x[1] if is_conv else w[weight.layout.in_axis(len(w))]
-    return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, math.prod(y) / batch,
+    return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, y_elems / batch,
                      float(math.prod(w)), int(cin))
 
 
 def model_batch(model: ir.Model) -> int:
-    shape = static_shape(model.graph.inputs[0]) if len(model.graph.inputs) else None
-    return shape[0] if shape and shape[0] > 0 else 1
+    """The batch of the first graph input: its axis 0, or axis 1 when it is the sequence input
+    X [seq, batch, I] of a recurrent layer (layout 0)."""
+    value = model.graph.inputs[0] if len(model.graph.inputs) else None
+    shape = static_shape(value) if value is not None else None
+    axis = 0
+    if shape and len(shape) == 3 and any(user.op_type in RECURRENT_OPS and slot == 0 and not user.attributes.get_int("layout", 0)
+                                         for user, slot in value.uses()):
+        axis = 1
+    return shape[axis] if shape and shape[axis] > 0 else 1
 
 
 def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:

@@ -11,6 +11,9 @@
         weights live in the cache when the model's weights plus one inference's activation
         traffic fit it, activations when the layer's input + output fit it
     latency_s = max(compute_s, memory_s) + overhead_s (dispatch); no-op and fused layers: 0
+    recurrent layers (``steps`` time steps, one after another): compute_s adds the gate
+        element-wise ops, each step re-reads the weights and pays overhead_s, and a step's
+        activations (input + output / steps) decide whether they stay cached
     total     = sum of the layers + invoke_overhead_s (the runtime's fixed cost per inference)
     energy_j  = MACs x pJ/MAC(dtype) + ops x pJ/op(dtype) + DRAM bytes x pJ/B
                 + cached bytes x pJ/B + static_power_w x latency_s
@@ -54,6 +57,8 @@ def kernel_cost(row: KernelRow, config: Any, weights_resident: bool) -> KernelCo
     if row.macs:
         peak = config.peak_macs_per_s(row.dtype)
         compute_s = row.macs / (peak * efficiency(row, config))
+        if row.ops or row.transcendental:  # a recurrent layer's gate work, after each step's GEMM
+            compute_s += elementwise_ops(row, config) / (config.frequency_hz * config.lanes(32) * config.eff_elementwise)
     else:
         peak = config.frequency_hz * config.lanes(32)
         cycles = config.cycles_table().get(row.op) if row.elements else None
@@ -67,13 +72,14 @@ def kernel_cost(row: KernelRow, config: Any, weights_resident: bool) -> KernelCo
     else:
         dram += row.weight_bytes
     activations = row.input_bytes + row.output_bytes
-    if activations <= config.cache_bytes:
+    if activations / row.steps <= config.cache_bytes:
         cached += activations
     else:
         dram += activations
     memory_s = dram / config.dram_bandwidth + cached / config.cache_bandwidth
-    latency = max(compute_s, memory_s) + config.overhead_s
-    if config.overhead_s > max(compute_s, memory_s):
+    overhead = config.overhead_s * row.steps
+    latency = max(compute_s, memory_s) + overhead
+    if overhead > max(compute_s, memory_s):
         bound = "overhead"
     else:
         bound = "compute" if compute_s >= memory_s else "memory"

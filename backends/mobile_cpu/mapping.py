@@ -12,6 +12,12 @@ modelled here because they change what runs as its own kernel:
   its DequantizeLinear inputs and QuantizeLinear output fuse into it (onnxruntime's QDQ
   fusion, TFLite's quantized kernels).
 
+Recurrent layers (LSTM, GRU, RNN): the gate GEMMs of every time step ([W R] by
+[x_t; h_{t-1}], batch rows = the model's batch, k = I + H) plus the gate's element-wise work,
+the steps one after another (``steps``: the row holds the totals; each step pays the
+dispatch overhead). Weight traffic as onnxruntime's CPU kernels move it: W (and B) once, as
+they multiply W by every x_t in one GEMM before the steps, R once per step.
+
 Ops with no estimator (custom domains, control flow, anything without a class in
 :mod:`nncc.ops`, or a layer whose shapes are unknown) go to ``unsupported`` — never a
 silent zero.
@@ -25,12 +31,12 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.analysis import Layer
+from nncc.analysis import Layer, outputs_known, recurrence
 from nncc.backends.base import Mapping, partition_layers
 from nncc.cost import Unsupported
 from nncc.irutils import static_shape
 from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
-                      TRANSCENDENTAL_OPS, WEIGHTED_OPS, op_class)
+                      RECURRENT_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS, op_class)
 
 # SIMD ops per output element (simple arithmetic, transcendental evaluations) of each op
 # class: one simple op, plus one series/table evaluation for a transcendental function ...
@@ -66,6 +72,7 @@ class KernelRow:
     elements: int = 0          # output elements of an element-wise op (for config.op_cycles)
     fused_into: str | None = None
     fused: list[str] = dataclasses.field(default_factory=list)
+    steps: int = 1             # serial repeats of the kernel (a recurrent layer's time steps); the fields are totals
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -136,10 +143,6 @@ def _pool_ops(node: ir.Node) -> float:
     return math.prod(x) if x is not None else 0
 
 
-def _shapes_known(node: ir.Node) -> bool:
-    return all(static_shape(v) is not None for v in node.outputs if v is not None)
-
-
 def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
     supported, unsupported = partition_layers(model, COSTABLE, "no mobile-cpu estimator for this op")
     graph_outputs = set(model.graph.outputs)
@@ -159,7 +162,7 @@ def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
                     absorbed.setdefault(dq, layer.name)
     for layer in supported:
         node = layer.node
-        if node.op_type not in NO_OPS and not _shapes_known(node):
+        if node.op_type not in NO_OPS and not outputs_known(node):
             unsupported.append(Unsupported(layer.name, layer.op, "output shape unknown: cannot cost"))
             continue
         row = _row(layer, node, head_of, absorbed, config, single_use)
@@ -182,6 +185,8 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
         # Weight-only quantization: dequantized once at load time by every runtime.
         consumer = next((n.name for n, _ in out.uses()), None) if out is not None else None
         return KernelRow(layer.name, op, "fused", "fp32", 0, 0, 0, 0, 0, 0, fused_into=consumer, layer=layer)
+    if op in RECURRENT_OPS:
+        return _recurrent_row(layer, node)
     if op in WEIGHTED_OPS:
         if layer.macs <= 0:
             return None
@@ -226,6 +231,27 @@ def _compute_row(layer: Layer, node: ir.Node) -> KernelRow:
     channels = (out[1] if kernel_class != "gemm" else out[-1]) if out and len(out) > 1 else 1
     return KernelRow(layer.name, layer.op, kernel_class, dtype, layer.macs, 0, 0, weight, activation, layer.output_bytes,
                      channel_macs=layer.macs / max(channels, 1), layer=layer)
+
+
+def _recurrent_row(layer: Layer, node: ir.Node) -> KernelRow | None:
+    """A recurrent layer: ``steps`` gate GEMMs (m = gates*H per direction, n = batch, k = I + H)
+    and their element-wise gate work, one step after another."""
+    rec = recurrence(node)
+    if rec is None or rec.macs <= 0:
+        return None
+    weight = activation = 0
+    for index, value in enumerate(node.inputs):
+        if value is None:
+            continue
+        source = _dq_source(value) or value
+        if source.const_value is not None:
+            weight += value_bytes(source) * (rec.steps if index == 2 else 1)  # R is re-read every step
+        else:
+            activation += value_bytes(source)
+    simple, trans = rec.step_elementwise
+    return KernelRow(layer.name, layer.op, "gemm", compute_dtype(node), rec.macs, simple * rec.steps, trans * rec.steps,
+                     weight, activation, layer.output_bytes, channel_macs=rec.reduction * rec.batch,
+                     steps=rec.steps, layer=layer)
 
 
 def _fusible(node: ir.Node, head: KernelRow, config: Any) -> bool:

@@ -21,6 +21,11 @@ Per crossbar layer (constants in config.py, each with its source):
                  [U: our model; Group Scissor's own routing-area formula was not available]. It
                  grows with crossbars and stack height and falls when connection groups (zero
                  column segments, delete-groups) are deleted or a rank clip shortens the stacks.
+Recurrent layers (``steps`` time steps, MVMs = steps x batch): the steps are serial, each its
+batch rows' MVMs then the gate work on the digital units:
+    latency_s  = steps x (ceil(batch / replicate) x input_bits x cycle_s
+                          + max(step gate ops / (digital_lanes x clock), step gate accesses / clock))
+    energy    += gate ops x digital_op_pj + gate accesses x E_edram
 Digital rows: simple-op equivalents x digital_op_pj + eDRAM accesses x E_edram;
 latency max(ops / (digital_lanes x clock), accesses / clock). Leakage: the Accelergy ISAAC
 entries list none, so none is added.
@@ -82,6 +87,13 @@ def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     top_bits = max(row.adc_bits, default=0)
     cycle = max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits)) if top_bits else config.read_pulse_s
     latency = -(-row.mvms // row.replicate) * config.input_bits * cycle
+    gate_ops = 0.0
+    if row.steps:  # a recurrent layer: per step its MVMs, then the gates on the digital units
+        simple, mul, trans = row.gate_mix
+        gate_ops = simple + mul * config.digital_mul_ops + trans * config.transcendental_ops
+        batch = row.mvms // row.steps
+        digital = max(gate_ops / (config.digital_lanes * config.clock_hz), row.gate_accesses / config.clock_hz) / row.steps
+        latency = row.steps * (-(-batch // row.replicate) * config.input_bits * cycle + digital)
     parts = {
         "adc": sum(c * config.adc_energy_pj(b) for c, b in zip(row.conversions, row.adc_bits) if c) * PJ,
         "dac": row.dac_drives * config.dac_energy_pj * PJ,
@@ -90,6 +102,9 @@ def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
         "buffer": row.buffer_accesses * config.edram_energy_pj * PJ,
         "router": (row.psum_flits + row.act_flits) * config.router_energy_pj * PJ,
     }
+    if row.steps:
+        parts["digital"] = gate_ops * config.digital_op_pj * PJ
+        parts["buffer"] += row.gate_accesses * config.edram_energy_pj * PJ
     adcs = sum(row.adc_units.values())
     xbar_area = row.crossbars * config.crossbar_area_um2
     adc_area = sum(count * config.adc_area_um2(b) for b, count in row.adc_units.items())

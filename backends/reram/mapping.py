@@ -18,6 +18,12 @@ runs MVMs = batch * H_out * W_out matrix-vector products of ``input_bits`` cycle
 Crossbars go to IMAs (``crossbars_per_ima``), IMAs to tiles (``imas_per_tile``), layer by
 layer (an IMA serves one layer: ISAAC has "some crossbars dedicated for each neural network
 layer" [V, ISAAC abstract]).
+
+A recurrent layer (LSTM, GRU, RNN) holds, per direction, [W; R] as one [I + H, gates*H]
+matrix (``Weight.crossbar_matrices``): [x_t; h_{t-1}] drives its rows, so every time step is one
+MVM per batch row (MVMs = steps x batch; the directions run side by side on their own
+crossbars). The gate non-linearities and state updates run on the tile's digital units
+after each step's MVMs (``gate_mix``), and the next step waits for them: the steps are serial.
 """
 
 from __future__ import annotations
@@ -29,14 +35,14 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers
+from nncc.analysis import Layer, layers, recurrence
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.crossbar import (CrossbarGeometry, column_slices, dense_crossbars, layer_scale, logical_blocks, physical_matrix,
                            row_blocks)
 from nncc.errors import NnccError
 from nncc.irutils import is_constant
-from nncc.ops import DEFAULT_DOMAINS, INTEGER_OPS, WEIGHTED_OPS
+from nncc.ops import DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 from . import adc, activations
 from .digital import DigitalLayer, digital_row, is_digital
@@ -99,6 +105,9 @@ class CrossbarLayer:
     imas: int = 0
     ima_first: int = 0
     tiles: list[int] = dataclasses.field(default_factory=list)
+    steps: int = 0             # recurrent: serial time steps (mvms = steps x batch); 0 for a feed-forward layer
+    gate_mix: tuple[float, float, float] = (0, 0, 0)  # recurrent: gate work (simple, multiplies, transcendentals), all steps
+    gate_accesses: int = 0     # recurrent: the gate work's eDRAM accesses, all steps
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -138,12 +147,17 @@ def _unmapped(layer: Layer) -> str | None:
 
 def _matrices(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
     """Per-group [K x N] weight matrices and MVMs per inference, or a reason it cannot map."""
-    out = layer.output_shapes[0]
-    if out is None:
-        return [], 0, "output shape unknown: cannot count matrix-vector products"
     reason = _unmapped(layer)
     if reason:
         return [], 0, reason
+    if layer.weight.recurrence is not None:  # counted from X: the graph may omit Y
+        rec = recurrence(layer.node)
+        if rec is None:
+            return [], 0, "shapes unknown: cannot count the time steps"
+        return layer.weight.crossbar_matrices(), rec.steps * rec.batch, None
+    out = layer.output_shapes[0]
+    if out is None:
+        return [], 0, "output shape unknown: cannot count matrix-vector products"
     layout = layer.weight.layout
     w = layer.weight.array()
     if layout.kind == "in_first" and w.ndim != 2:
@@ -344,13 +358,16 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
                 unsupported.append(Unsupported(layer.name, layer.op, reason))
             else:
                 plans[id(layer.node)] = (layer, mats, mvms)
-    calib = activations.Calibration(model, [p[0] for p in plans.values()], config, calibration) if config.adc_bits_from == "calibration" \
+    # Recurrent layers read [x_t; h_{t-1}]: no sampler for it, their ADC bits come from the weight bound.
+    calib = activations.Calibration(model, [p[0] for p in plans.values() if p[0].op not in RECURRENT_OPS], config, calibration) if config.adc_bits_from == "calibration" \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
     for layer in table:
         if id(layer.node) in plans:
             _, mats, mvms = plans[id(layer.node)]
             k = mats[0].shape[0]
             rows.append(map_mvm(layer, mats, mvms, config, lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k)))
+            if layer.op in RECURRENT_OPS:
+                _add_gates(rows[-1], layer, config)
         elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
             if is_digital(layer.op):
                 row = digital_row(layer, config)
@@ -361,6 +378,18 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     mapping = ReramMapping(layers=rows, unsupported=unsupported, calibration=calib.source)
     _place(mapping, config)
     return mapping
+
+
+def _add_gates(row: CrossbarLayer, layer: Layer, config) -> None:
+    """A recurrent layer's steps and its gate work on the digital units."""
+    rec = recurrence(layer.node)
+    units = rec.steps * rec.step_units
+    products = rec.multiply_ops
+    row.steps = rec.steps
+    row.gate_mix = (float(units * (rec.simple_ops - products)), float(units * products), float(units * rec.transcendental_ops))
+    states = 2 if rec.op == "LSTM" else 1
+    # Per unit and step: the gate pre-activations in, the states read and written.
+    row.gate_accesses = -(-units * (rec.gates + 2 * states) * config.input_bits // config.bus_bits)
 
 
 def _place(mapping: ReramMapping, config) -> None:

@@ -18,6 +18,10 @@ Vector-sparse GEMM (modes software / hardware, weights with N-of-L vectors):
                   (the activation panel is still read whole: the gather happens on chip)
     Sparse kernels may also use tiles up to L/N (at most 4) times taller: same shared memory.
     The library keeps the dense kernel when it is faster (dense weights, tiny layers).
+Recurrent layers (per time step a batched GEMM as above plus an element-wise gate kernel,
+``steps`` of them one after another):
+    step        = GEMM latency + (gate kernel bytes / hbm_bandwidth + launch)
+    latency     = steps x step;  energy = steps x the step's energy
 CUDA-core kernels (depthwise conv): max(MACs / (sm_count x cuda FMA/cycle x clock), bytes / HBM).
 Memory-bound kernels: (in + out bytes) / hbm_bandwidth + launch. Fused and no-op rows: 0.
 Energy = executed FMAs x pj_per_fma + HBM bytes x pJ/B + L2 bytes x pJ/B + static power x latency.
@@ -195,7 +199,41 @@ def _energy(fmas: float, hbm: float, l2: float, latency: float, config: Any) -> 
         + config.static_power_w * latency
 
 
+@dataclasses.dataclass(kw_only=True)
+class RecurrentKernelCost(TensorCoreCost):
+    """A recurrent layer: ``steps`` serial time steps, each a GEMM (the fields above: totals over
+    the steps; ``gemm`` and ``tile`` are one step's) and an element-wise gate kernel."""
+
+    steps: int
+    step_latency_s: float
+    pointwise_s: float     # one step's gate kernel
+
+
+def _step_row(row: KernelRow) -> KernelRow:
+    return dataclasses.replace(row, kind="gemm", steps=1)
+
+
+def recurrent_cost(row: KernelRow, config: Any, mode: str | None = None) -> RecurrentKernelCost:
+    dense, chosen = row_paths(_step_row(row), config, mode)
+    pointwise = row.pointwise_bytes / config.hbm_bandwidth + config.kernel_launch_s
+    step = chosen.latency_s + pointwise
+    steps = row.steps
+    latency, dense_latency = steps * step, steps * (dense.latency_s + pointwise)
+    energy = steps * _energy(chosen.executed_fmas, chosen.hbm_bytes + row.pointwise_bytes, chosen.l2_bytes, step, config)
+    return RecurrentKernelCost(
+        row.name, row.op, int(row.macs), latency, energy, row.macs / (latency * config.peak_fma_per_s), kind=row.kind,
+        gemm=f"{row.batch}x({row.m}x{row.n}x{row.k})" if row.batch > 1 else f"{row.m}x{row.n}x{row.k}",
+        kernel=chosen.path, tile=f"{chosen.tile[0]}x{chosen.tile[1]}", tiles=chosen.tiles * steps,
+        waves=chosen.waves * steps, k_executed=chosen.k_eff, bound=chosen.bound, cycles_dense=dense.cycles * steps,
+        cycles=chosen.cycles * steps, latency_dense_s=dense_latency, speedup=dense_latency / latency,
+        weight_bytes_dense=dense.weight_bytes, weight_bytes=chosen.weight_bytes, index_bytes=chosen.index_bytes,
+        hbm_bytes=(chosen.hbm_bytes + row.pointwise_bytes) * steps, l2_bytes=chosen.l2_bytes * steps, pattern=row.pattern,
+        fuses=list(row.fuses), steps=steps, step_latency_s=step, pointwise_s=pointwise)
+
+
 def layer_cost(row: KernelRow, config: Any, mode: str | None = None) -> KernelCost:
+    if row.kind == "recurrent":
+        return recurrent_cost(row, config, mode)
     if row.kind == "noop":
         return KernelCost(row.name, row.op, int(row.macs), 0.0, 0.0, None, kind=row.kind)
     if row.kind == "fused":
@@ -234,6 +272,10 @@ def gemm_latency(rows: Iterable[KernelRow], config: Any, mode: str | None = None
             d, c = row_paths(row, config, mode)
             dense += d.latency_s
             chosen += c.latency_s
+        elif row.kind == "recurrent":
+            d, c = row_paths(_step_row(row), config, mode)
+            dense += row.steps * d.latency_s
+            chosen += row.steps * c.latency_s
     return dense, chosen
 
 

@@ -12,6 +12,11 @@
   vector-wise pattern is measured from the weights themselves: keep N = the largest
   non-zero count of any L-vector (the format stores N slots per vector), density,
   balanced fraction, and the shortest vector length showing the same N/L ratio.
+- Recurrent layers (LSTM, GRU, RNN) run as cuDNN's non-persistent RNN kernels: every time
+  step one batched GEMM (batch = directions, m = gates*H, n = batch, k = I + H: [W R] by
+  [x_t; h_{t-1}]) and one element-wise gate kernel, the steps one after another (the row's
+  m, n, k and bytes are one step's; ``steps`` repeats it). The weights are read every step
+  [U: no persistent-kernel reuse modelled]; their vector pattern is measured on [W R].
 - Element-wise ops, pooling, reductions and data movement are memory-bound kernels;
   epilogue ops right after a GEMM fuse into it (``fuse_epilogue``); shape-only ops are
   no-ops. The other weighted ops (ConvTranspose, Einsum, the integer ops of pre-quantized
@@ -28,11 +33,12 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer
+from nncc.analysis import Layer, outputs_known, recurrence
 from nncc.backends.base import Mapping, partition_layers
 from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
-from nncc.ops import DATA_OPS, ELEMENTWISE_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS
+from nncc.ops import (DATA_OPS, ELEMENTWISE_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS, RECURRENT_OPS, TRANSCENDENTAL_OPS,
+                      WEIGHTED_OPS)
 from nncc.weights import vector_blocks, weight_refs
 
 # The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
@@ -61,7 +67,7 @@ class SparsePattern:
 class KernelRow:
     name: str
     op: str
-    kind: str              # gemm | cuda_core | memory | fused | noop
+    kind: str              # gemm | recurrent | cuda_core | memory | fused | noop
     macs: int = 0
     m: int = 0
     n: int = 0
@@ -75,6 +81,8 @@ class KernelRow:
     pattern: SparsePattern | None = None
     fused_into: str | None = None
     fuses: list[str] = dataclasses.field(default_factory=list)
+    steps: int = 1         # recurrent: serial time steps; m, n, k, bytes are one step's (macs the total)
+    pointwise_bytes: int = 0  # recurrent: one step's gate kernel traffic (gate pre-activations in, states in and out)
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -154,10 +162,17 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
         if op in NO_OPS:
             rows.append(KernelRow(layer.name, op, "noop", layer=layer))
             continue
+        if op in RECURRENT_OPS:
+            row = _recurrent_row(layer, config)
+            if row is None:
+                unsupported.append(Unsupported(layer.name, op, "shapes unknown: cannot form the per-step GEMM"))
+            else:
+                rows.append(row)
+            continue
         if op in WEIGHTED_OPS and op not in GEMM_OPS:
             unsupported.append(Unsupported(layer.name, op, NO_GEMM_LOWERING))
             continue
-        if any(static_shape(v) is None for v in node.outputs if v is not None):
+        if not outputs_known(node):
             unsupported.append(Unsupported(layer.name, op, "output shape unknown: cannot cost"))
             continue
         acts = [v for v in node.inputs if v is not None and v.const_value is None]
@@ -209,6 +224,27 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
         rows.append(KernelRow(layer.name, op, "memory", input_bytes=in_bytes * config.batch + w_bytes,
                               output_bytes=out_bytes * config.batch, layer=layer))
     return SparseTcMapping(layers=rows, unsupported=unsupported)
+
+
+def _recurrent_row(layer: Layer, config: Any) -> KernelRow | None:
+    """One time step of a recurrent layer as a batched GEMM (``steps`` of them, serial)."""
+    rec = recurrence(layer.node)
+    if rec is None or rec.macs <= 0:
+        return None
+    vb, n = config.value_bytes, rec.batch * config.batch
+    states = 2 if rec.op == "LSTM" else 1  # h (and the LSTM's cell c)
+    state = rec.directions * n * rec.hidden * states * vb
+    consts = [v for v in layer.node.inputs if v is not None and v.const_value is not None]
+    row = KernelRow(layer.name, layer.op, "recurrent", layer.macs * config.batch, rec.rows, n, rec.reduction,
+                    rec.directions, weight=layer.weight.value.name if layer.weight is not None else None,
+                    weight_elements=sum(v.const_value.size for v in consts),
+                    input_bytes=n * rec.input_size * vb + state, output_bytes=state, steps=rec.steps,
+                    pointwise_bytes=rec.directions * n * rec.rows * vb + 2 * state, layer=layer)
+    weight = layer.weight
+    if weight is not None and all(p.is_initializer for p in weight.parts) and weight.value.dtype is not None \
+            and weight.value.dtype.is_floating_point():
+        row.pattern = measure_pattern(weight.gemm_matrix(), config.vector_length)
+    return row
 
 
 def _fusible(node: ir.Node) -> bool:

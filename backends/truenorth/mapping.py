@@ -48,7 +48,7 @@ from nncc.blocks import BLOCK, BLOCKED_OPS, LAYER, MARK, Block, describe_weighte
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
-from nncc.ops import DEFAULT_DOMAINS, NO_OPS, WEIGHTED_OPS
+from nncc.ops import DEFAULT_DOMAINS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 from .packing import coverage, merge_cores, pack_conv
 
@@ -64,6 +64,9 @@ WIRING = NO_OPS | {"Split", "Slice", "Concat", "Transpose"}
 # The element-wise ops that are a per-channel scale or shift when at most one operand is an
 # activation: they fold into the producing neurons' weights and leak.
 AFFINE = frozenset({"Add", "Sub", "Mul", "Div", "BatchNormalization"})
+# Recurrent layers are not placed: listed as unsupported (the host runs them), with this reason.
+RECURRENT = ("recurrent layer: its hidden state carries from one time step to the next, a state across ticks "
+             "that the feed-forward core-op mapping does not model; runs on the host")
 
 
 @dataclasses.dataclass
@@ -152,6 +155,9 @@ class _Mapper:
         label = node.metadata_props.get(LAYER, layer.name)
         if layer.domain not in DEFAULT_DOMAINS:
             self.unsupported.append(Unsupported(layer.name, f"{layer.domain}::{op}", "custom op: runs on the host"))
+            return None
+        if op in RECURRENT_OPS:
+            self.unsupported.append(Unsupported(layer.name, op, RECURRENT))
             return None
         if op in WEIGHTED_OPS:
             return self.weighted(layer, label)

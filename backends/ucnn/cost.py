@@ -19,6 +19,7 @@ MAC scaled by the word's bits / 16 (Eyeriss normalized table, see config.py):
                  + P M (unique weight read + psum read/write)
     weights    = the indirection + unique-weight tables, on chip and in DRAM
   both:
+    a recurrent layer's gate work: + vector_ops / PEs cycles, vector_ops adds
     global buffer + NoC: weights once; the layer's input once per pass, a pass being one
                  filling of the PEs' weight scratch pads (passes = ceil(weight bytes / (PEs x
                  rf_weight_bytes))): smaller tables mean fewer re-reads of the input [U]
@@ -129,6 +130,10 @@ def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = Non
         dram_bits = dram_weight_bits + (row.input_elems + row.output_elems) * ab
         parts["dram"] = dram_bits / 16 * c.dram_x * word
         counts.update(input_passes=passes, weight_dram_bytes=math.ceil(dram_weight_bits / 8))
+        if row.vector_ops:  # a recurrent layer's gate work on the adders, the same in both designs
+            cycles += math.ceil(row.vector_ops / c.pes)
+            parts["arithmetic"] += row.vector_ops * e_add
+            counts["adds"] = counts["adds"] + row.vector_ops
     return DesignCost(int(cycles), **{f"{k}_j": v * PJ for k, v in parts.items()}, energy_j=sum(parts.values()) * PJ,
                       **counts)
 

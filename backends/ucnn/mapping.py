@@ -21,6 +21,11 @@ The weights are counted as the hardware stores them: float weights are quantized
 to ``weight_bits`` (symmetric, scale = max|w| / (2^(b-1)-1)) *inside the model only*, so
 16-bit and 8-bit schemes are measured without touching the graph; weights already shared to
 U values (``weight-share``) keep at most U values (rounding only merges values).
+
+Recurrent layers (LSTM, GRU, RNN) are filters too: each gate row of [W R] (one per gate output
+and direction, I + H weights) slides over [x_t; h_{t-1}] at every time step and batch row
+(positions = steps x batch); the gate's element-wise work (``vector_ops``) runs on the adders
+as for the element-wise layers, the same in both designs.
 """
 
 from __future__ import annotations
@@ -32,19 +37,19 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers
+from nncc.analysis import Layer, layers, outputs_known
 from nncc.backends.base import Mapping
 from nncc.calibration import Calibration, calibration_feeds, run_exposing
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
-from nncc.ops import DEFAULT_DOMAINS, NO_OPS, WEIGHTED_OPS
+from nncc.ops import DEFAULT_DOMAINS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 # The weighted ops whose filters UCNN factorizes (its indirection tables walk one filter's
 # weights against a window of activations).
-FACTORIZED_OPS = frozenset({"Conv", "Gemm", "MatMul"})
-NOT_FACTORIZED = ("a dot-product op other than Conv/Gemm/MatMul: UCNN's indirection tables are defined for filters "
-                  "of those ops only")
+FACTORIZED_OPS = frozenset({"Conv", "Gemm", "MatMul"}) | RECURRENT_OPS
+NOT_FACTORIZED = ("a dot-product op other than Conv/Gemm/MatMul/LSTM/GRU/RNN: UCNN's indirection tables are defined "
+                  "for filters of those ops only")
 CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
 
 
@@ -106,7 +111,7 @@ class UcnnLayer:
     rlc_weight_bits: int = 0   # baseline's run-length-coded weights
     input_elems: int = 0
     output_elems: int = 0
-    vector_ops: int = 0
+    vector_ops: int = 0        # element-wise ops (a factorized recurrent layer: its gate work)
     act_density: float | None = None  # measured on calibration data; None: config.activation_density
     note: str = ""
     layer: Layer | None = dataclasses.field(default=None, repr=False)
@@ -253,6 +258,8 @@ def _weight_matrix(layer: Layer) -> np.ndarray | None:
     w = layer.weight.array()
     if w.dtype.kind not in "fiu":
         return None
+    if layer.weight.recurrence is not None:  # gate rows of [W R]
+        return layer.weight.filter_matrix()
     return layer.weight.layout.filter_view(w)
 
 
@@ -273,7 +280,7 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
     if layer.op in WEIGHTED_OPS and layer.op not in FACTORIZED_OPS:
         return Unsupported(layer.name, layer.op, NOT_FACTORIZED)
     if layer.op in FACTORIZED_OPS:
-        if any(s is None for s in layer.output_shapes) or layer.macs <= 0:
+        if not outputs_known(layer.node) or layer.macs <= 0:
             return Unsupported(layer.name, layer.op, "output shape unknown: cannot count the output positions")
         matrix = _weight_matrix(layer)
         if matrix is None:
@@ -286,7 +293,8 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
         dense = codes.size * c.weight_bits
         ins = _elems([static_shape(activation_input(layer))])
         return UcnnLayer(layer.name, layer.op, "factorized", layer.macs, positions, stats, dense,
-                         min(dense, rlc_bits(codes, c.weight_bits, c.rlc_run_bits)), ins, outs, layer=layer)
+                         min(dense, rlc_bits(codes, c.weight_bits, c.rlc_run_bits)), ins, outs, layer=layer,
+                         vector_ops=layer.elementwise_ops if layer.op in RECURRENT_OPS else 0)
     if layer.op in NO_OPS:
         return UcnnLayer(layer.name, layer.op, "noop", 0, note="no data movement or arithmetic at inference time", layer=layer)
     if all(v is None or v.const_value is not None for v in layer.node.inputs):
