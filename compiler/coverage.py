@@ -6,8 +6,10 @@ the whole model: every report carries ``totals.coverage``, ``nncc compare`` show
 
 MACs of control flow count what the node runs: an ``If`` its costlier branch, a ``Loop`` its
 body times a constant trip count, a ``Scan`` its body times the scanned length. Where that is
-unknown (a runtime trip count, shapes unknown inside a body), the node's MACs are unknown and
-``macs_unknown_nodes`` says how many such nodes were left out.
+unknown (a runtime trip count, shapes unknown inside a body, a dot product whose shapes are
+unknown), the node's MACs are unknown: ``macs_unknown_nodes`` counts them, and the share of
+MACs is then over the known ones only -- which is why a report is complete only when no node
+was left out, whatever the share says.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import onnx_ir as ir
 from nncc.analysis import layers, node_macs
 from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
+from nncc.ops import op_class
 
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 
@@ -60,6 +63,8 @@ def coverage(model: ir.Model, unsupported: list[Unsupported]) -> dict[str, Any]:
     total = costed = unknown = 0
     for layer in layers(model):
         macs = control_flow_macs(layer.node) if layer.op in CONTROL_FLOW else layer.macs
+        if macs == 0 and op_class(layer.op, layer.domain) == "weighted":
+            macs = None  # a dot product counts no MACs only when its shapes are unknown
         if macs is None:
             unknown += 1
             continue

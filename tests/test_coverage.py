@@ -89,3 +89,23 @@ def test_compare_shows_coverage_and_strict_fails(tmp_path, capsys, conv_bn_path)
     capsys.readouterr()
     assert main(["compare", str(conv_bn_path), "--targets", "mobile-cpu", "--strict"]) == 0
     assert "100.0% |" in capsys.readouterr().out
+
+
+def test_a_dot_product_with_unknown_shapes_is_unknown_not_zero():
+    # A MatMul by a second input of dynamic width: its MACs cannot be counted, and the share of
+    # MACs must not claim 100% of a model whose work may mostly be there.
+    import onnx_ir as ir
+
+    from nncc.cost import Unsupported
+    from nncc.coverage import coverage
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "b"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+                                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [256, "n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(W1, "w1")])
+    proto = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8))
+    cov = coverage(ir.from_proto(proto), [Unsupported("mm", "MatMul", "shapes unknown")])
+    assert cov["macs_unknown_nodes"] == 1 and cov["macs_total"] == cov["macs_costed"] == CONV_MACS
+    assert cov["macs_fraction"] == 1.0 and not cov["complete"]  # hence: complete, not the share, is the verdict
