@@ -172,6 +172,11 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 
     click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
+    for branch in result.report.get("control_flow", []):
+        macs = branch["branch_macs"]
+        click.echo(f"nncc: warning: {model}: If '{branch['node']}': its condition is not known before inference; the "
+                   f"{branch['costed_branch']} branch is costed (MACs: then {macs['then']}, else {macs['else']}); "
+                   "fix the input it tests with --input-value to cost the other", err=True)
     _check_coverage(model, {target: totals["coverage"]}, strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]

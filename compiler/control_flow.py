@@ -195,3 +195,27 @@ def specialize_control_flow(model: ir.Model, fold: Callable[[ir.Model], bool], i
             break
         infer(model)
     return total
+
+
+def inline_costlier_branches(model: ir.Model, branch_macs: Callable[[ir.Graph], int | None]) -> list[dict[str, object]]:
+    """For costing only: replace every If whose condition is not known before inference by the
+    branch that costs more MACs (``branch_macs``), and say so; ties and unknown counts take
+    the then-branch. Returns one record per If replaced (what the report lists).
+
+    The compiled model keeps its Ifs (it must still run either branch); a target lowers a copy
+    treated by this function, so its figures are those of the costlier path."""
+    records: list[dict[str, object]] = []
+    while True:
+        found = next(((g, n) for g in _all_graphs(model.graph) for n in g
+                      if n.op_type == "If" and n.domain in ("", "ai.onnx") and if_condition(n) is None), None)
+        if found is None:
+            return records
+        graph, node = found
+        then_graph, else_graph = (node.attributes[key].as_graph() for key in ("then_branch", "else_branch"))
+        macs = {"then": branch_macs(then_graph), "else": branch_macs(else_graph)}
+        take_else = macs["then"] is not None and macs["else"] is not None and macs["else"] > macs["then"]
+        records.append({"node": node.name or node.outputs[0].name, "costed_branch": "else" if take_else else "then",
+                        "branch_macs": macs, "reason": "condition not known before inference: the costlier branch is costed"})
+        taken_values, taken_nodes = _taken_names(model.graph, skip=node)
+        _detach(then_graph if take_else else else_graph)
+        _inline_branch(graph, node, else_graph if take_else else then_graph, taken_values, taken_nodes)

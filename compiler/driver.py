@@ -19,7 +19,8 @@ import nncc
 from nncc import analysis, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
-from nncc.coverage import coverage
+from nncc.control_flow import inline_costlier_branches
+from nncc.coverage import coverage, graph_macs
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
@@ -99,8 +100,9 @@ def compile_model(
     records = run_passes(model, list(passes) + list(target.legalize()), options.context)
     infer_shapes(model, model_path)
     progress("lowering")
+    costed, branches = costed_copy(model, model_path)
     # Targets measure on the user's calibration data too (ADC bits, spike rates).
-    mapping = target.lower(model, calibration=options.context.calibration)
+    mapping = target.lower(costed, calibration=options.context.calibration)
     cost = target.estimate(mapping)
     ratios = _ratios_to_uncompressed(model_path, target, records, cost, options)
     if ratios is not None:
@@ -114,8 +116,22 @@ def compile_model(
         measured = runtime.measure_latency(sess, runtime.sample_inputs(model, 1, seed=1)[0])
         measured["threads"] = 1
         measured["executor"] = "onnxruntime"
-    report = build_report(model_path, original, model, target, cost, records, verification, measured)
+    report = build_report(model_path, original, model, target, cost, records, verification, measured, costed)
+    if branches:
+        report["control_flow"] = branches
     return CompileResult(model_path, original, model, target, mapping, cost, records, report)
+
+
+def costed_copy(model: ir.Model, where: object) -> tuple[ir.Model, list[dict[str, Any]]]:
+    """The model a target lowers: ``model`` itself, or, when Ifs remain whose condition is not
+    known before inference, a copy in which each runs its costlier branch (with the records)."""
+    if not any(node.op_type == "If" for graph in model.graphs() for node in graph):
+        return model, []
+    copy = ir.from_proto(ir.to_proto(model))
+    branches = inline_costlier_branches(copy, graph_macs)
+    if branches:
+        infer_shapes(copy, where)
+    return copy, branches
 
 
 def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord], cost: CostReport,
@@ -130,6 +146,7 @@ def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
     run_passes(plain, list(target.legalize()), context)
     infer_shapes(plain, model_path)
+    plain, _ = costed_copy(plain, model_path)
     return target.ratios_to_uncompressed(target.estimate(target.lower(plain, calibration=options.context.calibration)), cost)
 
 
@@ -155,7 +172,7 @@ def verify(original: ir.Model, model: ir.Model, options: CompileOptions, eval_da
     return result
 
 
-def build_report(model_path, original, model, target, cost, records, verification, measured) -> dict[str, Any]:
+def build_report(model_path, original, model, target, cost, records, verification, measured, costed=None) -> dict[str, Any]:
     summary = analysis.model_summary(model)
     report = {
         "schema": REPORT_SCHEMA,
@@ -169,7 +186,7 @@ def build_report(model_path, original, model, target, cost, records, verificatio
         },
         "target": target.describe(),
         "passes": [r.to_json() for r in records],
-        "totals": {**cost.totals(), "coverage": coverage(model, cost.unsupported)},
+        "totals": {**cost.totals(), "coverage": coverage(costed if costed is not None else model, cost.unsupported)},
         "layers": [row.to_json() for row in cost.layers],
         "unsupported": [u.to_json() for u in cost.unsupported],
         "verification": verification,

@@ -47,15 +47,19 @@ def model_with_if_and_custom_op(path) -> None:
     onnx.save(model, path)
 
 
-def test_coverage_counts_the_costlier_branch_and_names_what_was_left_out(tmp_path):
+def test_an_undecided_if_costs_its_costlier_branch_and_says_so(tmp_path):
     path = tmp_path / "gated.onnx"
     model_with_if_and_custom_op(path)
     result = compile_model(path, TARGETS.create("mobile-cpu"), [], CompileOptions(verify_samples=0))
+    (branch,) = result.report["control_flow"]
+    assert branch["node"] == "gate" and branch["costed_branch"] == "else"
+    assert branch["branch_macs"] == {"then": BRANCH_MACS[0], "else": BRANCH_MACS[1]}
+    assert [n.op_type for n in result.model.graph].count("If") == 1  # the compiled model still runs either branch
+    costed = {row["name"]: row for row in result.report["layers"]}
+    assert costed["else_conv"]["macs"] == BRANCH_MACS[1] and "gate" not in costed
     cov = result.report["totals"]["coverage"]
-    assert cov["complete"] is False and cov["unsupported_nodes"] == 2
-    assert cov["unsupported_ops"] == ["If", "example.custom::Blur"]
-    assert cov["macs_total"] == CONV_MACS + max(BRANCH_MACS) and cov["macs_costed"] == CONV_MACS
-    assert cov["macs_fraction"] == CONV_MACS / (CONV_MACS + max(BRANCH_MACS))
+    assert cov["complete"] is False and cov["unsupported_nodes"] == 1 and cov["unsupported_ops"] == ["example.custom::Blur"]
+    assert cov["macs_total"] == cov["macs_costed"] == CONV_MACS + max(BRANCH_MACS)
 
 
 def test_a_fully_costed_model_is_complete(conv_bn_path):
@@ -71,9 +75,10 @@ def test_compile_warns_and_strict_fails(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["compile", str(path), "-t", "mobile-cpu", "-o", str(out), "--verify", "0"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"nncc: warning: {path}: mobile-cpu: 50.0% of MACs costed; 2 nodes not costed")
+    assert len(err) == 2 and "If 'gate': its condition is not known before inference; the else branch is costed" in err[0]
+    assert err[1] == f"nncc: warning: {path}: mobile-cpu: 100.0% of MACs costed; 1 node not costed (example.custom::Blur)"
     report = json.loads((out / "report.json").read_text())
-    assert report["totals"]["coverage"]["macs_fraction"] == 0.5
+    assert report["totals"]["coverage"]["macs_fraction"] == 1.0
     assert "coverage" in (out / "report.md").read_text() and "coverage" in (out / "report.html").read_text()
     assert main(["compile", str(path), "-t", "mobile-cpu", "-o", str(out), "--verify", "0", "--strict"]) == 1
     assert "--strict: mobile-cpu did not cost the whole model" in capsys.readouterr().err
@@ -84,7 +89,7 @@ def test_compare_shows_coverage_and_strict_fails(tmp_path, capsys, conv_bn_path)
     model_with_if_and_custom_op(path)
     assert main(["compare", str(path), "--targets", "mobile-cpu,sparse-tc"]) == 0
     out = capsys.readouterr().out
-    assert "| coverage |" in out and "50.0% (2 nodes left out)" in out
+    assert "| coverage |" in out and "100.0% (1 nodes left out)" in out
     assert main(["compare", str(path), "--targets", "mobile-cpu", "--strict"]) == 1
     capsys.readouterr()
     assert main(["compare", str(conv_bn_path), "--targets", "mobile-cpu", "--strict"]) == 0
