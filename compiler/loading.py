@@ -240,11 +240,58 @@ def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None
     def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=strict, data_prop=True)
 
-    try:
-        inferred = _call_without_weight_data(infer, model)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as e:
-        raise NnccError(where, f"shape inference failed: {_first_line(str(e))}") from None
-    _merge_func(model, inferred)
+    def run() -> None:
+        try:
+            inferred = _call_without_weight_data(infer, model)
+        except (onnx.shape_inference.InferenceError, RuntimeError) as e:
+            raise NnccError(where, f"shape inference failed: {_first_line(str(e))}") from None
+        _merge_func(model, inferred)
+
+    run()
+    # onnx knows no contrib op: give their outputs shapes, then re-infer what follows them
+    # (a chain of contrib ops takes one round each).
+    for _ in range(8):
+        if not _infer_contrib_shapes(model):
+            break
+        run()
+
+
+def _recurrent_contrib_shapes(node: ir.Node) -> list[tuple[int, ...]] | None:
+    """com.microsoft::DynamicQuantizeLSTM (onnx LSTM's outputs): Y [seq, dirs, batch, H], Y_h and Y_c [dirs, batch, H]."""
+    x, w = (static_shape(v) if v is not None else None for v in node.inputs[:2])
+    if x is None or len(x) != 3:
+        return None
+    dirs = w[0] if w is not None and len(w) == 3 else (2 if node.attributes.get_string("direction", "forward") == "bidirectional" else 1)
+    hidden = node.attributes.get_int("hidden_size", 0) or (w[2] // 4 if w is not None and len(w) == 3 else 0)
+    if not hidden:
+        return None
+    seq, batch = x[0], x[1]
+    return [(seq, dirs, batch, hidden), (dirs, batch, hidden), (dirs, batch, hidden)]
+
+
+# Contrib-domain ops whose output shapes loading fills in after onnx's inference: (domain, op) -> shapes of
+# its outputs from the node (None: an input shape is unknown); dtypes follow the first input.
+CONTRIB_SHAPES = {("com.microsoft", "DynamicQuantizeLSTM"): _recurrent_contrib_shapes}
+
+
+def _infer_contrib_shapes(model: ir.Model) -> bool:
+    """Set the shapes of contrib outputs that are still unknown; whether any was set."""
+    changed = False
+    for graph in model.graphs():
+        for node in graph:
+            rule = CONTRIB_SHAPES.get((node.domain, node.op_type))
+            if rule is None or not any(out is not None and out.name and static_shape(out) is None for out in node.outputs):
+                continue
+            shapes = rule(node)
+            if shapes is None:
+                continue
+            for out, shape in zip(node.outputs, shapes):
+                if out is None or not out.name or static_shape(out) is not None:
+                    continue
+                out.shape = ir.Shape(shape)
+                out.dtype = out.dtype or node.inputs[0].dtype
+                changed = True
+    return changed
 
 
 # Float tensors above this size go to onnx's shape inference as typed inputs without data

@@ -11,6 +11,8 @@ Classes:
   layers (``LSTM``, ``GRU``, ``RNN``: per time step, gate GEMMs over an input weight W and a
   recurrence weight R, then element-wise gate work; :data:`RECURRENT_GATES`).
 - ``elementwise``: simple per-element arithmetic, compares, logic, normalizations, casts.
+  ``DynamicQuantizeLinear`` (dynamically quantized models) is counted here too: a min/max
+  reduction over its input plus a scale, round and saturate per element, about one op per element.
 - ``transcendental``: per-element functions a processor evaluates by series or table
   (exp, tanh, erf, sqrt, ...), several simple-op equivalents each.
 - ``pool``: windows and reductions; their work scales with the *input* elements.
@@ -32,7 +34,7 @@ _TABLE: dict[OpClass, str] = {
         LSTM GRU RNN""",
     "elementwise": """Relu Add Sub Mul Div Sum Max Min Mean Clip LeakyRelu PRelu Neg Abs Floor Ceil Round Sign Where
         Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Xor Cast CastLike HardSigmoid HardSwish Mod IsNaN IsInf
-        BitShift ThresholdedRelu Shrink QuantizeLinear DequantizeLinear BatchNormalization InstanceNormalization
+        BitShift ThresholdedRelu Shrink QuantizeLinear DequantizeLinear DynamicQuantizeLinear BatchNormalization InstanceNormalization
         LayerNormalization LRN""",
     "transcendental": """Sigmoid Tanh Exp Log Erf Softplus Softsign Elu Selu Celu Mish Gelu Softmax LogSoftmax Sqrt
         Reciprocal Pow Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh""",

@@ -88,6 +88,7 @@ class LegalizeCoreOps(NnccPass):
         graph = model.graph
         self._taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
         self._opset = model.opset_imports.get("", 17)
+        self._zero_cs: dict[str, ir.Value] = {}
         layers: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
         already = 0
@@ -173,6 +174,8 @@ class LegalizeCoreOps(NnccPass):
                 inputs = [piece[(b.in0, b.in1)], self._block_weight(graph, layer, wq, b, label, i, j)]
                 if not partial and layer.bias is not None:
                     inputs.append(self._bias(graph, layer, b, label, j, for_sum=False))
+                elif node.op_type == "Gemm" and self._opset < 11:
+                    inputs.append(self._zero_c(graph, layer, label))  # Gemm's C is optional from opset 11 only
                 shape = _resize(static_shape(out), 1 if layer.is_conv else -1, b.out1 - b.out0)
                 value = self._value(f"{label}_core{j}_{i}", out, shape)
                 new.append(self._node(node.op_type, inputs, [value], self._block_attrs(node, b), f"{label}/core{j}_{i}",
@@ -211,6 +214,14 @@ class LegalizeCoreOps(NnccPass):
             bias = layer.bias[:, b.out0:b.out1]
             bias = bias[0] if bias.shape[0] == 1 else bias
         return add_initializer(graph, f"{label}_b{j}", np.ascontiguousarray(bias))
+
+    def _zero_c(self, graph, layer: BlockedLayer, label: str) -> ir.Value:
+        """A scalar zero C for a Gemm block without its own (no bias, or a partial block whose bias goes to the
+        Sum): opset <= 10 requires C. One per layer."""
+        zeros = self._zero_cs
+        if label not in zeros:
+            zeros[label] = add_initializer(graph, f"{label}_c0", np.zeros((1,), dtype=layer.weight.dtype))
+        return zeros[label]
 
     @staticmethod
     def _block_attrs(node: ir.Node, b: Block) -> list[ir.Attr]:

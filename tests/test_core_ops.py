@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -301,3 +302,20 @@ def test_conv_plan_covers_every_group_weight_once_within_the_crossbar(groups, cg
             assert per_group_in * b.groups * kernel <= x and b.out1 - b.out0 <= x
             seen[b.out0:b.out1, b.w_in[0]:b.w_in[1]] += 1
     assert np.all(seen == 1)
+
+
+def test_opset_9_gemm_blocks_get_a_zero_c_and_run_in_onnxruntime(tmp_path):
+    # Gemm's C is optional only from opset 11: a 2-input block would fail the ONNX checker
+    # ("Node with schema(::Gemm:9) has input size 2") and onnxruntime.
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(10, 300)).astype(np.float32)
+    inits = {"w": w, "b": rng.normal(size=10).astype(np.float32)}
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)
+    path = _save(tmp_path, [node], [1, 300], [1, 10], inits, opset=9)
+    original, model, _, _ = _legalize(path, weight_bits=16)
+    gemms = [n for n in model.graph if n.op_type == "Gemm"]
+    assert len(gemms) == 2 and all(len(n.inputs) == 3 for n in gemms)
+    for n in gemms:
+        assert not np.any(n.inputs[2].const_value.numpy())  # partial blocks: zero C, the bias goes to the Sum
+    onnx.checker.check_model(ir.serde.serialize_model(model), full_check=True)
+    assert _error(original, model)["max_rel_error"] <= 1e-4

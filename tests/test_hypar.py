@@ -201,9 +201,9 @@ def test_residual_skip_edge_is_charged(tmp_path):
     assert plans["hypar"][0].bytes <= min(plans["dp"][0].bytes, plans["mp"][0].bytes)
 
 
-def test_weights_come_from_the_layer_view_and_integer_ops_are_listed(tmp_path):
+def test_weights_come_from_the_layer_view_and_integer_ops_are_split_at_their_width(tmp_path):
     # W @ X (weight first): mp splits the reduction K = 8. MatMulInteger (a pre-quantized model's op)
-    # has no float training step to split: listed, not costed.
+    # is split like MatMul, its maps at its integer width (8 bits).
     rng = np.random.default_rng(2)
     nodes = [helper.make_node("MatMul", ["w", "x"], ["wx"], name="wx"),
              helper.make_node("QuantizeLinear", ["wx", "s", "z"], ["q"], name="quant"),
@@ -218,11 +218,11 @@ def test_weights_come_from_the_layer_view_and_integer_ops_are_listed(tmp_path):
     path = tmp_path / "mixed.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     result = _compile(path, accelerators=2, batch=4)
-    (spec,) = result.mapping.graph.specs
-    assert (spec.name, spec.cin, spec.weight_elems, spec.in_elems) == ("wx", 8, 32.0, 24.0)
-    (unsupported,) = result.cost.unsupported
-    assert unsupported.name == "mmi" and "training model" in unsupported.reason
-    assert "mmi" not in {r.name for r in result.cost.layers}
+    spec, mmi = result.mapping.graph.specs
+    assert (spec.name, spec.cin, spec.weight_elems, spec.in_elems, spec.data_bits) == ("wx", 8, 32.0, 24.0, 0)
+    assert (mmi.name, mmi.cin, mmi.weight_elems, mmi.in_elems, mmi.data_bits) == ("mmi", 3, 6.0, 12.0, 8)
+    assert result.cost.unsupported == []
+    assert "mmi" in {r.name for r in result.cost.layers}
 
 
 def test_cli_artifact_and_set(tmp_path, capsys):

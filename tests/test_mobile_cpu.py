@@ -45,6 +45,12 @@ def _row(report, name):
     return next(r for r in report.layers if r.name == name)
 
 
+def _kernel_row(path, name):
+    """The mapping's kernel row (weight, input and output bytes apart)."""
+    target = MobileCpuTarget()
+    return next(r for r in target.lower(load_model(path)).layers if r.name == name)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     """Never read or write the user's ~/.cache during tests."""
@@ -221,6 +227,73 @@ def test_qdq_and_qlinear_convs_compute_in_int8(tmp_path):
                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 28, 28])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 28, 28])], [fp32], name="f.onnx")
     assert rows["qlinear"].latency_s < _row(_estimate(fpath), "conv").latency_s
+
+
+def test_matmul_and_conv_integer_compute_in_int8_at_their_widths(tmp_path):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-100, 100, (256, 128)).astype(np.int8), "w"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"), numpy_helper.from_array(np.array(0, np.int8), "wz"),
+             numpy_helper.from_array(np.ones((16, 8, 3, 3), np.int8), "cw")]
+    nodes = [helper.make_node("MatMulInteger", ["x", "w", "xz", "wz"], ["y"], name="mmi"),
+             helper.make_node("ConvInteger", ["cx", "cw"], ["cy"], name="ci", pads=[1] * 4)]
+    path = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.UINT8, [64, 256]),
+                                   helper.make_tensor_value_info("cx", TensorProto.UINT8, [1, 8, 10, 10])],
+                 [helper.make_tensor_value_info("y", TensorProto.INT32, [64, 128]),
+                  helper.make_tensor_value_info("cy", TensorProto.INT32, [1, 16, 10, 10])], inits)
+    report = _estimate(path)
+    assert not report.unsupported
+    mmi, ci = _row(report, "mmi"), _row(report, "ci")
+    assert (mmi.dtype, mmi.op_class, mmi.macs) == ("int8", "gemm", 64 * 128 * 256)
+    assert (ci.dtype, ci.op_class, ci.macs) == ("int8", "conv", 1600 * 72)
+    kmmi, kci = _kernel_row(path, "mmi"), _kernel_row(path, "ci")
+    assert (kmmi.weight_bytes, kmmi.input_bytes, kmmi.output_bytes) == (256 * 128 + 2, 64 * 256, 64 * 128 * 4)
+    assert (kci.weight_bytes, kci.input_bytes, kci.output_bytes) == (1152, 800, 1600 * 4)
+    config = MobileCpuConfig()
+    per_feature = 64 * 256  # MACs per output feature (64 rows x k = 256)
+    eff = config.eff_gemm * config.eff_int8 * per_feature / (per_feature + config.work_half_macs)
+    assert mmi.compute_s == pytest.approx(64 * 128 * 256 / (2.45e9 * 16 * eff))
+
+
+def test_dynamic_quantize_linear_is_element_wise_and_reads_its_input_twice(tmp_path):
+    path = _save(tmp_path, [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"], name="dql")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1000])],
+                 [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1000]),
+                  helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+                  helper.make_tensor_value_info("z", TensorProto.UINT8, [])])
+    report = _estimate(path)
+    assert not report.unsupported
+    r, k = _row(report, "dql"), _kernel_row(path, "dql")
+    assert (r.op_class, k.input_bytes, k.output_bytes) == ("elementwise", 2 * 4000, 1000 + 4 + 1)
+    # 6 simple ops per output element (min, max, scale, round, + zero point, saturate); 1002 elements
+    assert r.compute_s == pytest.approx(6 * 1002 / (2.45e9 * 4 * 0.5))
+
+
+def test_dynamic_quantize_lstm_is_an_int8_lstm(tmp_path):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-50, 50, (1, 8, 16)).astype(np.int8), "w"),
+             numpy_helper.from_array(rng.integers(-50, 50, (1, 4, 16)).astype(np.int8), "r"),
+             numpy_helper.from_array(np.array([0.01], np.float32), "ws"), numpy_helper.from_array(np.array([0], np.int8), "wz"),
+             numpy_helper.from_array(np.array([0.01], np.float32), "rs"), numpy_helper.from_array(np.array([0], np.int8), "rz")]
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "w", "r", "", "", "", "", "", "ws", "wz", "rs", "rz"], ["y"],
+                            domain="com.microsoft", name="lstm", hidden_size=4)
+    path = _save(tmp_path, [node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 8])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, 4])], inits, domains=["com.microsoft"])
+    report = _estimate(path)
+    assert not report.unsupported
+    r = _row(report, "lstm")
+    k = _kernel_row(path, "lstm")
+    assert (r.dtype, r.macs, k.steps) == ("int8", 5 * 16 * 12, 5)
+    assert k.weight_bytes == 8 * 16 + 4 + 1 + 5 * (4 * 16) + 4 + 1  # W once, R every step, at int8
+
+
+def test_fp16_tensors_are_widened_to_fp32_and_narrowed_back(tmp_path):
+    # ARMv8.0 has no FP16 arithmetic: a Relu on fp16 converts its 1000 inputs and 1000 outputs.
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 1000])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 1000])])
+    r, k = _row(_estimate(path), "relu"), _kernel_row(path, "relu")
+    assert (k.input_bytes, k.output_bytes, k.fp16_converted) == (2000, 2000, 2000)
+    assert r.compute_s == pytest.approx((1000 + 2000) / (2.45e9 * 4 * 0.5))
 
 
 # ---------------------------------------------------------------- real graphs

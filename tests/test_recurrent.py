@@ -200,15 +200,18 @@ def dynamic_quantize_lstm_model(seq: int = 5) -> ir.Model:
     return ir.from_proto(proto)
 
 
-def test_dynamic_quantize_lstm_is_counted_but_not_costed():
+def test_dynamic_quantize_lstm_is_counted_and_costed_as_an_int8_lstm():
     model = dynamic_quantize_lstm_model(seq=5)
     layer = next(iter(layers(model)))
     assert layer.macs == 5 * BATCH * 2 * 4 * H * (I + H)
     assert layer.elementwise_ops == _expected_elementwise("LSTM", 5 * BATCH * 2 * H)
     assert op_class(layer.op, layer.domain) is None and layer.weight is None
-    # No target has an estimator for it: it is listed (and its MACs count as not costed), never a silent zero.
-    report = _cost("mobile-cpu", model)
-    assert [u.op for u in report.unsupported] == ["com.microsoft::DynamicQuantizeLSTM"]
+    # mobile-cpu and sparse-tc cost it as the LSTM it computes, with int8 weights (once Y has its shape).
+    model.graph.outputs[0].shape = ir.Shape([5, 2, BATCH, H])
+    cpu = next(r for r in _mapping("mobile-cpu", model).layers if r.name == layer.name)
+    assert (cpu.dtype, cpu.macs, cpu.steps) == ("int8", layer.macs, 5)
+    tc = next(r for r in _mapping("sparse-tc", model).layers if r.name == layer.name)
+    assert (tc.kind, tc.int8, tc.batch, tc.m, tc.k, tc.steps) == ("recurrent", True, 2, 4 * H, I + H, 5)
 
 
 def _mapping(target_name: str, model: ir.Model):

@@ -177,17 +177,135 @@ def test_conv_bn_rows_and_fusion(conv_bn_path):
     assert report["flatten"]["kind"] == "noop" and "fuses" not in report["fc1"]
 
 
-def test_weighted_ops_without_a_gemm_lowering_are_listed(tmp_path):
-    w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 7, 7])], [w])
-    path = tmp_path / "up.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+def _save(tmp_path, nodes, inputs, outputs, inits, name="m.onnx", domains=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    opsets = [helper.make_opsetid("", 17), *(helper.make_opsetid(d, 1) for d in domains)]
+    path = tmp_path / name
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=8), path)
+    return path
+
+
+def test_einsum_without_a_gemm_lowering_is_listed(tmp_path):
+    w = numpy_helper.from_array(np.ones((3, 4), np.float32), "w")
+    path = _save(tmp_path, [helper.make_node("Einsum", ["x", "w"], ["y"], name="e", equation="ij,jk->ik")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
     result = _run(path)
     (unsupported,) = result.cost.unsupported
-    assert (unsupported.name, unsupported.op) == ("up", "ConvTranspose") and "GEMM lowering" in unsupported.reason
-    assert result.cost.layers == []
+    assert (unsupported.name, unsupported.op) == ("e", "Einsum") and "GEMM lowering" in unsupported.reason
+
+
+def test_conv_transpose_is_a_col2im_gemm_plus_overlap_add_by_hand(tmp_path):
+    # x [1, 4, 5, 5], w [C=4, M=2, 3, 3]: GEMM m = M x kh x kw = 18 rows, k = C = 4, n = 25 pixels;
+    # the column buffer (18 x 25 FP16) is written by the GEMM and read by the overlap-add,
+    # which writes y [1, 2, 7, 7].
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32), "w")
+    path = _save(tmp_path, [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 7, 7])], [w])
+    result = _run(path, mode="dense", **HAND)
+    assert not result.cost.unsupported
+    r = _row(result, "up")
+    assert (r.kind, r.gemm, r.macs) == ("gemm", "18x25x4", 4 * 25 * 18)
+    column, out = 18 * 25 * 2, 2 * 49 * 2
+    gemm_s = 16 * 128 * 128 / 512 / 1.53e9  # one 128x128 tile, k padded to 16
+    assert r.latency_s == pytest.approx(gemm_s + (column + out) / 900e9)
+    assert r.hbm_bytes == 72 * 2 + 100 * 2 + column + (column + out)
+    # grouped: per group 2 x 9 rows x C/g = 2
+    wg = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    gpath = _save(tmp_path, [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", group=2)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 7, 7])], [wg], name="g.onnx")
+    rg = _row(_run(gpath, mode="dense", **HAND), "up")
+    assert (rg.gemm, rg.macs) == ("2x(18x25x2)", 2 * 18 * 25 * 2)
+
+
+def _matmul_integer(tmp_path, n=256, k=1024, m=512):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-100, 100, (k, m)).astype(np.int8), "w"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"), numpy_helper.from_array(np.array(0, np.int8), "wz")]
+    return _save(tmp_path, [helper.make_node("MatMulInteger", ["x", "w", "xz", "wz"], ["y"], name="mmi")],
+                 [helper.make_tensor_value_info("x", TensorProto.UINT8, [n, k])],
+                 [helper.make_tensor_value_info("y", TensorProto.INT32, [n, m])], inits, name="mmi.onnx")
+
+
+def test_integer_ops_run_as_dp4a_on_the_int32_cores_by_hand(tmp_path):
+    config = SparseTcConfig()
+    dp4a = 80 * 64 * 4 * 1.53e9  # SMs x INT32 lanes x int8 MACs per DP4A x clock
+    assert config.peak_int8_mac_per_s == pytest.approx(dp4a)
+    r = _row(_run(_matmul_integer(tmp_path), kernel_launch_s=0.0), "mmi")
+    macs = 256 * 512 * 1024
+    hbm = 1024 * 512 + 2 + 256 * 1024 + 256 * 512 * 4  # int8 weight + zero points, uint8 x, int32 y
+    assert (r.kind, r.gemm, r.macs, r.hbm_bytes, r.bound) == ("int8", "512x256x1024", macs, hbm, "compute")
+    assert r.latency_s == pytest.approx(macs / dp4a)
+    assert r.energy_j == pytest.approx((macs * 0.3 + hbm * 31.2) * 1e-12 + 40.0 * macs / dp4a)
+    # ConvInteger: uint8 x [1, 8, 10, 10], int8 w [16, 8, 3, 3] -> int32 [1, 16, 10, 10]
+    w = numpy_helper.from_array(np.ones((16, 8, 3, 3), np.int8), "w")
+    path = _save(tmp_path, [helper.make_node("ConvInteger", ["x", "w"], ["y"], name="ci", pads=[1] * 4)],
+                 [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8, 10, 10])],
+                 [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 16, 10, 10])], [w], name="ci.onnx")
+    c = _row(_run(path, kernel_launch_s=0.0), "ci")
+    assert (c.kind, c.gemm, c.macs, c.hbm_bytes) == ("int8", "16x100x72", 1600 * 72, 1152 + 800 + 1600 * 4)
+    assert c.latency_s == pytest.approx(max(1600 * 72 / dp4a, (1152 + 800 + 6400) / 900e9))
+
+
+def test_dynamic_quantize_linear_reads_its_input_twice(tmp_path):
+    path = _save(tmp_path, [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"], name="dql")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1000])],
+                 [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1000]),
+                  helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+                  helper.make_tensor_value_info("z", TensorProto.UINT8, [])], [], name="dql.onnx")
+    result = _run(path, kernel_launch_s=0.0)
+    assert not result.cost.unsupported
+    r = _row(result, "dql")
+    assert (r.kind, r.hbm_bytes) == ("memory", 2 * 1000 * 2 + 1000 + 2 + 1)  # x twice (FP16), uint8 y, scale, zero point
+
+
+def _dynamic_quantize_lstm(tmp_path, steps=5, inputs=8, hidden=4):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-50, 50, (1, inputs, 4 * hidden)).astype(np.int8), "w"),
+             numpy_helper.from_array(rng.integers(-50, 50, (1, hidden, 4 * hidden)).astype(np.int8), "r"),
+             numpy_helper.from_array(np.array([0.01], np.float32), "ws"), numpy_helper.from_array(np.array([0], np.int8), "wz"),
+             numpy_helper.from_array(np.array([0.01], np.float32), "rs"), numpy_helper.from_array(np.array([0], np.int8), "rz")]
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "w", "r", "", "", "", "", "", "ws", "wz", "rs", "rz"], ["y"],
+                            domain="com.microsoft", name="lstm", hidden_size=hidden)
+    return _save(tmp_path, [node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, inputs])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [steps, 1, 1, hidden])], inits,
+                 name="dqlstm.onnx", domains=["com.microsoft"])
+
+
+def test_dynamic_quantize_lstm_steps_run_int8_gemms_on_dp4a(tmp_path):
+    result = _run(_dynamic_quantize_lstm(tmp_path), kernel_launch_s=0.0)
+    assert not result.cost.unsupported
+    r = _row(result, "lstm")
+    step_macs = 16 * (8 + 4)  # 4H gate rows x (I + H), batch 1
+    assert (r.kind, r.macs, r.steps, r.gemm) == ("recurrent", 5 * step_macs, 5, "16x1x12")
+    weights = 8 * 16 + 4 * 16 + 2 * 4 + 2  # int8 W and R, fp32 scales, int8 zero points
+    state = 1 * 4 * 2 * 2  # h and c, FP16
+    step_bytes = weights + (8 * 2 + state) + state
+    pointwise = 16 * 2 + 2 * state
+    assert r.weight_bytes == weights
+    assert r.step_latency_s == pytest.approx(max(step_macs / SparseTcConfig().peak_int8_mac_per_s, step_bytes / 900e9)
+                                             + pointwise / 900e9)
+    assert r.latency_s == pytest.approx(5 * r.step_latency_s) and r.hbm_bytes == 5 * (step_bytes + pointwise)
+
+
+def test_fp16_casts_between_float_types_convert_nothing(tmp_path):
+    # Every float tensor is FP16 on this target: an fp16 model's edge Casts are no-ops, so it
+    # costs what the fp32 model does (inputs are not converted twice).
+    w = np.random.default_rng(0).normal(size=(64, 64))
+    nodes = [helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16, name="in_cast"),
+             helper.make_node("Gemm", ["xh", "w"], ["yh"], name="fc", transB=1),
+             helper.make_node("Cast", ["yh"], ["y"], to=TensorProto.FLOAT, name="out_cast")]
+    path = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])],
+                 [numpy_helper.from_array(w.astype(np.float16), "w")], name="h.onnx")
+    half = _run(path)
+    kinds = {r.name: r.kind for r in half.cost.layers}
+    assert kinds == {"in_cast": "noop", "fc": "gemm", "out_cast": "noop"}
+    full = _run(_gemm(tmp_path, 64, 64, 64, w=w.astype(np.float32)))
+    assert half.cost.latency_s == pytest.approx(full.cost.latency_s)
+    assert _row(half, "fc").hbm_bytes == _row(full, "fc").hbm_bytes
 
 
 def test_lenet_accuracy_after_vector_sparsify():

@@ -9,6 +9,12 @@ into, and an edge u -> v joins two weighted layers when v reads u's output throu
 chain of non-weighted ops. HyPar's dynamic programming runs over the weighted layers in
 topological order (a chain); ``chain_edges`` are the DAG edges between consecutive layers
 of that order, ``skip_edges`` the rest (residual shortcuts, branch joins), see partition.py.
+
+The integer forms of pre-quantized models (ConvInteger, MatMulInteger, QLinearConv,
+QLinearMatMul) and com.microsoft's DynamicQuantizeLSTM (an LSTM with int8 W [dirs, I, 4H] and
+R [dirs, H, 4H]) are split like their float forms; a layer's ``data_bits`` is the width its
+maps and errors travel at: the weight's integer width for those, 16 for a float16 layer (weight
+or activation of dtype float16), else the config's ``data_bits`` (0 in the spec).
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import onnx_ir as ir
 
 from nncc.analysis import Layer, recurrence
 from nncc.irutils import static_shape
-from nncc.ops import NO_OPS, RECURRENT_OPS
+from nncc.ops import CONTRIB_RECURRENT, INTEGER_OPS, NO_OPS, RECURRENT_OPS
 from nncc.weights import Weight
 
-# The weighted ops HyPar splits by batch (dp) or input channels (mp) in float training. The
-# other weighted ops -- the integer forms of pre-quantized models -- have no training step to split.
-PARTITIONED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"}) | RECURRENT_OPS
+# The weighted ops HyPar splits by batch (dp) or input channels (mp), integer forms included
+# (their maps travel at their integer width, see ``data_bits``).
+PARTITIONED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"}) | RECURRENT_OPS | INTEGER_OPS
+CONV_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +47,7 @@ class LayerSpec:
     out_elems: float     # A(F_out) per sample
     weight_elems: float  # A(W) = A(dW) = Cin * Cout * k^2 (per group for grouped convs)
     cin: int             # the dimension model parallelism splits (input channels / contraction)
+    data_bits: int = 0   # the width of its maps and errors when the model fixes one (integer, float16); 0: the config's
 
 
 @dataclasses.dataclass
@@ -65,7 +73,38 @@ def partitioned_weight(layer: Layer) -> Weight | None:
     return layer.weight if layer.op in PARTITIONED_OPS else None
 
 
+def data_bits(layer: Layer) -> int:
+    """The layer's own data width: its weight's integer width (integer ops, DynamicQuantizeLSTM),
+    16 for float16 tensors, else 0 (the config's)."""
+    node = layer.node
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        dtype = node.inputs[1].dtype
+        return dtype.bitwidth if dtype is not None and dtype.is_integer() else 0
+    weight = layer.weight
+    if weight is None:
+        return 0
+    if weight.integer_bits is not None and layer.op in INTEGER_OPS:
+        return weight.integer_bits
+    act = node.inputs[weight.layout.activation_index]
+    if ir.DataType.FLOAT16 in (weight.value.dtype, act.dtype if act is not None else None):
+        return 16
+    return 0
+
+
+def _contrib_spec(layer: Layer, batch: int) -> LayerSpec | None:
+    """DynamicQuantizeLSTM: as an LSTM (W + R, mp splits the reduction I + H)."""
+    rec = recurrence(layer.node)
+    shapes = [static_shape(v) if v is not None else None for v in layer.node.inputs[:3]]
+    if rec is None or layer.macs <= 0 or any(s is None for s in shapes):
+        return None
+    x, w, r = shapes
+    return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, rec.hidden_elements / batch,
+                     float(math.prod(w) + math.prod(r)), int(rec.reduction), data_bits(layer))
+
+
 def _spec(layer: Layer, batch: int) -> LayerSpec | None:
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        return _contrib_spec(layer, batch)
     weight = partitioned_weight(layer)
     if weight is None or layer.macs <= 0:
         return None
@@ -77,16 +116,16 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
     if x is None or w is None or y_elems is None:
         return None
     # The dimension mp splits: a convolution's input channels, else the weight's reduction axis.
-    is_conv = layer.op in ("Conv", "ConvTranspose")
+    is_conv = layer.op in CONV_OPS
     if weight.recurrence is not None:  # a recurrent layer: W + R, the reduction of [W R] is I + H
         elems, cin = weight.elements, weight.fan_in
         if elems is None or cin is None:
             return None
         return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, y_elems / batch,
-                         float(elems), int(cin))
+                         float(elems), int(cin), data_bits(layer))
     cin = x[1] if is_conv else w[weight.layout.in_axis(len(w))]
     return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, y_elems / batch,
-                     float(math.prod(w)), int(cin))
+                     float(math.prod(w)), int(cin), data_bits(layer))
 
 
 def model_batch(model: ir.Model) -> int:

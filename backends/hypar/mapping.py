@@ -68,8 +68,8 @@ def memory_per_accelerator(specs, plans: list[LevelPlan], config: HyparConfig) -
     splits = [(0, 0)] * len(specs)
     for p in plans:
         splits = [(d + (s == DP), m + (s == MP)) for (d, m), s in zip(splits, p.assignment)]
-    nbytes = config.data_bits / 8
-    return [(3 * s.weight_elems / 2**m + config.batch / 2**d * s.out_elems) * nbytes for s, (d, m) in zip(specs, splits)]
+    return [(3 * s.weight_elems / 2**m + config.batch / 2**d * s.out_elems) * (s.data_bits or config.data_bits) / 8
+            for s, (d, m) in zip(specs, splits)]
 
 
 def check_fits(specs, plans: list[LevelPlan], config: HyparConfig) -> None:
@@ -82,9 +82,11 @@ def check_fits(specs, plans: list[LevelPlan], config: HyparConfig) -> None:
 
 
 def unsupported_reason(row: Layer, is_spec: bool) -> str | None:
+    if is_spec:
+        return None
     if row.domain not in DEFAULT_DOMAINS:
         return "custom-domain op: no HyPar estimator"
-    if is_spec or graph_.is_free(row):
+    if graph_.is_free(row):
         return None
     if row.is_weighted and row.op not in graph_.PARTITIONED_OPS:
         return (f"weighted op outside HyPar's training model: only float {'/'.join(sorted(graph_.PARTITIONED_OPS))} "

@@ -65,14 +65,18 @@ class Level:
         ok = tuple(s for s, left in ((DP, self.batch / 2**dps), (MP, self.specs[i].cin / 2**mps)) if left >= 2)
         return ok or (DP, MP)
 
+    def data_bits(self, i: int) -> int:
+        """Layer ``i``'s data width: its own (integer, float16 layers) or the precision's."""
+        return self.specs[i].data_bits or self.precision.data_bits
+
     def intra_bytes(self, i: int, state: int) -> float:
-        a, p = self.amounts(i), self.precision
+        a, p, data = self.amounts(i), self.precision, self.data_bits(i)
         if state == DP:  # compressed only where smaller: tiny tensors stay fp32, like TernGrad's size_to_binarize [V, code]
-            return min(a["dW"] * p.data_bits, a["dW"] * p.grad_bits + p.grad_scalar_bits) / 8
-        return a["F_out"] * p.data_bits / 8
+            return min(a["dW"] * data, a["dW"] * p.grad_bits + p.grad_scalar_bits) / 8
+        return a["F_out"] * data / 8
 
     def transition_bytes(self, i: int, prev: int, state: int) -> float:
-        a, bits = self.amounts(i), self.precision.data_bits / 8
+        a, bits = self.amounts(i), self.data_bits(i) / 8
         if prev == DP:
             return 0.0 if state == DP else 0.25 * (a["F_in"] + a["E_in"]) * bits
         return 0.5 * a["E_in"] * bits  # mp -> dp and mp -> mp

@@ -18,6 +18,18 @@ the steps one after another (``steps``: the row holds the totals; each step pays
 dispatch overhead). Weight traffic as onnxruntime's CPU kernels move it: W (and B) once, as
 they multiply W by every x_t in one GEMM before the steps, R once per step.
 
+com.microsoft's DynamicQuantizeLSTM (:data:`nncc.ops.CONTRIB_RECURRENT`) is the same LSTM
+with int8 W and R: an int8 recurrent row (onnxruntime's CPU kernel quantizes x_t and h_{t-1}
+and runs int8 GEMMs), weights at their stored width. DynamicQuantizeLinear is an element-wise
+row that reads its input twice (the min/max reduction, then the quantization: scale, round,
+add the zero point, saturate), ``OP_ELEMENT_OPS``.
+
+fp16 tensors (an fp16 model): the Kryo 280 is ARMv8.0, without FP16 arithmetic (that came
+with ARMv8.2), so kernels compute in fp32: every fp16 operand is widened and every fp16 result
+narrowed (FCVTL/FCVTN, one SIMD op per 4 elements, like an fp32 element-wise op), added to the
+row's simple ops (``fp16_converted``); bytes stay those of the stored fp16 tensors, weights
+included (widened as they are loaded). The host profile is costed the same way.
+
 Ops with no estimator (custom domains, control flow, anything without a class in
 :mod:`nncc.ops`, or a layer whose shapes are unknown) go to ``unsupported`` — never a
 silent zero.
@@ -31,11 +43,11 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.analysis import Layer, outputs_known, recurrence
-from nncc.backends.base import Mapping, partition_layers
+from nncc.analysis import Layer, layers, outputs_known, recurrence
+from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.irutils import static_shape
-from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
+from nncc.ops import (CONTRIB_RECURRENT, DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
                       RECURRENT_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS, op_class)
 
 # SIMD ops per output element (simple arithmetic, transcendental evaluations) of each op
@@ -47,6 +59,8 @@ OP_ELEMENT_OPS: dict[str, tuple[float, float]] = {
     "Gelu": (4, 1), "Softmax": (3, 1), "LogSoftmax": (3, 1),
     "Sqrt": (1, 0), "Reciprocal": (1, 0), "Pow": (1, 0),  # [U] no series: NEON has vector FSQRT and FRECPE; Pow alike
     "LRN": (6, 1),  # x^2, 5-wide window sum, scale, pow (generic model; see config.op_cycles)
+    # min and max (the reduction), then x / scale, round, + zero point, saturate [U]
+    "DynamicQuantizeLinear": (6, 0),
 }
 COSTABLE = WEIGHTED_OPS | ELEMENTWISE_OPS | TRANSCENDENTAL_OPS | POOL_OPS | DATA_OPS | NO_OPS
 
@@ -73,6 +87,7 @@ class KernelRow:
     fused_into: str | None = None
     fused: list[str] = dataclasses.field(default_factory=list)
     steps: int = 1             # serial repeats of the kernel (a recurrent layer's time steps); the fields are totals
+    fp16_converted: int = 0    # fp16 elements widened to / narrowed from fp32 (included in ops)
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -106,9 +121,25 @@ def _dq_source(value: ir.Value | None) -> ir.Value | None:
     return None
 
 
+def is_recurrent(layer: Layer) -> bool:
+    """An LSTM/GRU/RNN, or a contrib recurrent op the layer view counts (DynamicQuantizeLSTM)."""
+    return (layer.domain in DEFAULT_DOMAINS and layer.op in RECURRENT_OPS) or (layer.domain, layer.op) in CONTRIB_RECURRENT
+
+
+def fp16_elements(node: ir.Node) -> int:
+    """Elements of the node's fp16 operands and results (each converted once, fp16 <-> fp32)."""
+    total = 0
+    for value in [*node.inputs, *node.outputs]:
+        if value is None or value.dtype != ir.DataType.FLOAT16:
+            continue
+        shape = value.const_value.shape if value.const_value is not None else static_shape(value)
+        total += math.prod(shape) if shape is not None else 0
+    return total
+
+
 def compute_dtype(node: ir.Node) -> str:
-    """int8 for the integer ops and for QDQ Conv/Gemm/MatMul (both operands dequantized int8)."""
-    if node.op_type in INTEGER_OPS:
+    """int8 for the integer ops, DynamicQuantizeLSTM, and QDQ Conv/Gemm/MatMul (both operands dequantized int8)."""
+    if node.op_type in INTEGER_OPS or (node.domain, node.op_type) in CONTRIB_RECURRENT:
         return "int8"
     operands = [v for v in node.inputs[:2] if v is not None]
     if len(operands) == 2 and all(_dq_source(v) is not None or _is_int8(v) for v in operands):
@@ -144,7 +175,13 @@ def _pool_ops(node: ir.Node) -> float:
 
 
 def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
-    supported, unsupported = partition_layers(model, COSTABLE, "no mobile-cpu estimator for this op")
+    supported, unsupported = [], []
+    for layer in layers(model):
+        if (layer.domain in DEFAULT_DOMAINS and layer.op in COSTABLE) or is_recurrent(layer):
+            supported.append(layer)
+        else:
+            op = layer.op if not layer.domain else f"{layer.domain}::{layer.op}"
+            unsupported.append(Unsupported(layer.name, op, "no mobile-cpu estimator for this op"))
     graph_outputs = set(model.graph.outputs)
     rows: list[KernelRow] = []
     head_of: dict[ir.Value, KernelRow] = {}   # values a fused chain may extend
@@ -169,6 +206,11 @@ def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
         if row is None:
             unsupported.append(Unsupported(layer.name, layer.op, "shapes unknown: cannot count MACs"))
             continue
+        if row.op_class not in ("noop", "fused"):
+            converted = fp16_elements(node)
+            if converted:
+                row.fp16_converted = converted
+                row.ops += converted
         rows.append(row)
     weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     return MobileCpuMapping(layers=rows, unsupported=unsupported, model_weight_bytes=int(weights))
@@ -185,7 +227,7 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
         # Weight-only quantization: dequantized once at load time by every runtime.
         consumer = next((n.name for n, _ in out.uses()), None) if out is not None else None
         return KernelRow(layer.name, op, "fused", "fp32", 0, 0, 0, 0, 0, 0, fused_into=consumer, layer=layer)
-    if op in RECURRENT_OPS:
+    if is_recurrent(layer):
         return _recurrent_row(layer, node)
     if op in WEIGHTED_OPS:
         if layer.macs <= 0:
@@ -211,6 +253,8 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
     if op in POOL_OPS:
         return KernelRow(layer.name, op, "pool", "fp32", 0, _pool_ops(node), 0, w_bytes, in_bytes, layer.output_bytes, layer=layer)
     simple, trans = _elementwise_ops(layer)
+    if op == "DynamicQuantizeLinear":
+        in_bytes *= 2  # the min/max pass, then the quantization pass
     return KernelRow(layer.name, op, "elementwise", "fp32", 0, simple, trans, w_bytes, in_bytes, layer.output_bytes,
                      elements=layer.elementwise_ops, layer=layer)
 

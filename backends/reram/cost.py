@@ -85,19 +85,20 @@ class DigitalCost(LayerCost):
 
 def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     top_bits = max(row.adc_bits, default=0)
+    bits = row.input_bits or config.input_bits  # an integer or float16 layer's own input width
     cycle = max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits)) if top_bits else config.read_pulse_s
-    latency = -(-row.mvms // row.replicate) * config.input_bits * cycle
+    latency = -(-row.mvms // row.replicate) * bits * cycle
     gate_ops = 0.0
     if row.steps:  # a recurrent layer: per step its MVMs, then the gates on the digital units
         simple, mul, trans = row.gate_mix
         gate_ops = simple + mul * config.digital_mul_ops + trans * config.transcendental_ops
         batch = row.mvms // row.steps
         digital = max(gate_ops / (config.digital_lanes * config.clock_hz), row.gate_accesses / config.clock_hz) / row.steps
-        latency = row.steps * (-(-batch // row.replicate) * config.input_bits * cycle + digital)
+        latency = row.steps * (-(-batch // row.replicate) * bits * cycle + digital)
     parts = {
         "adc": sum(c * config.adc_energy_pj(b) for c, b in zip(row.conversions, row.adc_bits) if c) * PJ,
         "dac": row.dac_drives * config.dac_energy_pj * PJ,
-        "crossbar_read": row.mvms * config.input_bits * row.read_siemens * config.read_voltage_v ** 2 * config.read_pulse_s,
+        "crossbar_read": row.mvms * bits * row.read_siemens * config.read_voltage_v ** 2 * config.read_pulse_s,
         "shift_add": row.shift_adds * config.shift_add_energy_pj * PJ,
         "buffer": row.buffer_accesses * config.edram_energy_pj * PJ,
         "router": (row.psum_flits + row.act_flits) * config.router_energy_pj * PJ,

@@ -24,6 +24,21 @@ matrix (``Weight.crossbar_matrices``): [x_t; h_{t-1}] drives its rows, so every 
 MVM per batch row (MVMs = steps x batch; the directions run side by side on their own
 crossbars). The gate non-linearities and state updates run on the tile's digital units
 after each step's MVMs (``gate_mix``), and the next step waits for them: the steps are serial.
+com.microsoft's DynamicQuantizeLSTM is such an LSTM with int8 W [dirs, I, 4H] and R [dirs, H, 4H]
+(already [K, N] per direction): its codes minus their zero points are the cell codes.
+
+Integer ops of pre-quantized models (ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul)
+map like their float forms: the stored integers minus the weight zero point are the cell codes
+(weight bits = ``Weight.integer_bits``, scale 1 code per level wherever the codes fit), and
+their integer activations drive the rows with their own width (input bits = the activation's
+integer width). Zero-point corrections and requantization run with the digital reduction.
+
+ConvTranspose holds, per group, the [C/g rows, M/g*kh*kw columns] matrix of its layout: each
+input pixel drives it once (MVMs = batch x H_in x W_in), and the digital units overlap-add the
+column results into the output (``overlap_adds``, part of ``shift_adds``).
+
+Float16 layers (a weight or activation of dtype float16) run at 16-bit weights and inputs
+instead of the configured ``weight_bits`` / ``input_bits``; the row records its widths.
 """
 
 from __future__ import annotations
@@ -41,8 +56,8 @@ from nncc.cost import Unsupported
 from nncc.crossbar import (CrossbarGeometry, column_slices, dense_crossbars, layer_scale, logical_blocks, physical_matrix,
                            row_blocks)
 from nncc.errors import NnccError
-from nncc.irutils import is_constant
-from nncc.ops import DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
+from nncc.irutils import constant_value, is_constant
+from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 from . import adc, activations
 from .digital import DigitalLayer, digital_row, is_digital
@@ -53,13 +68,10 @@ from .digital import DigitalLayer, digital_row, is_digital
 MVM_OPS = WEIGHTED_OPS
 WEIGHT_OPERAND = 1
 MATRIX_PRODUCTS = frozenset({"Gemm", "MatMul"})
-INTEGER_WEIGHTS = ("integer op of a pre-quantized model: its zero points and requantization are not modelled on "
-                   "the crossbars; compile the float model (or its QDQ form) instead")
+# The weight zero point's input slot of each integer op (its weight slot is the layout's index).
+WEIGHT_ZERO_POINT = {"ConvInteger": 3, "MatMulInteger": 3, "QLinearConv": 5, "QLinearMatMul": 5}
 UNMAPPED: dict[str, str] = {
-    "ConvTranspose": "transposed convolution: its scatter of each input pixel over the output is not mapped onto "
-                     "crossbars (no reram estimator)",
     "Einsum": "Einsum: no weight layout for a general contraction (no reram estimator)",
-    **{op: INTEGER_WEIGHTS for op in INTEGER_OPS},
 }
 STATIC_ONLY = ("both operands are activations (e.g. attention scores Q*K^T): a crossbar computes with weights "
                "programmed before inference; rewriting ReRAM cells for every input is not modelled "
@@ -105,6 +117,9 @@ class CrossbarLayer:
     imas: int = 0
     ima_first: int = 0
     tiles: list[int] = dataclasses.field(default_factory=list)
+    weight_bits: int = 0       # the layer's weight / input widths where they differ from the config (integer and
+    input_bits: int = 0        # float16 layers); 0: the config's
+    overlap_adds: int = 0      # ConvTranspose: adds merging overlapping column results into the output
     steps: int = 0             # recurrent: serial time steps (mvms = steps x batch); 0 for a feed-forward layer
     gate_mix: tuple[float, float, float] = (0, 0, 0)  # recurrent: gate work (simple, multiplies, transcendentals), all steps
     gate_accesses: int = 0     # recurrent: the gate work's eDRAM accesses, all steps
@@ -138,7 +153,7 @@ def _unmapped(layer: Layer) -> str | None:
     if layer.op in UNMAPPED:
         return UNMAPPED[layer.op]
     weight = layer.weight
-    if weight is not None and weight.layout.index == WEIGHT_OPERAND:
+    if weight is not None and (weight.layout.index == WEIGHT_OPERAND or layer.op in INTEGER_OPS):
         return None
     if layer.op in MATRIX_PRODUCTS and is_constant(layer.node.inputs[0]):
         return FIRST_OPERAND
@@ -159,21 +174,87 @@ def _matrices(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
     if out is None:
         return [], 0, "output shape unknown: cannot count matrix-vector products"
     layout = layer.weight.layout
-    w = layer.weight.array()
+    w = _centered(layer)
     if layout.kind == "in_first" and w.ndim != 2:
         return [], 0, f"{layer.op} weight of rank {w.ndim}: only a 2-D constant second operand maps onto crossbars"
     mats = layout.matrices(w)
     if layout.scale != 1.0:  # a Gemm's alpha: the crossbar stores the product's true matrix
         mats = [m * layout.scale for m in mats]
+    if layout.kind == "conv_transpose":  # one MVM per input pixel, its columns overlap-added into the output
+        x = layer.input_shapes[0]
+        if x is None:
+            return [], 0, "input shape unknown: cannot count matrix-vector products"
+        return mats, math.prod(x) // w.shape[0], None
     # One MVM per output vector (a conv: per output pixel, on the same crossbars).
     return mats, math.prod(out) // layout.outputs(w.shape), None
 
 
+def _centered(layer: Layer) -> np.ndarray:
+    """The weight as the crossbar holds it: an integer op's stored codes minus its weight zero point."""
+    w = layer.weight.array()
+    if layer.op not in WEIGHT_ZERO_POINT:
+        return w
+    w = w.astype(np.float64)
+    zp_slot = WEIGHT_ZERO_POINT[layer.op]
+    zp = constant_value(layer.node.inputs[zp_slot]) if zp_slot < len(layer.node.inputs) and layer.node.inputs[zp_slot] is not None else None
+    if zp is None or np.size(zp) == 0:
+        return w
+    zp = np.asarray(zp, dtype=np.float64)
+    if zp.ndim == 1 and zp.size > 1 and layer.weight.layout.kind == "out_first":  # per output channel
+        zp = zp.reshape((-1,) + (1,) * (w.ndim - 1))
+    return w - zp
+
+
+def _contrib_recurrent(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
+    """DynamicQuantizeLSTM: per direction [W - zp_W; R - zp_R], [I + H, 4H]; MVMs = steps x batch."""
+    rec = recurrence(layer.node)
+    ins = layer.node.inputs
+    w, r = (constant_value(v) if v is not None else None for v in ins[1:3])
+    if rec is None or w is None or r is None:
+        return [], 0, "weights not constant or shapes unknown: cannot place the recurrent matrices"
+
+    def centered(array, slot):
+        zp = constant_value(ins[slot]) if len(ins) > slot and ins[slot] is not None else None
+        array = np.asarray(array, dtype=np.float64)
+        return array - np.asarray(zp, dtype=np.float64).reshape(-1, 1, 1) if zp is not None else array
+
+    w, r = centered(w, 9), centered(r, 11)
+    return [np.concatenate([w[d], r[d]], axis=0) for d in range(w.shape[0])], rec.steps * rec.batch, None
+
+
+def _float16(value: ir.Value | None) -> bool:
+    return value is not None and value.dtype == ir.DataType.FLOAT16
+
+
+def layer_widths(layer: Layer, config) -> tuple[int, int]:
+    """(weight bits, input bits) of one crossbar layer: the integers' widths for an integer op
+    (DynamicQuantizeLSTM: its int8 weights), 16 for a float16 layer, else the config's."""
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        dtype = layer.node.inputs[1].dtype
+        return (dtype.bitwidth if dtype is not None and dtype.is_integer() else config.weight_bits), config.input_bits
+    weight = layer.weight
+    if weight is not None and weight.integer_bits is not None and layer.op in INTEGER_OPS:
+        act = layer.node.inputs[weight.layout.activation_index]
+        act_bits = act.dtype.bitwidth if act is not None and act.dtype is not None and act.dtype.is_integer() else config.input_bits
+        return weight.integer_bits, act_bits
+    if weight is not None and (_float16(weight.value) or _float16(layer.node.inputs[weight.layout.activation_index])):
+        return 16, 16
+    return config.weight_bits, config.input_bits
+
+
+def _layer_config(layer: Layer, config):
+    wb, ib = layer_widths(layer, config)
+    if (wb, ib) == (config.weight_bits, config.input_bits):
+        return config
+    return dataclasses.replace(config, weight_bits=max(wb, config.cell_bits), input_bits=ib)
+
+
 # ---------------------------------------------------------------- one layer onto crossbars
 
-def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) -> CrossbarLayer:
+def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, integer: bool = False) -> CrossbarLayer:
     """Place one layer. ``vectors(groups) -> (codes [groups x V x K], quantization dict) | None``
-    gives its calibration inputs as activation codes."""
+    gives its calibration inputs as activation codes. ``integer``: the matrices hold integer codes,
+    stored as they are wherever they fit the weight bits (one level per code)."""
     geometry = config.geometry
     X, S, P, bits = geometry.size, geometry.slices, geometry.polarities, config.input_bits
     g = len(mats)
@@ -183,6 +264,9 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors) ->
     packed = g > 1 and k <= X and phys_cols <= X
     gpc = min(X // k, X // phys_cols) if packed else 1
     scale = layer_scale(max(float(np.max(np.abs(m))) if m.size else 0.0 for m in mats), geometry)
+    if integer and scale:
+        top = 2 ** geometry.weight_bits - 1 if geometry.polarities == 2 else 2 ** (geometry.weight_bits - 1) - 1
+        scale = max(scale, float(top))
     mode = config.adc_bits_from
     got = vectors(g) if mode == "calibration" else None
     quant: dict[str, Any] = {"weights": f"{config.weight_encoding}, {config.weight_bits} bits, one scale per layer ({config.weight_scale} |w|)",
@@ -350,7 +434,13 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     unsupported: list[Unsupported] = []
     plans = {}
     for layer in table:
-        if layer.domain not in DEFAULT_DOMAINS:
+        if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+            mats, mvms, reason = _contrib_recurrent(layer)
+            if reason:
+                unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", reason))
+            else:
+                plans[id(layer.node)] = (layer, mats, mvms)
+        elif layer.domain not in DEFAULT_DOMAINS:
             unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no reram estimator"))
         elif layer.op in MVM_OPS:
             mats, mvms, reason = _matrices(layer)
@@ -358,16 +448,29 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
                 unsupported.append(Unsupported(layer.name, layer.op, reason))
             else:
                 plans[id(layer.node)] = (layer, mats, mvms)
-    # Recurrent layers read [x_t; h_{t-1}]: no sampler for it, their ADC bits come from the weight bound.
-    calib = activations.Calibration(model, [p[0] for p in plans.values() if p[0].op not in RECURRENT_OPS], config, calibration) if config.adc_bits_from == "calibration" \
+    # Recurrent layers read [x_t; h_{t-1}]: no sampler for it, their ADC bits come from the weight bound;
+    # so do integer, float16 and transposed-convolution layers (the sampler quantizes float
+    # inputs to the config's input bits over a convolution's window).
+    sampled = [p[0] for p in plans.values() if p[0].op not in RECURRENT_OPS and p[0].op != "ConvTranspose"
+               and p[0].domain in DEFAULT_DOMAINS and _layer_config(p[0], config) is config and p[0].op not in INTEGER_OPS]
+    calib = activations.Calibration(model, sampled, config, calibration) if config.adc_bits_from == "calibration" \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
     for layer in table:
         if id(layer.node) in plans:
             _, mats, mvms = plans[id(layer.node)]
             k = mats[0].shape[0]
-            rows.append(map_mvm(layer, mats, mvms, config, lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k)))
-            if layer.op in RECURRENT_OPS:
-                _add_gates(rows[-1], layer, config)
+            contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
+            lay_config = _layer_config(layer, config)
+            vectors = (lambda groups: None) if contrib else (lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k))
+            row = map_mvm(layer, mats, mvms, lay_config, vectors, integer=contrib or layer.op in INTEGER_OPS)
+            if lay_config is not config:
+                row.weight_bits, row.input_bits = lay_config.weight_bits, lay_config.input_bits
+            if layer.op == "ConvTranspose" and layer.output_shapes[0] is not None:
+                row.overlap_adds = max(0, mvms * row.cols * row.groups - math.prod(layer.output_shapes[0]))
+                row.shift_adds += row.overlap_adds
+            rows.append(row)
+            if layer.op in RECURRENT_OPS or contrib:
+                _add_gates(rows[-1], layer, lay_config)
         elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
             if is_digital(layer.op):
                 row = digital_row(layer, config)

@@ -46,6 +46,15 @@ class SparseTcConfig(HardwareConfig):
                          unit="Hz", above=0)
     cuda_fma_per_sm_cycle: int = hw(128, source=f"{VOLTA} [V]: 64 FP32 cores/SM; FP16 (half2) runs 2x = 31.4 TFLOPS",
                                     unit="FMA/cycle", above=0)
+    # --- integer ops (pre-quantized models): Volta's Tensor Cores have no INT8 mode (that came
+    # with Turing), so ConvInteger/MatMulInteger run as DP4A dot products on the INT32 cores.
+    int32_cores_per_sm: int = hw(64, source=f"{VOLTA} [V]: 64 INT32 cores per SM, separate from the FP32 cores; "
+                                            "the Tensor Cores take FP16 operands only (mixed precision FP16/FP32)",
+                                 unit="lanes/SM", above=0)
+    dp4a_macs_per_lane_cycle: int = hw(4, source="CUDA __dp4a (compute capability 6.1+, sm_70 included) [V]: a 4-way "
+                                                 "int8 dot product accumulated into int32; [U] one per INT32 lane per clock "
+                                                 "(80 x 64 x 4 x 1.53 GHz = 31 T int8 MAC/s)",
+                                       unit="MAC/cycle", above=0)
     batch: int = hw(1, source="[U] inputs per inference: the GEMM n dimension, activation bytes and MACs scale by it "
                               "(the model's own batch is 1 in the zoo); the paper's inference batch is not confirmed",
                     unit="inputs", above=0)
@@ -74,6 +83,8 @@ class SparseTcConfig(HardwareConfig):
     # --- energy
     pj_per_fma: float = hw(1.5, source=f"{HOROWITZ}: 16-bit float mult 1.1 pJ + add 0.4 pJ [V]; [U] at 12 nm",
                            unit="pJ", minimum=0)
+    pj_per_int8_mac: float = hw(0.3, source=f"{HOROWITZ}: 8-bit int mult 0.2 pJ + 32-bit int add 0.1 pJ [V]; [U] at 12 nm",
+                                unit="pJ", minimum=0)
     pj_per_hbm_byte: float = hw(31.2, source="[U] HBM2 ~3.9 pJ/bit (O'Connor et al., Fine-Grained DRAM, MICRO 2017)",
                                 unit="pJ/B", minimum=0)
     pj_per_l2_byte: float = hw(1.25, source=f"{HOROWITZ}: 32-bit SRAM cache access 5 pJ [V]; a 6 MB L2 costs more [U]",
@@ -106,6 +117,11 @@ class SparseTcConfig(HardwareConfig):
     @property
     def peak_fma_per_s(self) -> float:
         return self.sm_count * self.fma_per_sm_cycle * self.clock_hz
+
+    @property
+    def peak_int8_mac_per_s(self) -> float:
+        """DP4A rate of the INT32 cores (the integer ops' roof)."""
+        return self.sm_count * self.int32_cores_per_sm * self.dp4a_macs_per_lane_cycle * self.clock_hz
 
     @property
     def index_bits(self) -> int:

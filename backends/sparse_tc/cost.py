@@ -23,6 +23,12 @@ Recurrent layers (per time step a batched GEMM as above plus an element-wise gat
     step        = GEMM latency + (gate kernel bytes / hbm_bandwidth + launch)
     latency     = steps x step;  energy = steps x the step's energy
 CUDA-core kernels (depthwise conv): max(MACs / (sm_count x cuda FMA/cycle x clock), bytes / HBM).
+Int8 kernels (integer ops; DynamicQuantizeLSTM's step GEMM): DP4A on the INT32 cores,
+    latency     = max(MACs / (sm_count x int32 lanes x 4 x clock), bytes / HBM) + launch,
+    bytes at their own widths (int8 operands and weights, int32 accumulators);
+    energy per MAC pj_per_int8_mac. An int8 recurrent layer: steps x (that step GEMM + gate kernel).
+ConvTranspose: its HMMA GEMM (writing the column buffer) + the overlap-add kernel
+    (col2im bytes / hbm_bandwidth + launch), added to both the dense and the chosen path.
 Memory-bound kernels: (in + out bytes) / hbm_bandwidth + launch. Fused and no-op rows: 0.
 Energy = executed FMAs x pj_per_fma + HBM bytes x pJ/B + L2 bytes x pJ/B + static power x latency.
 
@@ -231,7 +237,55 @@ def recurrent_cost(row: KernelRow, config: Any, mode: str | None = None) -> Recu
         fuses=list(row.fuses), steps=steps, step_latency_s=step, pointwise_s=pointwise)
 
 
+@dataclasses.dataclass(kw_only=True)
+class Int8KernelCost(CudaCoreCost):
+    """Integer ops as DP4A int8 dot products on the INT32 cores (Volta has no INT8 Tensor Core mode)."""
+
+    weight_bytes: int
+
+
+@dataclasses.dataclass(kw_only=True)
+class Int8RecurrentCost(Int8KernelCost):
+    """An int8 recurrent layer (DynamicQuantizeLSTM): ``steps`` x (DP4A step GEMM + gate kernel); totals."""
+
+    steps: int
+    step_latency_s: float
+    pointwise_s: float
+
+
+def _dp4a(macs: float, hbm: float, config: Any) -> tuple[float, str]:
+    compute, memory = macs / config.peak_int8_mac_per_s, hbm / config.hbm_bandwidth
+    return max(compute, memory) + config.kernel_launch_s, "compute" if compute >= memory else "hbm"
+
+
+def _gemm_label(row: KernelRow) -> str:
+    return f"{row.batch}x({row.m}x{row.n}x{row.k})" if row.batch > 1 else f"{row.m}x{row.n}x{row.k}"
+
+
+def int8_cost(row: KernelRow, config: Any) -> Int8KernelCost:
+    if row.kind == "recurrent":
+        step_macs = row.macs / row.steps
+        step_hbm = row.weight_nbytes + row.input_bytes + row.output_bytes
+        gemm, bound = _dp4a(step_macs, step_hbm, config)
+        pointwise = row.pointwise_bytes / config.hbm_bandwidth + config.kernel_launch_s
+        step = gemm + pointwise
+        latency, hbm = row.steps * step, row.steps * (step_hbm + row.pointwise_bytes)
+        energy = row.macs * config.pj_per_int8_mac * PJ + hbm * config.pj_per_hbm_byte * PJ + config.static_power_w * latency
+        return Int8RecurrentCost(row.name, row.op, int(row.macs), latency, energy,
+                                 row.macs / (latency * config.peak_int8_mac_per_s), kind=row.kind, bound=bound,
+                                 hbm_bytes=hbm, gemm=_gemm_label(row), fuses=list(row.fuses), weight_bytes=row.weight_nbytes,
+                                 steps=row.steps, step_latency_s=step, pointwise_s=pointwise)
+    hbm = row.weight_nbytes + row.input_bytes + row.output_bytes
+    latency, bound = _dp4a(row.macs, hbm, config)
+    energy = row.macs * config.pj_per_int8_mac * PJ + hbm * config.pj_per_hbm_byte * PJ + config.static_power_w * latency
+    return Int8KernelCost(row.name, row.op, int(row.macs), latency, energy, row.macs / (latency * config.peak_int8_mac_per_s),
+                          kind=row.kind, bound=bound, hbm_bytes=hbm, gemm=_gemm_label(row), fuses=list(row.fuses),
+                          weight_bytes=row.weight_nbytes)
+
+
 def layer_cost(row: KernelRow, config: Any, mode: str | None = None) -> KernelCost:
+    if row.int8:
+        return int8_cost(row, config)
     if row.kind == "recurrent":
         return recurrent_cost(row, config, mode)
     if row.kind == "noop":
@@ -253,6 +307,12 @@ def layer_cost(row: KernelRow, config: Any, mode: str | None = None) -> KernelCo
                             gemm=f"{row.batch}x({row.m}x{row.n}x{row.k})", fuses=list(row.fuses))
     dense, chosen = row_paths(row, config, mode)
     energy = _energy(chosen.executed_fmas, chosen.hbm_bytes, chosen.l2_bytes, chosen.latency_s, config)
+    if row.col2im_bytes:  # ConvTranspose: the overlap-add kernel after the GEMM
+        col2im = row.col2im_bytes / config.hbm_bandwidth + config.kernel_launch_s
+        energy += _energy(0, row.col2im_bytes, 0, col2im, config)
+        dense = dataclasses.replace(dense, latency_s=dense.latency_s + col2im, hbm_bytes=dense.hbm_bytes + row.col2im_bytes)
+        chosen = dataclasses.replace(chosen, latency_s=chosen.latency_s + col2im,
+                                     hbm_bytes=chosen.hbm_bytes + row.col2im_bytes)
     utilization = row.macs / (chosen.latency_s * config.peak_fma_per_s)
     return TensorCoreCost(
         row.name, row.op, int(row.macs), chosen.latency_s, energy, utilization, kind=row.kind,
@@ -268,6 +328,8 @@ def gemm_latency(rows: Iterable[KernelRow], config: Any, mode: str | None = None
     """(dense, mode) latency summed over the GEMM (tensor-core) rows."""
     dense = chosen = 0.0
     for row in rows:
+        if row.int8:
+            continue
         if row.kind == "gemm":
             d, c = row_paths(row, config, mode)
             dense += d.latency_s
@@ -286,7 +348,8 @@ def estimate(mapping: SparseTcMapping, config: Any) -> CostReport:
     total = sum(r.latency_s for r in rows)
     gemm_dense, gemm_mode = gemm_latency(mapping.layers, config)
     weights = sum(r.weight_bytes + r.index_bytes for r in gemms) \
-        + sum(row.weight_elements * config.value_bytes for row in mapping.layers if row.kind == "cuda_core")
+        + sum(row.weight_elements * config.value_bytes for row in mapping.layers if row.kind == "cuda_core") \
+        + sum(r.weight_bytes for r in rows if isinstance(r, Int8KernelCost))
     totals = {
         "mode": config.mode,
         "batch": config.batch,

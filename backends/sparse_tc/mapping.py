@@ -17,11 +17,25 @@
   [x_t; h_{t-1}]) and one element-wise gate kernel, the steps one after another (the row's
   m, n, k and bytes are one step's; ``steps`` repeats it). The weights are read every step
   [U: no persistent-kernel reuse modelled]; their vector pattern is measured on [W R].
+  com.microsoft's DynamicQuantizeLSTM is the same LSTM with int8 W and R: its per-step GEMM
+  runs on DP4A (below), the gate kernel as above.
+- ConvTranspose runs as a library does it (cuDNN's backward-data / col2im): per group one
+  HMMA GEMM [M/g x kh x kw rows] x [C/g] x [input pixels] (the layout's ``conv_transpose``
+  GEMM view: one row per output channel and kernel position, the reduction over C/g) that
+  writes the column buffer, then an overlap-add kernel (``col2im_bytes``: the column buffer
+  read, the output written; its bias and epilogue run there, not fused into the GEMM).
+- Integer ops of pre-quantized models (ConvInteger, MatMulInteger, QLinearConv,
+  QLinearMatMul): Volta's Tensor Cores have no INT8 mode, so they run as DP4A int8 dot
+  products on the INT32 cores (kind ``int8``: the int8 MAC rate of ``config``), with every
+  tensor at its own width (int8/uint8 operands, int32 accumulators out).
+  DynamicQuantizeLinear is a memory-bound kernel that reads its input twice (a min/max
+  reduction, then the quantization) and writes uint8.
 - Element-wise ops, pooling, reductions and data movement are memory-bound kernels;
   epilogue ops right after a GEMM fuse into it (``fuse_epilogue``); shape-only ops are
-  no-ops. The other weighted ops (ConvTranspose, Einsum, the integer ops of pre-quantized
-  models) have no FP16 HMMA lowering here; they, anything without an op class, and a layer
-  with unknown shapes go to ``unsupported``.
+  no-ops, and so is a Cast between two float types (every float tensor is FP16 here already:
+  an fp16 model's edge Casts convert nothing more than an fp32 model's inputs do).
+  Einsum has no HMMA lowering here; it, anything without an op class, and a layer with
+  unknown shapes go to ``unsupported``.
 """
 
 from __future__ import annotations
@@ -33,19 +47,22 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, outputs_known, recurrence
-from nncc.backends.base import Mapping, partition_layers
+from nncc.analysis import Layer, layers, outputs_known, recurrence
+from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
-from nncc.ops import (DATA_OPS, ELEMENTWISE_OPS, EPILOGUE_OPS, NO_OPS, POOL_OPS, RECURRENT_OPS, TRANSCENDENTAL_OPS,
-                      WEIGHTED_OPS)
+from nncc.ops import (CONTRIB_RECURRENT, DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS,
+                      POOL_OPS, RECURRENT_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS)
 from nncc.weights import vector_blocks, weight_refs
 
 # The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
 GEMM_OPS = frozenset({"Conv", "Gemm", "MatMul"})
-NO_GEMM_LOWERING = ("weighted op without an HMMA GEMM lowering here: only FP16 Conv/Gemm/MatMul are modelled "
-                    "(ConvTranspose needs col2im, Einsum an equation-specific GEMM, integer ops an int8 kernel)")
-COSTABLE = WEIGHTED_OPS | ELEMENTWISE_OPS | TRANSCENDENTAL_OPS | POOL_OPS | DATA_OPS | NO_OPS
+NO_GEMM_LOWERING = ("weighted op without a GEMM lowering here: Conv/Gemm/MatMul/ConvTranspose (HMMA), the integer "
+                    "ops (DP4A) and the recurrent ops are modelled (Einsum needs an equation-specific GEMM)")
+# DynamicQuantizeLinear is listed explicitly until (and harmlessly after) nncc.ops classes it.
+COSTABLE = WEIGHTED_OPS | ELEMENTWISE_OPS | TRANSCENDENTAL_OPS | POOL_OPS | DATA_OPS | NO_OPS | {"DynamicQuantizeLinear"}
+# Slots of (activation, weight) of the integer ops.
+INTEGER_SLOTS = {"ConvInteger": (0, 1), "MatMulInteger": (0, 1), "QLinearConv": (0, 3), "QLinearMatMul": (0, 3)}
 DETECT_LENGTHS = (2, 4, 8, 16, 32, 64)
 
 
@@ -83,6 +100,9 @@ class KernelRow:
     fuses: list[str] = dataclasses.field(default_factory=list)
     steps: int = 1         # recurrent: serial time steps; m, n, k, bytes are one step's (macs the total)
     pointwise_bytes: int = 0  # recurrent: one step's gate kernel traffic (gate pre-activations in, states in and out)
+    int8: bool = False     # DP4A on the INT32 cores (integer ops, DynamicQuantizeLSTM's step GEMM)
+    weight_nbytes: int = 0  # int8 rows: the constants' bytes at their own widths
+    col2im_bytes: int = 0  # ConvTranspose: the overlap-add kernel's traffic (column buffer in, output out)
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -143,8 +163,41 @@ def gemm_dims(node: ir.Node) -> tuple[int, int, int, int] | None:
     return math.prod(out[:-2]), out[-1], out[-2], k
 
 
+def is_recurrent(layer: Layer) -> bool:
+    """An LSTM/GRU/RNN, or a contrib recurrent op the layer view counts (DynamicQuantizeLSTM)."""
+    return (layer.domain in DEFAULT_DOMAINS and layer.op in RECURRENT_OPS) or (layer.domain, layer.op) in CONTRIB_RECURRENT
+
+
+def is_float_cast(node: ir.Node) -> bool:
+    """A Cast from one float type to another (fp32 <-> fp16): the same FP16 tensor on this target."""
+    if node.op_type != "Cast" or not node.inputs or node.inputs[0] is None:
+        return False
+    src, dst = node.inputs[0].dtype, node.outputs[0].dtype
+    return src is not None and dst is not None and src.is_floating_point() and dst.is_floating_point()
+
+
+def integer_dims(node: ir.Node) -> tuple[int, int, int, int] | None:
+    """(batch, m, n, k) of an integer Conv/MatMul, as :func:`gemm_dims` for its float form."""
+    x_slot, w_slot = INTEGER_SLOTS[node.op_type]
+    out, a, w = static_shape(node.outputs[0]), static_shape(node.inputs[x_slot]), static_shape(node.inputs[w_slot])
+    if out is None or a is None or w is None or len(out) < 2:
+        return None
+    if "Conv" in node.op_type:
+        group = node.attributes.get_int("group", 1)
+        return group, w[0] // group, out[0] * math.prod(out[2:]), math.prod(w[1:])
+    if len(w) == 2:
+        return 1, out[-1], math.prod(out[:-1]), a[-1]
+    return math.prod(out[:-2]), out[-1], out[-2], a[-1]
+
+
 def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
-    supported, unsupported = partition_layers(model, COSTABLE, "no sparse-tc estimator for this op")
+    supported, unsupported = [], []
+    for layer in layers(model):
+        if (layer.domain in DEFAULT_DOMAINS and layer.op in COSTABLE) or is_recurrent(layer):
+            supported.append(layer)
+        else:
+            op = layer.op if not layer.domain else f"{layer.domain}::{layer.op}"
+            unsupported.append(Unsupported(layer.name, op, "no sparse-tc estimator for this op"))
     refs, _ = weight_refs(model.graph)
     ref_of = {layer: ref for ref in refs for layer in ref.layers}
     patterns: dict[str, SparsePattern | None] = {}
@@ -159,17 +212,17 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
     for layer in supported:
         node = layer.node
         op = layer.op
-        if op in NO_OPS:
+        if op in NO_OPS or is_float_cast(node):
             rows.append(KernelRow(layer.name, op, "noop", layer=layer))
             continue
-        if op in RECURRENT_OPS:
+        if is_recurrent(layer):
             row = _recurrent_row(layer, config)
             if row is None:
                 unsupported.append(Unsupported(layer.name, op, "shapes unknown: cannot form the per-step GEMM"))
             else:
                 rows.append(row)
             continue
-        if op in WEIGHTED_OPS and op not in GEMM_OPS:
+        if op in WEIGHTED_OPS and op not in GEMM_OPS and op not in INTEGER_OPS and op != "ConvTranspose":
             unsupported.append(Unsupported(layer.name, op, NO_GEMM_LOWERING))
             continue
         if not outputs_known(node):
@@ -179,6 +232,32 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
         consts = [v for v in node.inputs if v is not None and v.const_value is not None]
         in_bytes = sum(tensor_bytes(v, vb) for v in acts)
         out_bytes = sum(tensor_bytes(v, vb) for v in node.outputs if v is not None)
+        if op in INTEGER_OPS:
+            dims = integer_dims(node)
+            if dims is None or layer.macs <= 0:
+                unsupported.append(Unsupported(layer.name, op, "shapes unknown: cannot form the int8 GEMM"))
+                continue
+            batch, m, n, k = dims
+            rows.append(KernelRow(layer.name, op, "int8", layer.macs * config.batch, m, n * config.batch, k, batch,
+                                  weight=layer.weight.value.name if layer.weight is not None else None,
+                                  weight_elements=sum(v.const_value.size for v in consts),
+                                  weight_nbytes=sum(int(v.const_value.nbytes) for v in consts),
+                                  input_bytes=in_bytes * config.batch, output_bytes=out_bytes * config.batch,
+                                  int8=True, layer=layer))
+            continue
+        if op == "ConvTranspose":
+            row = _conv_transpose_row(layer, ref_of.get(layer.name), patterns, in_bytes, out_bytes, config)
+            if row is None:
+                unsupported.append(Unsupported(layer.name, op, "shapes unknown or weight not constant: cannot form the "
+                                                               "col2im GEMM"))
+            else:
+                rows.append(row)
+            continue
+        if op == "DynamicQuantizeLinear":
+            # Two passes over x: the min/max reduction, then the quantization (uint8 out).
+            rows.append(KernelRow(layer.name, op, "memory", input_bytes=2 * in_bytes * config.batch,
+                                  output_bytes=out_bytes * config.batch, layer=layer))
+            continue
         if op in GEMM_OPS:
             dims = gemm_dims(node)
             if dims is None or layer.macs <= 0:
@@ -226,6 +305,30 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
     return SparseTcMapping(layers=rows, unsupported=unsupported)
 
 
+def _conv_transpose_row(layer: Layer, ref, patterns: dict, in_bytes: int, out_bytes: int, config: Any) -> KernelRow | None:
+    """ConvTranspose as col2im: per group a GEMM [M/g x kernel rows] x [C/g] x [input pixels]
+    into a column buffer, then the overlap-add into the output."""
+    weight, x = layer.weight, static_shape(layer.node.inputs[0])
+    if weight is None or weight.shape is None or x is None or layer.macs <= 0 or not weight.is_initializer:
+        return None
+    layout, shape = weight.layout, weight.shape  # conv_transpose: [C, M/g, k...]
+    group = layout.groups
+    m = layout.outputs(shape) // group * math.prod(shape[2:])  # GEMM rows of one group
+    k = layout.fan_in(shape) // max(1, math.prod(shape[2:]))   # C/g
+    n = x[0] * math.prod(x[2:]) * config.batch
+    vb = config.value_bytes
+    column = group * m * n * vb
+    consts = [v for v in layer.node.inputs if v is not None and v.const_value is not None]
+    row = KernelRow(layer.name, layer.op, "gemm", layer.macs * config.batch, m, n, k, group, weight=weight.value.name,
+                    weight_elements=sum(v.const_value.size for v in consts), input_bytes=in_bytes * config.batch,
+                    output_bytes=column, col2im_bytes=column + out_bytes * config.batch, layer=layer)
+    if ref is not None and ref.layout is not None:
+        if ref.name not in patterns:
+            patterns[ref.name] = measure_pattern(ref.layout.gemm_view(const_array(ref.value)), config.vector_length)
+        row.pattern = patterns[ref.name]
+    return row
+
+
 def _recurrent_row(layer: Layer, config: Any) -> KernelRow | None:
     """One time step of a recurrent layer as a batched GEMM (``steps`` of them, serial)."""
     rec = recurrence(layer.node)
@@ -240,6 +343,10 @@ def _recurrent_row(layer: Layer, config: Any) -> KernelRow | None:
                     weight_elements=sum(v.const_value.size for v in consts),
                     input_bytes=n * rec.input_size * vb + state, output_bytes=state, steps=rec.steps,
                     pointwise_bytes=rec.directions * n * rec.rows * vb + 2 * state, layer=layer)
+    if layer.domain not in DEFAULT_DOMAINS:  # DynamicQuantizeLSTM: int8 W and R, the step GEMM on DP4A
+        row.int8 = True
+        row.weight_nbytes = sum(int(v.const_value.nbytes) for v in consts)
+        return row
     weight = layer.weight
     if weight is not None and all(p.is_initializer for p in weight.parts) and weight.value.dtype is not None \
             and weight.value.dtype.is_floating_point():

@@ -72,18 +72,19 @@ def design_totals(costs: list[DesignCost]) -> dict[str, Any]:
             "weight_dram_bytes": sum(c.weight_dram_bytes or 0 for c in costs), "mults": sum((c.mults or 0 for c in costs), 0.0)}
 
 
-def _energy_unit(config: Any) -> tuple[float, float]:
+def _energy_unit(config: Any, wb: int | None = None, ab: int | None = None) -> tuple[float, float]:
     c = config
-    return c.e_mult16_pj * c.weight_bits * c.act_bits / 256, c.e_add16_pj * c.act_bits / 16
+    wb, ab = wb or c.weight_bits, ab or c.act_bits
+    return c.e_mult16_pj * wb * ab / 256, c.e_add16_pj * ab / 16
 
 
 def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = None) -> DesignCost:
     """Cycles, energy (J, by part) and operation counts of one layer on one design
     (UCNN: with indirection jumps of ``jump`` bits, default the smallest table's width)."""
     c = config
-    e_mult, e_add = _energy_unit(c)
+    ab, wb = row.act_bits or c.act_bits, row.weight_bits or c.weight_bits  # an integer or float16 layer's own widths
+    e_mult, e_add = _energy_unit(c, wb, ab)
     word = c.e_mac16_pj  # one 16-bit MAC: the unit of Eyeriss's normalized table
-    ab, wb = c.act_bits, c.weight_bits
     d = row.act_density if row.act_density is not None else c.activation_density
     parts = dict.fromkeys(PARTS, 0.0)
     counts: dict[str, Any] = {}

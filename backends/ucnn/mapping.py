@@ -25,7 +25,17 @@ U values (``weight-share``) keep at most U values (rounding only merges values).
 Recurrent layers (LSTM, GRU, RNN) are filters too: each gate row of [W R] (one per gate output
 and direction, I + H weights) slides over [x_t; h_{t-1}] at every time step and batch row
 (positions = steps x batch); the gate's element-wise work (``vector_ops``) runs on the adders
-as for the element-wise layers, the same in both designs.
+as for the element-wise layers, the same in both designs. com.microsoft's DynamicQuantizeLSTM is
+such an LSTM whose int8 W [dirs, I, 4H] and R [dirs, H, 4H] are read transposed into gate rows.
+
+Integer ops of pre-quantized models (ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul,
+DynamicQuantizeLSTM): the stored integers minus the weight zero point *are* the codes whose
+repetition UCNN counts (no re-quantization), at their own width (``Weight.integer_bits``); the
+activations are the op's integers too (act bits = their width). A float16 layer (weight or
+activation of dtype float16) counts 16-bit weights and activations whatever the config says.
+ConvTranspose's filters are its per-output-channel [C/g x kh x kw] filters (``filter_view``),
+each applied at every input pixel (positions = batch x H_in x W_in; the scattered partial
+sums are the accumulations UCNN already counts).
 """
 
 from __future__ import annotations
@@ -43,13 +53,16 @@ from nncc.calibration import Calibration, calibration_feeds, run_exposing
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
-from nncc.ops import DEFAULT_DOMAINS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
+from nncc.irutils import constant_value
+from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 # The weighted ops whose filters UCNN factorizes (its indirection tables walk one filter's
 # weights against a window of activations).
-FACTORIZED_OPS = frozenset({"Conv", "Gemm", "MatMul"}) | RECURRENT_OPS
-NOT_FACTORIZED = ("a dot-product op other than Conv/Gemm/MatMul/LSTM/GRU/RNN: UCNN's indirection tables are defined "
-                  "for filters of those ops only")
+FACTORIZED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"}) | RECURRENT_OPS | INTEGER_OPS
+NOT_FACTORIZED = ("a dot-product op other than Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN and their integer forms: "
+                  "UCNN's indirection tables are defined for filters of those ops only")
+# The weight zero point's input slot of each integer op.
+WEIGHT_ZERO_POINT = {"ConvInteger": 3, "MatMulInteger": 3, "QLinearConv": 5, "QLinearMatMul": 5}
 CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
 
 
@@ -112,6 +125,8 @@ class UcnnLayer:
     input_elems: int = 0
     output_elems: int = 0
     vector_ops: int = 0        # element-wise ops (a factorized recurrent layer: its gate work)
+    weight_bits: int = 0       # the layer's own weight / activation widths (integer and float16 layers); 0: the config's
+    act_bits: int = 0
     act_density: float | None = None  # measured on calibration data; None: config.activation_density
     note: str = ""
     layer: Layer | None = dataclasses.field(default=None, repr=False)
@@ -263,6 +278,62 @@ def _weight_matrix(layer: Layer) -> np.ndarray | None:
     return layer.weight.layout.filter_view(w)
 
 
+def _zero_point(node: ir.Node, slot: int) -> np.ndarray | None:
+    value = node.inputs[slot] if slot < len(node.inputs) else None
+    zp = constant_value(value) if value is not None else None
+    return None if zp is None or np.size(zp) == 0 else np.asarray(zp, dtype=np.int64)
+
+
+def _integer_codes(layer: Layer) -> np.ndarray | None:
+    """[filters, K] integer codes minus the weight zero point of an integer op (DynamicQuantizeLSTM:
+    gate rows of [W R]), or None for a float layer."""
+    node = layer.node
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        w, r = (constant_value(v) if v is not None else None for v in node.inputs[1:3])
+        if w is None or r is None:
+            return None
+        parts = []
+        for array, slot in ((w, 9), (r, 11)):
+            array = np.asarray(array, dtype=np.int64)
+            zp = _zero_point(node, slot)
+            if zp is not None:
+                array = array - zp.reshape(-1, 1, 1)
+            parts.append(np.swapaxes(array, 1, 2))  # [dirs, 4H, K]
+        return np.concatenate(parts, axis=2).reshape(-1, parts[0].shape[2] + parts[1].shape[2])
+    if layer.op not in WEIGHT_ZERO_POINT or layer.weight is None or layer.weight.integer_bits is None:
+        return None
+    w = np.asarray(layer.weight.array(), dtype=np.int64)
+    zp = _zero_point(node, WEIGHT_ZERO_POINT[layer.op])
+    if zp is not None:
+        if zp.ndim == 1 and zp.size > 1 and layer.weight.layout.kind == "out_first":  # per output channel
+            zp = zp.reshape((-1,) + (1,) * (w.ndim - 1))
+        w = w - zp
+    return layer.weight.layout.filter_view(w)
+
+
+def _float16(value: ir.Value | None) -> bool:
+    return value is not None and value.dtype == ir.DataType.FLOAT16
+
+
+def layer_widths(layer: Layer, config: Any) -> tuple[int, int]:
+    """(weight bits, activation bits) of a factorized layer: the integers' widths for an integer op,
+    16 for a float16 layer, else the config's."""
+    node = layer.node
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        dtype = node.inputs[1].dtype
+        return (dtype.bitwidth if dtype is not None and dtype.is_integer() else config.weight_bits), 8
+    weight = layer.weight
+    if weight is None:
+        return config.weight_bits, config.act_bits
+    act = node.inputs[weight.layout.activation_index]
+    if weight.integer_bits is not None and layer.op in INTEGER_OPS:
+        act_bits = act.dtype.bitwidth if act is not None and act.dtype is not None and act.dtype.is_integer() else config.act_bits
+        return weight.integer_bits, act_bits
+    if _float16(weight.value) or _float16(act):
+        return 16, 16
+    return config.weight_bits, config.act_bits
+
+
 def activation_input(layer: Layer) -> ir.Value:
     """The operand the filters slide over: the first input, or the one beside a leading weight (W @ X)."""
     return layer.node.inputs[layer.weight.layout.activation_index if layer.weight is not None else 0]
@@ -275,10 +346,16 @@ def _elems(shapes) -> int:
 def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
     c = config
     outs = _elems(layer.output_shapes)
-    if layer.domain not in DEFAULT_DOMAINS:
+    contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
+    if layer.domain not in DEFAULT_DOMAINS and not contrib:
         return Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no UCNN estimator")
     if layer.op in WEIGHTED_OPS and layer.op not in FACTORIZED_OPS:
         return Unsupported(layer.name, layer.op, NOT_FACTORIZED)
+    if contrib:
+        codes = _integer_codes(layer)
+        if codes is None or layer.macs <= 0:
+            return Unsupported(layer.name, f"{layer.domain}::{layer.op}", "weights not constant or shapes unknown")
+        return _factorized(layer, codes, config, outs, _elems([static_shape(layer.node.inputs[0])]), recurrent=True)
     if layer.op in FACTORIZED_OPS:
         if not outputs_known(layer.node) or layer.macs <= 0:
             return Unsupported(layer.name, layer.op, "output shape unknown: cannot count the output positions")
@@ -287,14 +364,12 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
             acts = _elems(s for s, v in zip(layer.input_shapes, layer.node.inputs) if v is not None and v.const_value is None)
             return UcnnLayer(layer.name, layer.op, "dense", layer.macs, input_elems=acts, output_elems=outs, layer=layer,
                              note="both operands are activations: no weight tables to build, run as plain MACs in both designs")
-        codes = quantize_codes(matrix, c.weight_bits)
-        stats = filter_stats(codes, c.group, c.weight_bits, c.index_bits, c.multipliers_per_pe)
-        positions = layer.macs // (stats.filters * stats.k) if stats.filters * stats.k else 0
-        dense = codes.size * c.weight_bits
+        codes = _integer_codes(layer)
+        if codes is None:
+            wb, _ = layer_widths(layer, c)
+            codes = quantize_codes(matrix, wb)
         ins = _elems([static_shape(activation_input(layer))])
-        return UcnnLayer(layer.name, layer.op, "factorized", layer.macs, positions, stats, dense,
-                         min(dense, rlc_bits(codes, c.weight_bits, c.rlc_run_bits)), ins, outs, layer=layer,
-                         vector_ops=layer.elementwise_ops if layer.op in RECURRENT_OPS else 0)
+        return _factorized(layer, codes, c, outs, ins, recurrent=layer.op in RECURRENT_OPS)
     if layer.op in NO_OPS:
         return UcnnLayer(layer.name, layer.op, "noop", 0, note="no data movement or arithmetic at inference time", layer=layer)
     if all(v is None or v.const_value is not None for v in layer.node.inputs):
@@ -307,6 +382,19 @@ def map_layer(layer: Layer, config: Any) -> UcnnLayer | Unsupported:
     # PE array's adders, operands through the global buffer; the same in both designs.
     return UcnnLayer(layer.name, layer.op, "vector", 0, input_elems=acts, output_elems=outs, vector_ops=max(acts, outs),
                      note="element-wise / window op: one add-equivalent per element, identical in both designs", layer=layer)
+
+
+def _factorized(layer: Layer, codes: np.ndarray, c: Any, outs: int, ins: int, recurrent: bool) -> UcnnLayer:
+    wb, ab = layer_widths(layer, c)
+    stats = filter_stats(codes, c.group, wb, c.index_bits, c.multipliers_per_pe)
+    positions = layer.macs // (stats.filters * stats.k) if stats.filters * stats.k else 0
+    dense = codes.size * wb
+    row = UcnnLayer(layer.name, layer.op, "factorized", layer.macs, positions, stats, dense,
+                    min(dense, rlc_bits(codes, wb, c.rlc_run_bits)), ins, outs, layer=layer,
+                    vector_ops=layer.elementwise_ops if recurrent else 0)
+    if (wb, ab) != (c.weight_bits, c.act_bits):
+        row.weight_bits, row.act_bits = wb, ab
+    return row
 
 
 def measure_densities(model: ir.Model, rows: list[UcnnLayer], samples: int,
