@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nncc import runtime
 from nncc.backends.reram.cost import crossbar_area_ratio
 from nncc.crossbar import cheapest_rank, dense_crossbars, factored_crossbars, group_scissor_counts, segment_norms
-from nncc.backends.reram.mapping import tree_length
+from nncc.backends.reram.column_stats import tree_length
 from nncc.backends.reram.target import ReramTarget
 from nncc.errors import NnccError
 from nncc.passes.delete_groups import DeleteGroups

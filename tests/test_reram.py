@@ -451,7 +451,7 @@ def test_zoo_model_compiles_for_reram(name, tmp_path):
 
 
 def test_adder_tree_wire_length():
-    from nncc.backends.reram.mapping import tree_length
+    from nncc.backends.reram.column_stats import tree_length
 
     assert [tree_length(r) for r in (1, 2, 3, 4, 8)] == [1, 2, 5, 5, 13]  # 8: 4x1 + 2x2 + 1x4, + 1
     assert all(tree_length(r) <= tree_length(r + 1) for r in range(1, 300))

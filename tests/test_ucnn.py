@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nncc import models
 from nncc.backends.ucnn import UcnnConfig, UcnnTarget
-from nncc.backends.ucnn.mapping import filter_stats, quantize_codes, rlc_bits
+from nncc.backends.ucnn.weight_stats import filter_stats, quantize_codes, rlc_bits
 from nncc.cli import main
 from nncc.driver import CompileOptions, compile_model
 from nncc.errors import NnccError

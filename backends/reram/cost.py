@@ -17,7 +17,7 @@ Per crossbar layer (constants in config.py, each with its source):
     routing    = wire lengths (in crossbar sides) x crossbar side x wire pitch: every output-column
                  segment of a placed crossbar that holds a non-zero cell is a wire into the binary
                  adder tree that reduces that column's partial sums over its row blocks
-                 (mapping.tree_length; NeuroSim's adder tree on an H-tree)
+                 (column_stats.tree_length; NeuroSim's adder tree on an H-tree)
                  [U: our model; Group Scissor's own routing-area formula was not available]. It
                  grows with crossbars and stack height and falls when connection groups (zero
                  column segments, delete-groups) are deleted or a rank clip shortens the stacks.

@@ -53,13 +53,13 @@ import onnx_ir as ir
 from nncc.analysis import Layer, layers, recurrence
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
-from nncc.crossbar import (CrossbarGeometry, column_slices, dense_crossbars, layer_scale, logical_blocks, physical_matrix,
-                           row_blocks)
+from nncc.crossbar import column_slices, dense_crossbars, layer_scale, row_blocks
 from nncc.errors import NnccError
 from nncc.irutils import constant_value, is_constant
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 from . import adc, activations
+from .column_stats import adc_units, add_counts, block_stats, packed_stats
 from .digital import DigitalLayer, digital_row, is_digital
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
@@ -272,7 +272,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
     quant: dict[str, Any] = {"weights": f"{config.weight_encoding}, {config.weight_bits} bits, one scale per layer ({config.weight_scale} |w|)",
                              "weight_scale": scale, **(got[1] if got else {})}
     codes = got[0] if got else None
-    st = _packed_stats(mats, scale, codes, config) if packed else _block_stats(mats, scale, codes, config)
+    st = packed_stats(mats, scale, codes, config) if packed else block_stats(mats, scale, codes, config)
     sums = st["sums"]
     if mode == "worst-case":
         sums = np.array(adc.worst_case_sums(geometry, k))
@@ -292,14 +292,14 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
         # Whole groups side by side on one crossbar: each output column leaves after one crossbar side.
         crossbars, dense = -(-st["placed_groups"] // gpc), -(-g // gpc)
         logical = -(-st["logical_groups"] // min(X // k, X // n))
-        _add(units, _adc_units(np.tile(col_slice, gpc), np.tile(st["live"], gpc), adc_bits, config, crossbars))
+        add_counts(units, adc_units(np.tile(col_slice, gpc), np.tile(st["live"], gpc), adc_bits, config, crossbars))
         wires = lengths = float(st["placed_groups"] * phys_cols)
     else:
         crossbars, dense, logical = st["placed"], g * dense_crossbars(k, n, X, geometry.column_factor), st["logical"]
         wires, lengths = st["wires"], st["wire_lengths"]
         for c, placed in enumerate(st["placed_per_cb"]):
             cols = col_slice[c * X:(c + 1) * X]
-            _add(units, _adc_units(cols, st["live"][c * X:(c + 1) * X], adc_bits, config, int(placed)))
+            add_counts(units, adc_units(cols, st["live"][c * X:(c + 1) * X], adc_bits, config, int(placed)))
     n_total = n * g
     # One shift-add per conversion, then per output: row-block partial sums, pos - neg, bias/offset/rescale.
     reduce_adds = mvms * n_total * ((rb - 1) + (P - 1) + 1)
@@ -315,115 +315,6 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
         act_flits=int(mvms * -(-n_total * bits // config.bus_bits)),
         wires=int(wires) * r_eff, wire_lengths=float(lengths) * r_eff, read_siemens=st["read_s"],
         busiest_adc_columns=int(min(config.cols_per_adc, phys_cols * gpc)), quantization=quant, layer=layer)
-
-
-def _levels(n: int, geometry: CrossbarGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Slice of each physical column, and the top cell value of that slice."""
-    col_slice = column_slices(n, geometry)
-    top = np.array([2 ** b - 1 for b in geometry.slice_bits()], dtype=np.float32)
-    return col_slice, top[col_slice]
-
-
-def _block_stats(mats, scale, codes, config) -> dict[str, Any]:
-    """Per group, one crossbar row block at a time (a large layer such as VGG's fc6 never
-    holds all its cells at once): column sums, non-zero columns, placed crossbars, read conductance."""
-    geometry = config.geometry
-    X, S = geometry.size, geometry.slices
-    k, n = mats[0].shape
-    phys_cols = n * geometry.column_factor
-    col_slice, level_max = _levels(n, geometry)
-    st: dict[str, Any] = {"sums": np.zeros(S), "nz_cols": np.zeros(S, dtype=np.int64), "placed": 0, "dac_rows": 0,
-                          "read_s": 0.0, "logical": 0, "placed_per_cb": np.zeros(-(-phys_cols // X), dtype=np.int64),
-                          "live": np.zeros(phys_cols, dtype=bool), "wires": 0, "wire_lengths": 0.0}
-    for gi, w in enumerate(mats):
-        st["logical"] += logical_blocks(w, X)
-        # Routing: a column segment holding a non-zero cell sends a partial sum into its
-        # column's adder tree; an all-zero segment (a deleted connection group) sends none.
-        stack = np.zeros(phys_cols, dtype=np.int64)
-        for r in range(0, k, X):
-            phys = physical_matrix(w[r:r + X], geometry, scale)
-            if codes is not None:
-                col_max, density = adc.block_sums(codes[gi][:, r:r + X], phys, config.input_bits)
-            else:
-                col_max, density = phys.sum(axis=0), np.full(phys.shape[0], 0.5)  # [U] half the bits 1 if unmeasured
-            st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_max, n, geometry))
-            nz = np.any(phys != 0, axis=0)
-            st["live"] |= nz
-            stack += nz
-            st["nz_cols"] += np.bincount(col_slice[nz], minlength=S)
-            occupied = np.array([bool(np.any(nz[c:c + X])) for c in range(0, phys_cols, X)])
-            if not occupied.any():
-                continue
-            st["placed_per_cb"] += occupied
-            st["placed"] += int(occupied.sum())
-            st["dac_rows"] += phys.shape[0] * int(occupied.sum())
-            mask = np.repeat(occupied, X)[:phys_cols]
-            g_cells = config.g_off + phys[:, mask] / level_max[mask] * (config.g_on - config.g_off)
-            idle = X * int(occupied.sum()) - int(mask.sum())  # unused columns of a placed crossbar conduct at Roff
-            st["read_s"] += float(density @ (g_cells.sum(axis=1) + idle * config.g_off))
-        st["wires"] += int(stack.sum())
-        st["wire_lengths"] += float(sum(tree_length(int(h)) * count for h, count in zip(*np.unique(stack[stack > 0], return_counts=True))))
-    return st
-
-
-def _packed_stats(mats, scale, codes, config, chunk: int = 256) -> dict[str, Any]:
-    """All groups at once for small groups packed block-diagonally (depthwise convs)."""
-    geometry = config.geometry
-    X, S, bits = geometry.size, geometry.slices, config.input_bits
-    w = np.stack(mats)  # [g, k, n]
-    g, k, n = w.shape
-    col_slice, level_max = _levels(n, geometry)
-    phys = physical_matrix(w.reshape(g * k, n), geometry, scale).reshape(g, k, -1)
-    if codes is not None:
-        col_max = np.zeros(phys.shape[2], dtype=np.float32)
-        ones = np.zeros((g, k))
-        for start in range(0, codes.shape[1], chunk):
-            block = codes[:, start:start + chunk]  # [g, V, k]
-            planes = np.concatenate([((block >> b) & 1) for b in range(bits)], axis=1).astype(np.float32)
-            ones += planes.sum(axis=1)
-            np.maximum(col_max, np.matmul(planes, phys).max(axis=(0, 1)), out=col_max)
-        density = ones / (codes.shape[1] * bits)
-    else:
-        col_max, density = phys.sum(axis=1).max(axis=0), np.full((g, k), 0.5)
-    nz = np.any(phys != 0, axis=1)  # [g, cols]
-    placed = np.any(nz, axis=1)
-    g_cells = config.g_off + phys / level_max * (config.g_on - config.g_off)
-    row_g = g_cells.sum(axis=2) + (X - phys.shape[2]) * config.g_off  # the crossbar's other columns at Roff
-    return {"sums": adc.per_slice_max(col_max, n, geometry),
-            "nz_cols": np.array([int(nz[:, col_slice == s].sum()) for s in range(S)], dtype=np.int64),
-            "live": nz.any(axis=0), "placed_groups": int(placed.sum()), "logical_groups": int(np.any(w != 0, axis=(1, 2)).sum()),
-            "dac_rows": int(placed.sum()) * k, "read_s": float(np.sum(density[placed] * row_g[placed]))}
-
-
-def tree_length(r: int) -> float:
-    """Wire length, in crossbar sides, that one output column of a stack of ``r`` crossbars needs
-    to reduce its partial sums through a binary adder tree on an H-tree (as NeuroSim reduces
-    sub-array partial sums: AdderTree.cpp, HTree.cpp): level l merges ceil(r / 2^l) pairs whose
-    wires span 2^(l-1) sides; plus one side for the result to leave."""
-    length, span = 1.0, 1
-    while span < r:
-        length += -(-r // (2 * span)) * span
-        span *= 2
-    return length
-
-
-def _add(into: dict[int, int], more: dict[int, int]) -> None:
-    for key, value in more.items():
-        into[key] = into.get(key, 0) + value
-
-
-def _adc_units(col_slices: np.ndarray, live: np.ndarray, adc_bits: list[int], config, crossbars: int) -> dict[int, int]:
-    """ADCs of ``crossbars`` crossbars with this column layout, by resolution. The columns that
-    need converting (not all-zero, and of a slice that needs more than 0 bits) share ADCs
-    ``cols_per_adc`` at a time through the column mux, highest resolutions together, each ADC
-    at the largest resolution among its columns: ceil(live columns / cols_per_adc) ADCs."""
-    if crossbars <= 0:
-        return {}
-    need = sorted((adc_bits[s] for s, on in zip(col_slices[:config.crossbar_size], live) if on and adc_bits[s] > 0), reverse=True)
-    out: dict[int, int] = {}
-    for start in range(0, len(need), config.cols_per_adc):
-        out[need[start]] = out.get(need[start], 0) + crossbars
-    return out
 
 
 # ---------------------------------------------------------------- the whole model

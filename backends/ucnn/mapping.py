@@ -52,9 +52,10 @@ from nncc.backends.base import Mapping
 from nncc.calibration import Calibration, calibration_feeds, run_exposing
 from nncc.cost import Unsupported
 from nncc.errors import NnccError
-from nncc.irutils import static_shape
-from nncc.irutils import constant_value
+from nncc.irutils import constant_value, static_shape
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
+
+from .weight_stats import WeightStats, filter_stats, quantize_codes, rlc_bits
 
 # The weighted ops whose filters UCNN factorizes (its indirection tables walk one filter's
 # weights against a window of activations).
@@ -63,53 +64,6 @@ NOT_FACTORIZED = ("a dot-product op other than Conv/ConvTranspose/Gemm/MatMul/LS
                   "UCNN's indirection tables are defined for filters of those ops only")
 # The weight zero point's input slot of each integer op.
 WEIGHT_ZERO_POINT = {"ConvInteger": 3, "MatMulInteger": 3, "QLinearConv": 5, "QLinearMatMul": 5}
-CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
-
-
-@dataclasses.dataclass
-class WeightStats:
-    """Per-position counts of one layer's filters (summed over filters / filter groups)."""
-
-    filters: int = 0
-    k: int = 0                 # weights per filter (fan-in)
-    zeros: int = 0
-    unique: int = 0            # sum over filters of distinct non-zero values
-    unique_max: int = 0
-    entries: int = 0           # indirection-table entries (G = 1: non-zero weights)
-    act_adds: int = 0          # adds forming the sums of activations
-    psum_adds: int = 0         # adds accumulating the products
-    mults: int = 0
-    base_cycles: int = 0       # PE cycles for one output position of every filter (one entry per cycle), before padding
-    group: int = 1
-    weight_bits: int = 16
-    jump_bits: int = 0         # width of one indirection entry's jump: the smallest table (cost.py may pick another)
-    padding: dict[int, int] = dataclasses.field(default_factory=dict)  # jump width -> padding entries
-
-    def pad_entries(self, jump: int | None = None) -> int:
-        """Extra entries for jumps longer than 2^jump - 1."""
-        return self.padding.get(jump or self.jump_bits, 0)
-
-    def cycles(self, jump: int | None = None) -> int:
-        return self.base_cycles + self.pad_entries(jump)  # a padding entry takes its cycle like any other
-
-    def table_bits(self, jump: int | None = None) -> int:
-        """Indirection tables (jump + G transition bits per entry) + unique-weight tables: the compressed model."""
-        j = jump or self.jump_bits
-        return (self.entries + self.pad_entries(j)) * (j + self.group) + self.mults * self.weight_bits
-
-    @property
-    def nnz(self) -> int:
-        return self.filters * self.k - self.zeros
-
-    @property
-    def adds(self) -> int:
-        return self.act_adds + self.psum_adds
-
-    def add(self, other: WeightStats) -> None:
-        for f in dataclasses.fields(self):
-            if f.name not in ("k", "unique_max", "jump_bits", "group", "weight_bits", "padding"):
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        self.unique_max = max(self.unique_max, other.unique_max)
 
 
 @dataclasses.dataclass
@@ -145,123 +99,6 @@ class UcnnMapping(Mapping[UcnnLayer]):
                     "formula": "per output: multiplies = sum_g M_g (G=1: U non-zero unique), adds = (E - D_1) + "
                                "sum_g (M_g - 1), entries E read from the indirection table"})
         return out
-
-
-# ------------------------------------------------------------------ weight statistics
-
-def quantize_codes(weight: np.ndarray, bits: int) -> np.ndarray:
-    """Integer codes of ``weight`` on a symmetric per-layer grid of ``bits`` bits (0 stays 0)."""
-    w = np.asarray(weight, dtype=np.float64)
-    peak = float(np.abs(w).max(initial=0.0))
-    if peak == 0.0 or not np.isfinite(peak):
-        return np.zeros(w.shape, dtype=np.int64)
-    scale = peak / (2 ** (bits - 1) - 1)
-    return np.rint(w / scale).astype(np.int64)
-
-
-def _distinct_rows(matrix: np.ndarray, ignore: int | None = None) -> np.ndarray:
-    """Distinct values per row, not counting ``ignore``."""
-    if matrix.shape[1] == 0:
-        return np.zeros(matrix.shape[0], dtype=np.int64)
-    ordered = np.sort(matrix, axis=1)
-    new = np.ones(ordered.shape, dtype=bool)
-    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    if ignore is not None:
-        new &= ordered != ignore
-    return new.sum(axis=1)
-
-
-def _dense_ranks(codes: np.ndarray) -> np.ndarray:
-    """Each value's rank among its row's distinct values (0-based), so tuples pack into int64."""
-    order = np.argsort(codes, axis=1, kind="stable")
-    ordered = np.take_along_axis(codes, order, axis=1)
-    step = np.zeros(ordered.shape, dtype=np.int64)
-    step[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ranks = np.empty_like(step)
-    np.put_along_axis(ranks, order, np.cumsum(step, axis=1), axis=1)
-    return ranks
-
-
-def filter_stats(codes: np.ndarray, group: int = 1, weight_bits: int = 16, index_bits: int = 0,
-                 multipliers: int = 1) -> WeightStats:
-    """Counts for a [filters, K] matrix of integer weight codes (0 = zero weight).
-
-    The indirection table lists, per group of equal weights (tuples when G > 1), the
-    activation positions in ascending order, each stored as the jump from the previous entry
-    of its group (the first from the window's start) in ``j`` bits; a jump longer than
-    2^j - 1 takes padding entries, like run-length coding (j = ceil(log2(K+1)) needs none:
-    plain addresses). ``index_bits`` = 0 counts every width (``padding``) and records the one
-    that makes the layer's table smallest; each entry also carries G transition bits.
-    """
-    f, k = codes.shape
-    widths = [index_bits] if index_bits else list(range(1, max(1, math.ceil(math.log2(k + 1))) + 1))
-    total = WeightStats(k=k, group=group, weight_bits=weight_bits)
-    padding = dict.fromkeys(widths, 0)
-    rows = max(group, (CHUNK_ELEMENTS // max(k, 1)) // group * group)
-    for start in range(0, f, rows):
-        chunk, jumps = _chunk_stats(codes[start:start + rows], group, multipliers)
-        total.add(chunk)
-        for j in widths:
-            padding[j] += int((-(-jumps // ((1 << j) - 1)) - 1).sum())
-    total.padding = padding
-    total.jump_bits = min(widths, key=lambda j: (total.table_bits(j), padding[j]))
-    return total
-
-
-def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightStats, np.ndarray]:
-    f, k = codes.shape
-    nonzero = codes != 0
-    per_filter_unique = _distinct_rows(codes, ignore=0)
-    stats = WeightStats(filters=f, k=k, zeros=int(f * k - nonzero.sum()), unique=int(per_filter_unique.sum()),
-                        unique_max=int(per_filter_unique.max(initial=0)))
-    if g == 1:
-        active = nonzero
-        leaf = np.where(active, codes, np.iinfo(np.int64).max)
-        mults = [per_filter_unique]
-        d1 = per_filter_unique
-    else:
-        blocks = -(-f // g)
-        padded = np.zeros((blocks * g, k), dtype=np.int64)
-        padded[:f] = codes
-        ranks = _dense_ranks(padded).reshape(blocks, g, k)
-        nz = (padded != 0).reshape(blocks, g, k)
-        active = nz.any(axis=1)
-        prefix = np.zeros((blocks, k), dtype=np.int64)
-        mults, d1 = [], None
-        for level in range(g):
-            prefix = prefix * (k + 1) + ranks[:, level]
-            if level == 0:
-                d1 = _distinct_rows(np.where(active, prefix, -1), ignore=-1)
-            # filter `level` multiplies once per distinct prefix whose own weight is non-zero
-            mults.append(_distinct_rows(np.where(active & nz[:, level], prefix, -1), ignore=-1))
-        leaf = np.where(active, prefix, np.iinfo(np.int64).max)
-    entries = active.sum(axis=1)
-    m = np.stack(mults)                                    # [G, blocks]
-    stats.entries = int(entries.sum())
-    stats.mults = int(m.sum())
-    stats.act_adds = int((entries - d1).sum())
-    stats.psum_adds = int(np.maximum(m - 1, 0).sum())
-    stats.base_cycles = int(np.maximum(entries, -(-m.max(axis=0) // multipliers)).sum())
-    # Jumps: positions sorted by (group, position); a stable sort by group keeps positions ascending.
-    order = np.argsort(leaf, axis=1, kind="stable")
-    ordered = np.take_along_axis(leaf, order, axis=1)
-    same = np.zeros(order.shape, dtype=bool)
-    same[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-    previous = np.full(order.shape, -1, dtype=np.int64)
-    previous[:, 1:] = order[:, :-1]
-    jumps = order - np.where(same, previous, -1)
-    return stats, jumps[ordered != np.iinfo(np.int64).max]
-
-
-def rlc_bits(codes: np.ndarray, weight_bits: int, run_bits: int) -> int:
-    """Eyeriss-style run-length coding of a weight stream: (run of zeros, value) pairs; a run
-    longer than 2^run_bits - 1 zeros costs an extra pair."""
-    flat = codes.reshape(-1)
-    pos = np.flatnonzero(flat)
-    gaps = np.diff(np.concatenate([[-1], pos])) - 1
-    limit = (1 << run_bits) - 1
-    pairs = int(pos.size + (gaps // (limit + 1)).sum())
-    return pairs * (weight_bits + run_bits)
 
 
 # ------------------------------------------------------------------ the layers
