@@ -67,7 +67,8 @@ def test_fp16_model_on_mobile_cpu_reads_half_the_bytes_and_pays_the_conversions(
 
 @pytest.mark.parametrize("name", ["light_shufflenet", pytest.param("light_inception_v1", marks=pytest.mark.slow)])
 def test_truenorth_compiles_opset_9_models_with_gemm(name):
-    result = compile_model(light_model(name), TARGETS.get("truenorth").configure(sets={"max_chips": 1000}), [],
-                           CompileOptions(verify_samples=0))
+    # Enough chips, and the final Softmax on a host: what is left is the Gemm legalization.
+    target = TARGETS.get("truenorth").configure(sets={"max_chips": 1000, "host_fallback": "true"})
+    result = compile_model(light_model(name), target, [], CompileOptions(verify_samples=0))
     assert result.report["totals"]["coverage"]["macs_fraction"] == 1.0
     assert result.cost.latency_s > 0

@@ -307,7 +307,7 @@ def test_rank_clipped_layer_ratio_against_unclipped_mapping():
     assert crossbar_area_ratio(t.lower(before), t.lower(after))["crossbars"] == ratio["crossbars"]
 
 
-def test_digital_ops_are_costed_and_attention_matmul_is_unsupported():
+def test_digital_ops_and_the_attention_product_are_costed_on_the_digital_units():
     nodes = [helper.make_node("MatMul", ["x", "w"], ["q"], name="proj"),
              helper.make_node("Transpose", ["q"], ["qt"], name="t", perm=[1, 0]),
              helper.make_node("MatMul", ["q", "qt"], ["s"], name="scores"),
@@ -317,11 +317,15 @@ def test_digital_ops_are_costed_and_attention_matmul_is_unsupported():
                [numpy_helper.from_array(dense((8, 8)).astype(np.float32), "w")])
     t = target(**FAST)
     report = t.estimate(t.lower(m))
-    assert [u.name for u in report.unsupported] == ["scores"]
-    assert "both operands are activations" in report.unsupported[0].reason
+    assert report.unsupported == []
     rows = {r.name: r for r in report.layers}
     assert rows["softmax"].energy_j > 0 and rows["softmax"].latency_s > 0 and rows["t"].kind == "data"
     assert rows["proj"].mvms == 4
+    # q [4, 8] x qt [8, 4]: 128 MACs, each a multiply (digital_mul_ops simple ops) and an add, on 16 lanes
+    scores = rows["scores"]
+    assert scores.kind == "digital" and scores.macs == 4 * 4 * 8 and "two activations" in scores.note
+    assert scores.ops == 128 * (1 + t.config.digital_mul_ops)
+    assert [r.name for r in report.layers] == ["proj", "t", "scores", "softmax"]  # graph order kept
 
 
 def test_report_rows_are_typed_and_totals_sum_their_fields():
@@ -434,9 +438,9 @@ def test_convnet_and_bert_tiny_compile(tmp_path):
     _print_report("convnet", conv)
     assert conv.report["totals"]["crossbars"] == 2 + 14 + 28 + 8 and conv.report["totals"]["crossbars_logical"] == 23
     bert = _compile_zoo("bert_tiny", tmp_path)
-    unsupported = bert.report["unsupported"]
-    assert {u["op"] for u in unsupported} == {"MatMul"} and len(unsupported) == 4  # Q*K^T and P*V, two layers
-    assert all("both operands are activations" in u["reason"] for u in unsupported)
+    assert bert.report["unsupported"] == [] and bert.report["totals"]["coverage"]["complete"]
+    dynamic = [r for r in bert.report["layers"] if r["op"] == "MatMul" and r["kind"] == "digital"]
+    assert len(dynamic) == 4  # Q*K^T and P*V of two layers, on the digital units
     assert bert.report["totals"]["crossbars_logical"] == 24
 
 

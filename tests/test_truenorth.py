@@ -250,10 +250,13 @@ def test_weights_computed_at_run_time_cannot_be_placed(tmp_path):
         _compile(path)
 
 
-def test_ops_without_a_neuron_model_go_to_unsupported(tmp_path):
+def test_ops_without_a_neuron_model_refuse_or_go_to_the_host(tmp_path):
     w = np.ones((3, 4), np.float32)
     nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], name="fc", transB=1), helper.make_node("Sigmoid", ["h"], ["y"], name="sig")]
-    result = _compile(_save(tmp_path, nodes, [("x", [1, 4])], [1, 3], {"w": w}))
+    path = _save(tmp_path, nodes, [("x", [1, 4])], [1, 3], {"w": w})
+    with pytest.raises(NnccError, match=r"layer 'sig' \(Sigmoid\) has no form on TrueNorth cores: .*1 such node\(s\) \(Sigmoid\)"):
+        _compile(path)
+    result = _compile(path, host_fallback="true")
     assert [(u["name"], u["op"]) for u in result.report["unsupported"]] == [("sig", "Sigmoid")]
     assert result.report["passes"][1]["stats"]["unsupported_activations"] == {"Sigmoid": ["sig"]}
     assert _totals(result)["cores"] == 1

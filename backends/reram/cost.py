@@ -143,7 +143,7 @@ def digital_cost(row: DigitalLayer, config) -> DigitalCost:
     compute = ops / (config.digital_lanes * config.clock_hz)
     memory = row.buffer_accesses / config.clock_hz
     parts = {"digital": ops * config.digital_op_pj * PJ, "buffer": row.buffer_accesses * config.edram_energy_pj * PJ}
-    return DigitalCost(name=row.name, op=row.op, macs=0, latency_s=max(compute, memory), energy_j=float(sum(parts.values())),
+    return DigitalCost(name=row.name, op=row.op, macs=row.macs, latency_s=max(compute, memory), energy_j=float(sum(parts.values())),
                        kind=row.kind, ops=ops, buffer_accesses=row.buffer_accesses, note=row.note, energy_breakdown_j=parts)
 
 

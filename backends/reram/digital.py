@@ -63,6 +63,7 @@ class DigitalLayer:
     buffer_accesses: int      # eDRAM accesses (bus_bits wide)
     note: str = ""
     layer: Layer | None = dataclasses.field(default=None, repr=False)
+    macs: int = 0             # a product of two activations run here (dynamic_product_row)
 
 
 def _elements(shape) -> int | None:
@@ -97,6 +98,19 @@ def digital_row(layer: Layer, config) -> DigitalLayer | Unsupported:
     simple, mul, trans = OP_MIX.get(op, CLASS_MIX[kind])
     mix = (simple * out_elems, mul * out_elems, trans * out_elems)
     return DigitalLayer(layer.name, op, "digital", mix[0], mix, traffic, "element-wise digital unit", layer)
+
+
+def dynamic_product_row(layer: Layer, config) -> DigitalLayer | Unsupported:
+    """A product of two activations (attention scores Q K^T, their weighting of V): crossbars hold
+    only weights programmed before inference, so it runs on the digital units, one multiply and
+    one add per MAC, its operands and result through the eDRAM."""
+    if layer.macs <= 0:
+        return Unsupported(layer.name, layer.op, "shapes unknown: cannot count the MACs of a product of two activations")
+    acts = [v for v in layer.node.inputs if v is not None and not is_constant(v)]
+    elements = sum(_elements(static_shape(v)) or 0 for v in acts) + sum(_elements(s) or 0 for s in layer.output_shapes)
+    return DigitalLayer(layer.name, layer.op, "digital", layer.macs, (layer.macs, layer.macs, 0), _accesses(elements, config),
+                        "product of two activations on the digital units (crossbars hold only weights programmed "
+                        "before inference)", layer, macs=layer.macs)
 
 
 def equivalent_ops(row: DigitalLayer, config) -> float:

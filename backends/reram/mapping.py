@@ -60,7 +60,7 @@ from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_
 
 from . import adc, activations
 from .column_stats import adc_units, add_counts, block_stats, packed_stats
-from .digital import DigitalLayer, digital_row, is_digital
+from .digital import DigitalLayer, digital_row, dynamic_product_row, is_digital
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
 # layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
@@ -324,6 +324,7 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     rows: list[Any] = []
     unsupported: list[Unsupported] = []
     plans = {}
+    products: dict[int, DigitalLayer | Unsupported] = {}
     for layer in table:
         if (layer.domain, layer.op) in CONTRIB_RECURRENT:
             mats, mvms, reason = _contrib_recurrent(layer)
@@ -335,7 +336,9 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
             unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no reram estimator"))
         elif layer.op in MVM_OPS:
             mats, mvms, reason = _matrices(layer)
-            if reason:
+            if reason == STATIC_ONLY:  # a product of two activations: the digital units compute it
+                products[id(layer.node)] = dynamic_product_row(layer, config)
+            elif reason:
                 unsupported.append(Unsupported(layer.name, layer.op, reason))
             else:
                 plans[id(layer.node)] = (layer, mats, mvms)
@@ -362,6 +365,9 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
             rows.append(row)
             if layer.op in RECURRENT_OPS or contrib:
                 _add_gates(rows[-1], layer, lay_config)
+        elif id(layer.node) in products:
+            row = products[id(layer.node)]
+            (unsupported if isinstance(row, Unsupported) else rows).append(row)
         elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
             if is_digital(layer.op):
                 row = digital_row(layer, config)

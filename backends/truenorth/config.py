@@ -32,6 +32,9 @@ class TrueNorthConfig(HardwareConfig):
     cores_per_chip: int = hw(4096, source=f"{AKOPYAN} [V]: 4096 cores, 1M neurons, 256M synapses", unit="cores", minimum=1)
     max_chips: int = hw(1, source="deployment choice [U]: one chip (as on an NS1e board); raise it for multi-chip systems",
                         unit="chips", minimum=1)
+    host_fallback: bool = hw(False, source="nncc estimation setting: a node with no TrueNorth form (a custom op, a recurrent "
+                                           "layer, an op with no neuron model) refuses the compile in one line; true lets it "
+                                           "run on a host beside the chip instead, listed as unsupported and not costed")
     # --- how a network runs: rate coding over `ticks`, `copies` averaged
     ticks: int = hw(4, source="choice [U]: Esser et al. (NIPS 2015, PNAS 2016) show a frame for 1 tick to networks trained for "
                               "binary spikes; a float-trained network converted to rates needs more (Diehl et al. IJCNN 2015, "

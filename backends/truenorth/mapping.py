@@ -147,8 +147,20 @@ class _Mapper:
         weights = sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None)
         mapping = TrueNorthMapping(layers=self.rows, unsupported=self.unsupported, cores_per_copy=offset, depth_ticks=depth,
                                    weight_bytes=int(weights), config=self.c)
-        self.check_fit(mapping)
+        self.check_fit(mapping)  # the chip's capacity first: the limit a user meets first
+        self.check_placeable()
         return mapping
+
+    def check_placeable(self) -> None:
+        """A network runs on TrueNorth only when every node has a form on its cores: otherwise one
+        line names the first node that has none (unless ``host_fallback`` lets them run on a host)."""
+        if not self.unsupported or self.c.host_fallback:
+            return
+        first = self.unsupported[0]
+        ops = ", ".join(sorted({u.op for u in self.unsupported}))
+        raise NnccError("truenorth", f"layer '{first.name}' ({first.op}) has no form on TrueNorth cores: {first.reason}; "
+                                     f"{len(self.unsupported)} such node(s) ({ops}); --set host_fallback=true runs them "
+                                     "on a host, uncosted")
 
     def place(self, layer) -> CoreRow | None:
         node, op = layer.node, layer.op
