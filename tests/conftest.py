@@ -8,7 +8,14 @@ import pathlib
 import numpy as np
 import onnx
 import pytest
+from hypothesis import settings
 from onnx import TensorProto, helper, numpy_helper
+
+# CI (CI=true) draws the same property-test examples on every run, so a landing never depends on
+# luck; local runs keep exploring new ones (and keep what failed in .hypothesis/).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 LIGHT_DIR = pathlib.Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(p.stem for p in LIGHT_DIR.glob("*.onnx"))

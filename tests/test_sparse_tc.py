@@ -120,7 +120,12 @@ def test_more_sparsity_never_more_cycles(n, k, m, extra_zeros, seed):
 
     for mode in ("software", "hardware"):
         a, b = cost.row_paths(row(w), config, mode)[1], cost.row_paths(row(sparser), config, mode)[1]
-        assert b.latency_s <= a.latency_s + 1e-15 and b.cycles <= a.cycles or b.path == "dense"
+        # The chosen path is the faster one, so more zeros never cost time. Cycles fall too on the
+        # same path; a memory-bound GEMM may switch to the sparse path for its fewer weight bytes
+        # while its compute cycles grow (hypothesis found n=39, k=16, m=192).
+        assert b.latency_s <= a.latency_s + 1e-15
+        if a.path == b.path == "sparse":
+            assert b.cycles <= a.cycles
         dense = cost.row_paths(row(sparser), config, "dense")[1]
         assert dense == cost.row_paths(row(np.ones_like(w)), config, "dense")[1]  # zeros change nothing dense
 
