@@ -84,5 +84,16 @@ def op_class(op_type: str, domain: str = "") -> OpClass | None:
     return OP_CLASS.get(op_type)
 
 
+def is_recurrent(op_type: str, domain: str = "") -> bool:
+    """An LSTM/GRU/RNN, or a contrib form the layer view counts as one (DynamicQuantizeLSTM)."""
+    return (domain in DEFAULT_DOMAINS and op_type in RECURRENT_OPS) or (domain, op_type) in CONTRIB_RECURRENT
+
+
+def standard_op(op_type: str, domain: str = "") -> str | None:
+    """The default-domain op a node is costed as: itself, the standard form of a contrib op the
+    layer view knows (DynamicQuantizeLSTM -> LSTM), or None for other custom-domain ops."""
+    return op_type if domain in DEFAULT_DOMAINS else CONTRIB_RECURRENT.get((domain, op_type))
+
+
 def is_weighted(op_type: str, domain: str = "") -> bool:
     return op_class(op_type, domain) == "weighted"

