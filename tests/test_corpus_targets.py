@@ -1,4 +1,5 @@
-"""Real graphs, fully costed on sparse-tc, mobile-cpu and truenorth (issue parts 4 and 5).
+"""Real graphs, fully costed: the corpus models of each kind the issue names (If-gated LSTM,
+dynamic quantization, ConvTranspose head, fp16), and truenorth on opset-9 models.
 
 - ddddocr_common_old (dynamically quantized: DynamicQuantizeLinear, ConvInteger,
   MatMulInteger, com.microsoft::DynamicQuantizeLSTM) and ppocr_det (ConvTranspose head) cost
@@ -72,3 +73,15 @@ def test_truenorth_compiles_opset_9_models_with_gemm(name):
     result = compile_model(light_model(name), target, [], CompileOptions(verify_samples=0))
     assert result.report["totals"]["coverage"]["macs_fraction"] == 1.0
     assert result.cost.latency_s > 0
+
+
+@pytest.mark.parametrize("target", ["mobile-cpu", "sparse-tc", "reram", "ucnn", "hypar"])
+def test_if_gated_lstm_model_is_fully_costed_once_its_sample_rate_is_fixed(target):
+    """The silero VAD: an If on the sample-rate input holds the network (Conv1d, LSTM)."""
+    entry = corpus.ENTRY["silero_vad"]
+    options = CompileOptions(verify_samples=1, input_shapes=dict(entry.shapes), input_values=dict(entry.values))
+    result = compile_model(corpus.path("silero_vad"), TARGETS.create(target), [], options)
+    assert result.report["unsupported"] == [] and result.report["totals"]["coverage"]["complete"]
+    ops = {layer["op"] for layer in result.report["layers"]}
+    assert {"Conv", "LSTM"} <= ops and "If" not in ops
+    assert result.report["verification"]["max_abs_error"] == 0.0  # the specialised graph is the original's 16 kHz path
