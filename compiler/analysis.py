@@ -25,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nncc.irutils import static_shape
-from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, NO_OPS, RECURRENT_GATES, op_class
+from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, NO_OPS, RECURRENT_GATES, op_class
 from nncc.weights import Weight, bias_of, layer_name, weight_of
 
 @dataclasses.dataclass
@@ -154,6 +154,26 @@ class Recurrence:
     def hidden_elements(self) -> int:
         """Elements of Y, the hidden states of every step: computed whether or not the graph reads Y."""
         return self.steps * self.step_units
+
+
+def stored_widths(layer: Layer) -> tuple[int | None, int | None]:
+    """(weight bits, activation bits) the model itself fixes for a weighted layer: the integers'
+    widths of an integer op (an activation that is not an integer: None), 8-bit weights and
+    dynamically 8-bit inputs of com.microsoft's DynamicQuantizeLSTM, 16 for a float16 layer;
+    None where the model leaves the width to the hardware (float32)."""
+    node = layer.node
+    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
+        dtype = node.inputs[1].dtype
+        return (dtype.bitwidth if dtype is not None and dtype.is_integer() else None), 8
+    weight = layer.weight
+    if weight is None:
+        return None, None
+    act = node.inputs[weight.layout.activation_index]
+    if weight.integer_bits is not None and layer.op in INTEGER_OPS:
+        return weight.integer_bits, (act.dtype.bitwidth if act is not None and act.dtype is not None and act.dtype.is_integer() else None)
+    if ir.DataType.FLOAT16 in (weight.value.dtype, act.dtype if act is not None else None):
+        return 16, 16
+    return None, None
 
 
 def outputs_known(node: ir.Node) -> bool:

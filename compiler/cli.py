@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import pathlib
 import sys
@@ -16,9 +15,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import nncc
 from nncc.errors import GateFailed, NnccError
+from nncc.files import replace_atomically
+from nncc.control_flow import describe_branch
 from nncc.coverage import describe as describe_coverage
 from nncc.registry import PASSES, TARGETS, load_plugin
-from nncc.training.params import TrainParams, choices, python_type
+from nncc.training.params import TrainParams, click_options
 
 err_console = Console(stderr=True)
 _STATE: dict[str, Any] = {"debug": False, "file": "nncc"}
@@ -173,10 +174,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
     click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
     for branch in result.report.get("control_flow", []):
-        macs = branch["branch_macs"]
-        click.echo(f"nncc: warning: {model}: If '{branch['node']}': its condition is not known before inference; the "
-                   f"{branch['costed_branch']} branch is costed (MACs: then {macs['then']}, else {macs['else']}); "
-                   "fix the input it tests with --input-value to cost the other", err=True)
+        click.echo(f"nncc: warning: {model}: {describe_branch(branch)}", err=True)
     _check_coverage(model, {target: totals["coverage"]}, strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]
@@ -284,23 +282,11 @@ def zoo_list():
 @click.option("-o", "--output", required=True, type=click.Path(), help="ONNX file to write.")
 def zoo_export(name, output):
     """Export a zoo model to ONNX."""
-    import os
-    import tempfile
-
     from nncc import models
 
     if name not in models.ZOO:
         raise NnccError(name, f"unknown zoo model (models: {', '.join(models.ZOO)})")
-    out = pathlib.Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        models.export(name, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    out = replace_atomically(output, lambda tmp: models.export(name, tmp))
     click.echo(f"{name} -> {out}")
 
 
@@ -316,25 +302,12 @@ def calibrate(target, output):
     click.echo(text)
 
 
-def training_options(func):
-    """One click option per fine-tuning parameter, from their one declaration (TrainParams)."""
-    for f in reversed(dataclasses.fields(TrainParams)):
-        flag, kind, allowed = f.name.replace("_", "-"), python_type(f.name), choices(f.name)
-        if kind is bool:
-            option = click.option(f"--{flag}/--no-{flag}", default=f.default, show_default=True, help=f.metadata["help"])
-        else:
-            option = click.option(f"--{flag}", type=click.Choice(allowed) if allowed else kind, default=f.default,
-                                  show_default=True, help=f.metadata["help"])
-        func = option(func)
-    return func
-
-
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--data", "data_path", required=True, type=click.Path(), help="Training data (.npz with x, y).")
 @click.option("-r", "--regularizer", "regularizers", multiple=True, metavar="NAME[:k=v,...]",
               help="Penalty to add (repeatable): group-lasso, hoyer, group-hoyer, nuclear, force, bitslice-l1, quant-reg.")
-@training_options
+@click_options
 @click.option("--eval", "eval_path", type=click.Path(), help="Held-out data (.npz with x, y) for accuracy before/after (else --holdout of --data).")
 @click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable).")
 @click.option("-o", "--output", type=click.Path(), default=None, help="ONNX file to write (default: <model>.finetuned.onnx).")

@@ -219,3 +219,11 @@ def inline_costlier_branches(model: ir.Model, branch_macs: Callable[[ir.Graph], 
         taken_values, taken_nodes = _taken_names(model.graph, skip=node)
         _detach(then_graph if take_else else else_graph)
         _inline_branch(graph, node, else_graph if take_else else then_graph, taken_values, taken_nodes)
+
+
+def describe_branch(record: dict[str, object]) -> str:
+    """One line for a record of :func:`inline_costlier_branches` (what compile warns)."""
+    macs = record["branch_macs"]
+    return (f"If '{record['node']}': its condition is not known before inference; the {record['costed_branch']} branch "
+            f"is costed (MACs: then {macs['then']}, else {macs['else']}); fix the input it tests with --input-value "
+            "to cost the other")

@@ -25,7 +25,8 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array
 from nncc.pass_base import NnccPass
-from nncc.weights import WeightLayout, WeightRef, vector_blocks, weight_refs
+from nncc.weight_refs import WeightRef, weight_refs
+from nncc.weights import WeightLayout, vector_blocks
 
 def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
     """Point every reader of ``ref`` at ``array``; the initializer keeps its name."""

@@ -26,7 +26,7 @@ from nncc.errors import NnccError
 from nncc.irutils import const_array
 from nncc.pass_base import NnccPass
 from nncc.passes.prune import WEIGHT_SLOTS, layer_records, replace_weight
-from nncc.weights import weight_refs
+from nncc.weight_refs import weight_refs
 
 # Lloyd iterations (stopping early once the centroids stop moving). From quantile seeds,
 # 10 leave the L2 error of a 400-weight Gaussian filter at 17 values ~6% above the fixed

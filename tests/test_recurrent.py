@@ -13,7 +13,8 @@ from nncc.analysis import layers, recurrence
 from nncc.ops import RECURRENT_GATES, RECURRENT_OPS, WEIGHTED_OPS, op_class
 from nncc.errors import NnccError
 from nncc.registry import TARGETS
-from nncc.weights import weight_of, weight_refs
+from nncc.weight_refs import weight_refs
+from nncc.weights import weight_of
 
 I, H, BATCH = 12, 16, 2
 TARGET_NAMES = ("mobile-cpu", "sparse-tc", "hypar", "ucnn", "reram")

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from conftest import conv_bn_model
 from nncc import runtime
 from nncc.backends.base import Target
 from nncc.cost import CostReport

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers, recurrence
+from nncc.analysis import Layer, layers, recurrence, stored_widths
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.crossbar import column_slices, dense_crossbars, layer_scale, row_blocks
@@ -222,24 +222,11 @@ def _contrib_recurrent(layer: Layer) -> tuple[list[np.ndarray], int, str | None]
     return [np.concatenate([w[d], r[d]], axis=0) for d in range(w.shape[0])], rec.steps * rec.batch, None
 
 
-def _float16(value: ir.Value | None) -> bool:
-    return value is not None and value.dtype == ir.DataType.FLOAT16
-
-
 def layer_widths(layer: Layer, config) -> tuple[int, int]:
-    """(weight bits, input bits) of one crossbar layer: the integers' widths for an integer op
-    (DynamicQuantizeLSTM: its int8 weights), 16 for a float16 layer, else the config's."""
-    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
-        dtype = layer.node.inputs[1].dtype
-        return (dtype.bitwidth if dtype is not None and dtype.is_integer() else config.weight_bits), config.input_bits
-    weight = layer.weight
-    if weight is not None and weight.integer_bits is not None and layer.op in INTEGER_OPS:
-        act = layer.node.inputs[weight.layout.activation_index]
-        act_bits = act.dtype.bitwidth if act is not None and act.dtype is not None and act.dtype.is_integer() else config.input_bits
-        return weight.integer_bits, act_bits
-    if weight is not None and (_float16(weight.value) or _float16(layer.node.inputs[weight.layout.activation_index])):
-        return 16, 16
-    return config.weight_bits, config.input_bits
+    """(weight bits, input bits) of one crossbar layer: the widths the model stores (integer and
+    float16 layers, :func:`nncc.analysis.stored_widths`), else the config's."""
+    weight_bits, input_bits = stored_widths(layer)
+    return weight_bits or config.weight_bits, input_bits or config.input_bits
 
 
 def _layer_config(layer: Layer, config):

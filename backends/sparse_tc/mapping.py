@@ -53,7 +53,8 @@ from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
 from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
                       TRANSCENDENTAL_OPS, WEIGHTED_OPS, is_recurrent)
-from nncc.weights import vector_blocks, weight_refs
+from nncc.weight_refs import weight_refs
+from nncc.weights import vector_blocks
 
 # The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
 GEMM_OPS = frozenset({"Conv", "Gemm", "MatMul"})

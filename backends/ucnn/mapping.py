@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers, outputs_known
+from nncc.analysis import Layer, layers, outputs_known, stored_widths
 from nncc.backends.base import Mapping
 from nncc.calibration import Calibration, calibration_feeds, run_exposing
 from nncc.cost import Unsupported
@@ -148,27 +148,11 @@ def _integer_codes(layer: Layer) -> np.ndarray | None:
     return layer.weight.layout.filter_view(w)
 
 
-def _float16(value: ir.Value | None) -> bool:
-    return value is not None and value.dtype == ir.DataType.FLOAT16
-
-
 def layer_widths(layer: Layer, config: Any) -> tuple[int, int]:
-    """(weight bits, activation bits) of a factorized layer: the integers' widths for an integer op,
-    16 for a float16 layer, else the config's."""
-    node = layer.node
-    if (layer.domain, layer.op) in CONTRIB_RECURRENT:
-        dtype = node.inputs[1].dtype
-        return (dtype.bitwidth if dtype is not None and dtype.is_integer() else config.weight_bits), 8
-    weight = layer.weight
-    if weight is None:
-        return config.weight_bits, config.act_bits
-    act = node.inputs[weight.layout.activation_index]
-    if weight.integer_bits is not None and layer.op in INTEGER_OPS:
-        act_bits = act.dtype.bitwidth if act is not None and act.dtype is not None and act.dtype.is_integer() else config.act_bits
-        return weight.integer_bits, act_bits
-    if _float16(weight.value) or _float16(act):
-        return 16, 16
-    return config.weight_bits, config.act_bits
+    """(weight bits, activation bits) of a factorized layer: the widths the model stores (integer
+    and float16 layers, :func:`nncc.analysis.stored_widths`), else the config's."""
+    weight_bits, act_bits = stored_widths(layer)
+    return weight_bits or config.weight_bits, act_bits or config.act_bits
 
 
 def activation_input(layer: Layer) -> ir.Value:

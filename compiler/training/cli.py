@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from nncc.errors import NnccError
+from nncc.files import replace_atomically
 from nncc.training.params import TrainParams
-
-
-def write_model_atomic(model, output: pathlib.Path) -> pathlib.Path:
-    """Save through a temporary sibling file renamed into place (never a half-written file)."""
-    from nncc.loading import save_model
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
-    os.close(fd)
-    try:
-        save_model(model, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return output
 
 
 def run_finetune(model_path, data_path, regularizer_specs, params: TrainParams, eval_path, input_shape, output,
                  console=None) -> str:
     from nncc import runtime
     from nncc.driver import load_eval_data
-    from nncc.loading import load_model, parse_input_shapes
+    from nncc.loading import load_model, parse_input_shapes, save_model
     from nncc.training.finetune import TrainConfig, finetune_model, split_holdout
     from nncc.training.specs import parse_regularizers
 
@@ -56,7 +39,7 @@ def run_finetune(model_path, data_path, regularizer_specs, params: TrainParams, 
     if out.resolve() == pathlib.Path(model_path).resolve():
         raise NnccError(out, "refusing to overwrite the input model; choose another -o")
     after = runtime.top1_accuracy(runtime.session(model, where=out), ex, ey) if len(ex) else None
-    write_model_atomic(model, out)
+    replace_atomically(out, lambda tmp: save_model(model, tmp), suffix=".onnx")
     last = stats["history"][-1] if stats["history"] else {}
     acc = (f"accuracy {before:.4f} -> {after:.4f} on {len(ex)} held-out samples (onnxruntime)"
            if before is not None else "no held-out samples")

@@ -1,8 +1,8 @@
 """The fine-tuning parameters, declared once.
 
 ``TrainConfig`` (the training loop), the ``finetune`` pass and the ``nncc finetune`` command
-all take these fields, defaults and help texts from :class:`TrainParams`. This module imports
-no torch, so the command line can build its options without loading it.
+(:func:`click_options`) all take these fields, defaults and help texts from :class:`TrainParams`.
+This module imports no torch, so the command line can build its options without loading it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 from typing import Any, Literal
+
+import click
 
 
 def param(default: Any, help: str) -> Any:
@@ -40,6 +42,19 @@ class TrainParams:
     def train_params(self) -> dict[str, Any]:
         """The values of the :class:`TrainParams` fields (from a subclass too)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainParams)}
+
+
+def click_options(func):
+    """One command-line option per parameter (``nncc finetune``), with its default and help."""
+    for f in reversed(dataclasses.fields(TrainParams)):
+        flag, kind, allowed = f.name.replace("_", "-"), python_type(f.name), choices(f.name)
+        if kind is bool:
+            option = click.option(f"--{flag}/--no-{flag}", default=f.default, show_default=True, help=f.metadata["help"])
+        else:
+            option = click.option(f"--{flag}", type=click.Choice(allowed) if allowed else kind, default=f.default,
+                                  show_default=True, help=f.metadata["help"])
+        func = option(func)
+    return func
 
 
 def choices(name: str) -> tuple[Any, ...] | None:
