@@ -177,9 +177,11 @@ def stored_widths(layer: Layer) -> tuple[int | None, int | None]:
 
 
 def outputs_known(node: ir.Node) -> bool:
-    """Every output the node produces has a static shape. An omitted optional output (an empty
-    name, e.g. an LSTM whose Y nobody reads) is not produced and needs none."""
-    return all(static_shape(v) is not None for v in node.outputs if v is not None and v.name)
+    """Every tensor the node produces has a static shape. An omitted optional output (an empty
+    name, e.g. an LSTM whose Y nobody reads) is not produced and needs none; a sequence
+    (SequenceInsert's) has no shape to know: its tensors are counted where they are made."""
+    return all(static_shape(v) is not None for v in node.outputs
+               if v is not None and v.name and not isinstance(v.type, (ir.SequenceType, ir.OptionalType)))
 
 
 def recurrence(node: ir.Node) -> Recurrence | None:

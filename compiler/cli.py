@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import pathlib
 import sys
 import traceback
@@ -16,7 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.files import replace_atomically
-from nncc.control_flow import describe_branch
+from nncc.unroll import describe_control_flow
 from nncc.coverage import describe as describe_coverage
 from nncc.registry import PASSES, TARGETS, load_plugin
 from nncc.training.params import TrainParams, click_options
@@ -76,6 +77,21 @@ def _progress(enabled: bool = True):
 def cli(debug: bool) -> None:
     """nncc: compress ONNX models and estimate their cost on simulated hardware."""
     _STATE["debug"] = debug
+    _route_library_logs(debug)
+
+
+_LOG_HANDLER: list[logging.Handler] = []
+
+
+def _route_library_logs(debug: bool) -> None:
+    """Libraries log warnings (onnxscript's folder: 'Skipping constant folding for op ...') that
+    Python prints on stderr when nothing is configured; nncc speaks in its own one-line
+    messages, so theirs are shown only with --debug."""
+    root = logging.getLogger()
+    for handler in _LOG_HANDLER:
+        root.removeHandler(handler)
+    _LOG_HANDLER[:] = [logging.StreamHandler() if debug else logging.NullHandler()]
+    root.addHandler(_LOG_HANDLER[0])
 
 
 def _build_passes(pass_specs: tuple[str, ...], pipeline: str | None):
@@ -88,9 +104,9 @@ def _build_passes(pass_specs: tuple[str, ...], pipeline: str | None):
     return passes, disabled
 
 
-def _compile_options(input_shape, verify, tolerance, measure, eval_data, disabled, dump_ir, calib, input_value=()):
+def _compile_options(input_shape, verify, tolerance, measure, eval_data, disabled, dump_ir, calib, input_value=(), trip_count=()):
     from nncc.driver import CompileOptions
-    from nncc.loading import parse_input_shapes, parse_input_values
+    from nncc.loading import parse_input_shapes, parse_input_values, parse_trip_counts
     from nncc.pipeline import DumpIR, PassContext
 
     context = PassContext(disabled=set(disabled))
@@ -102,7 +118,7 @@ def _compile_options(input_shape, verify, tolerance, measure, eval_data, disable
         with np.load(calib, allow_pickle=False) as data:
             context.calibration = {k: data[k] for k in data.files if k != "y"}
     return CompileOptions(parse_input_shapes(input_shape), verify, tolerance, measure, eval_data, context,
-                          input_values=parse_input_values(input_value))
+                          input_values=parse_input_values(input_value), trip_counts=parse_trip_counts(trip_count))
 
 
 common_model_options = [
@@ -111,6 +127,8 @@ common_model_options = [
     click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable)."),
     click.option("--input-value", multiple=True, metavar="NAME=VALUE",
                  help="Fix a scalar input, e.g. sr=16000; an If on it runs only its branch (repeatable)."),
+    click.option("--trip-count", multiple=True, metavar="NODE=N",
+                 help="Trips of a Loop whose count is known only at run time; its body is costed N times (repeatable)."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hardware constant (repeatable)."),
     click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML."),
 ]
@@ -140,7 +158,7 @@ def _apply(options):
 @click.option("--dump-ir", type=click.Path(), help="Write the IR after every pass into this folder.")
 @strict_option
 @plugin_option
-def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_value, sets, config_file, verify, tolerance, formats,
+def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, verify, tolerance, formats,
             measure, emit, eval_data, calib, disable_pass, dump_ir, strict):
     """Compile MODEL for a target: passes, lowering, cost report."""
     from nncc.driver import compile_model, write_outputs
@@ -156,7 +174,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
             raise NnccError("--emit", f"target '{target}' cannot emit '{kind}' (it emits: {', '.join(target_obj.emits) or 'nothing'})")
     passes, disabled = _build_passes(pass_specs, pipeline)
     options = _compile_options(input_shape, verify, tolerance, measure, eval_data, set(disabled) | set(disable_pass), dump_ir, calib,
-                               input_value)
+                               input_value, trip_count)
     out_dir = pathlib.Path(out_dir or f"{pathlib.Path(model).with_suffix('')}.{target}.nncc")
     with _progress() as progress:
         task = progress.add_task("compiling", total=6) if progress else None
@@ -173,8 +191,9 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 
     click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
-    for branch in result.report.get("control_flow", []):
-        click.echo(f"nncc: warning: {model}: {describe_branch(branch)}", err=True)
+    for record in result.report.get("control_flow", []):
+        if (line := describe_control_flow(record)) is not None:
+            click.echo(f"nncc: warning: {model}: {line}", err=True)
     _check_coverage(model, {target: totals["coverage"]}, strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]
@@ -190,13 +209,13 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
 @strict_option
 @plugin_option
-def compare(model, targets, pass_specs, pipeline, input_shape, input_value, sets, config_file, json_out, baseline, max_regression, strict):
+def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, json_out, baseline, max_regression, strict):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
     _STATE["file"] = model
     passes, disabled = _build_passes(pass_specs, pipeline)
-    options = _compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value)
+    options = _compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
     with _progress() as progress:
         table, failed, coverages = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
                                                    json_out, baseline, max_regression, progress)

@@ -26,7 +26,7 @@ from nncc.irutils import constant_value
 _HELD_DOMAIN = "nncc.held"
 
 
-def _all_graphs(graph: ir.Graph, skip: ir.Node | None = None) -> Iterator[ir.Graph]:
+def all_graphs(graph: ir.Graph, skip: ir.Node | None = None) -> Iterator[ir.Graph]:
     """``graph`` and every subgraph below it (but not ``skip``'s), outermost first."""
     yield graph
     for node in graph:
@@ -36,17 +36,17 @@ def _all_graphs(graph: ir.Graph, skip: ir.Node | None = None) -> Iterator[ir.Gra
             if attr.is_ref():
                 continue
             if attr.type == ir.AttributeType.GRAPH:
-                yield from _all_graphs(attr.as_graph(), skip)
+                yield from all_graphs(attr.as_graph(), skip)
             elif attr.type == ir.AttributeType.GRAPHS:
                 for sub in attr.as_graphs():
-                    yield from _all_graphs(sub, skip)
+                    yield from all_graphs(sub, skip)
 
 
-def _taken_names(graph: ir.Graph, skip: ir.Node) -> tuple[set[str], set[str]]:
+def taken_names(graph: ir.Graph, skip: ir.Node) -> tuple[set[str], set[str]]:
     """Every value name and node name in ``graph`` and its subgraphs, except in ``skip``'s."""
     values: set[str] = set()
     nodes: set[str] = set()
-    for g in _all_graphs(graph, skip):
+    for g in all_graphs(graph, skip):
         values.update(v.name for v in g.inputs if v.name)
         values.update(g.initializers)
         for node in g:
@@ -56,7 +56,7 @@ def _taken_names(graph: ir.Graph, skip: ir.Node) -> tuple[set[str], set[str]]:
     return values, nodes
 
 
-def _fresh(name: str, taken: set[str]) -> str:
+def fresh_name(name: str, taken: set[str]) -> str:
     new, i = name, 1
     while new in taken:
         new, i = f"{name}_{i}", i + 1
@@ -76,7 +76,7 @@ def if_condition(node: ir.Node) -> bool | None:
 
 def _detach(branch: ir.Graph) -> None:
     """Make the discarded branch no reader of outer values (they may become unused)."""
-    for g in reversed(list(_all_graphs(branch))):
+    for g in reversed(list(all_graphs(branch))):
         for node in g:
             for i in range(len(node.inputs)):
                 node.replace_input_with(i, None)
@@ -89,7 +89,7 @@ def _inline_branch(graph: ir.Graph, node: ir.Node, branch: ir.Graph, taken_value
     # Branch initializers (the folder lifts a branch's Constant nodes into them) go to the holding graph.
     for name in list(branch.initializers):
         value = branch.initializers.pop(name)
-        value.name = _fresh(name, taken_values)
+        value.name = fresh_name(name, taken_values)
         graph.register_initializer(value)
     inlined = list(branch)
     branch.remove(inlined)
@@ -97,13 +97,13 @@ def _inline_branch(graph: ir.Graph, node: ir.Node, branch: ir.Graph, taken_value
     for sub in inlined:
         # The branch's own node names read best (exporters make them unique already).
         if not sub.name or sub.name in taken_nodes:
-            sub.name = _fresh(f"{prefix}/{sub.name or sub.op_type}", taken_nodes)
+            sub.name = fresh_name(f"{prefix}/{sub.name or sub.op_type}", taken_nodes)
         taken_nodes.add(sub.name)
         for value in sub.outputs:
             # ONNX names are unique across scopes, so a valid model's branch names are free;
             # a clash (another exporter's sibling scopes) gets a suffix.
             if value.name:
-                value.name = _fresh(value.name, taken_values) if value.name in taken_values else value.name
+                value.name = fresh_name(value.name, taken_values) if value.name in taken_values else value.name
                 taken_values.add(value.name)
     graph.insert_before(node, inlined)
     inlined_outputs = {id(v) for sub in inlined for v in sub.outputs}
@@ -115,20 +115,20 @@ def _inline_branch(graph: ir.Graph, node: ir.Node, branch: ir.Graph, taken_value
         if actual in graph.outputs and (id(formal) not in inlined_outputs or formal in graph.outputs):
             # The graph's interface keeps its name: a branch that returns an outer value (or a
             # value that is already an output) is read through an Identity.
-            identity = ir.node("Identity", [formal], name=_fresh(f"{prefix}/output", taken_nodes))
+            identity = ir.node("Identity", [formal], name=fresh_name(f"{prefix}/output", taken_nodes))
             graph.insert_before(node, identity)
             formal = identity.outputs[0]
             formal.dtype, formal.shape = actual.dtype or formal.dtype, actual.shape or formal.shape
         if actual in graph.outputs:
             name = actual.name
-            actual.name = _fresh(f"{name}_if", taken_values)
+            actual.name = fresh_name(f"{name}_if", taken_values)
             formal.name = name
         ir.convenience.replace_all_uses_with(actual, formal, replace_graph_outputs=True)
     graph.remove(node, safe=True)
 
 
 def _next_constant_if(model: ir.Model) -> tuple[ir.Graph, ir.Node, bool] | None:
-    for graph in _all_graphs(model.graph):
+    for graph in all_graphs(model.graph):
         for node in graph:
             cond = if_condition(node)
             if cond is not None:
@@ -147,7 +147,7 @@ def specialize_if(model: ir.Model) -> int:
     count = 0
     while (found := _next_constant_if(model)) is not None:
         graph, node, cond = found
-        taken_values, taken_nodes = _taken_names(model.graph, skip=node)
+        taken_values, taken_nodes = taken_names(model.graph, skip=node)
         node.domain = ""
         other = node.attributes.get("else_branch" if cond else "then_branch")
         if other is not None and other.type == ir.AttributeType.GRAPH:
@@ -161,7 +161,7 @@ def specialize_if(model: ir.Model) -> int:
 def holding_ifs(model: ir.Model) -> Iterator[None]:
     """Within the block, every If is outside onnxscript's reach (its branches are not)."""
     held = []
-    for graph in _all_graphs(model.graph):
+    for graph in all_graphs(model.graph):
         for node in graph:
             if node.op_type == "If" and node.domain in ("", "ai.onnx"):
                 held.append((node, node.domain))
@@ -206,7 +206,7 @@ def inline_costlier_branches(model: ir.Model, branch_macs: Callable[[ir.Graph], 
     treated by this function, so its figures are those of the costlier path."""
     records: list[dict[str, object]] = []
     while True:
-        found = next(((g, n) for g in _all_graphs(model.graph) for n in g
+        found = next(((g, n) for g in all_graphs(model.graph) for n in g
                       if n.op_type == "If" and n.domain in ("", "ai.onnx") and if_condition(n) is None), None)
         if found is None:
             return records
@@ -216,7 +216,7 @@ def inline_costlier_branches(model: ir.Model, branch_macs: Callable[[ir.Graph], 
         take_else = macs["then"] is not None and macs["else"] is not None and macs["else"] > macs["then"]
         records.append({"node": node.name or node.outputs[0].name, "costed_branch": "else" if take_else else "then",
                         "branch_macs": macs, "reason": "condition not known before inference: the costlier branch is costed"})
-        taken_values, taken_nodes = _taken_names(model.graph, skip=node)
+        taken_values, taken_nodes = taken_names(model.graph, skip=node)
         _detach(then_graph if take_else else else_graph)
         _inline_branch(graph, node, else_graph if take_else else then_graph, taken_values, taken_nodes)
 

@@ -20,7 +20,9 @@ from nncc import analysis, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.control_flow import inline_costlier_branches
-from nncc.coverage import coverage, graph_macs
+from nncc.sequences import lower_appended_sequences
+from nncc.unroll import unroll_loops
+from nncc.coverage import CONTROL_FLOW, coverage, graph_macs
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
@@ -38,6 +40,7 @@ class CompileOptions:
     eval_data: str | None = None       # .npz with x, y: top-1 before and after
     context: PassContext = dataclasses.field(default_factory=PassContext)
     input_values: dict[str, Any] = dataclasses.field(default_factory=dict)  # --input-value: scalar inputs fixed
+    trip_counts: dict[str, int] = dataclasses.field(default_factory=dict)   # --trip-count: Loop node -> trips
 
 
 @dataclasses.dataclass
@@ -100,7 +103,7 @@ def compile_model(
     records = run_passes(model, list(passes) + list(target.legalize()), options.context)
     infer_shapes(model, model_path)
     progress("lowering")
-    costed, branches = costed_copy(model, model_path)
+    costed, control_flow = costed_copy(model, model_path, options.trip_counts)
     # Targets measure on the user's calibration data too (ADC bits, spike rates).
     mapping = target.lower(costed, calibration=options.context.calibration)
     cost = target.estimate(mapping)
@@ -117,21 +120,29 @@ def compile_model(
         measured["threads"] = 1
         measured["executor"] = "onnxruntime"
     report = build_report(model_path, original, model, target, cost, records, verification, measured, costed)
-    if branches:
-        report["control_flow"] = branches
+    if control_flow:
+        report["control_flow"] = control_flow
     return CompileResult(model_path, original, model, target, mapping, cost, records, report)
 
 
-def costed_copy(model: ir.Model, where: object) -> tuple[ir.Model, list[dict[str, Any]]]:
-    """The model a target lowers: ``model`` itself, or, when Ifs remain whose condition is not
-    known before inference, a copy in which each runs its costlier branch (with the records)."""
-    if not any(node.op_type == "If" for graph in model.graphs() for node in graph):
+def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | None = None
+                ) -> tuple[ir.Model, list[dict[str, Any]]]:
+    """The model a target lowers: ``model`` itself, or, when control flow remains, a copy in
+    which each If whose condition is not known before inference runs its costlier branch and
+    each Loop/Scan is unrolled (nncc.unroll); with one record per node treated or left."""
+    if not any(node.op_type in CONTROL_FLOW for graph in model.graphs() for node in graph):
+        if trip_counts:
+            return model, unroll_loops(model, trip_counts)  # says that no Loop has those names
         return model, []
     copy = ir.from_proto(ir.to_proto(model))
-    branches = inline_costlier_branches(copy, graph_macs)
-    if branches:
+    records = [{"op": "If", **r} for r in inline_costlier_branches(copy, graph_macs)]
+    if records:
+        infer_shapes(copy, where)  # a Scan's length may only be known once its branch is inlined
+    loops = unroll_loops(copy, trip_counts)
+    if any("trips" in r for r in loops):
+        lower_appended_sequences(copy)  # a list appended once per trip: a Concat once unrolled
         infer_shapes(copy, where)
-    return copy, branches
+    return copy, records + loops
 
 
 def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord], cost: CostReport,
@@ -146,7 +157,7 @@ def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
     run_passes(plain, list(target.legalize()), context)
     infer_shapes(plain, model_path)
-    plain, _ = costed_copy(plain, model_path)
+    plain, _ = costed_copy(plain, model_path, options.trip_counts)
     return target.ratios_to_uncompressed(target.estimate(target.lower(plain, calibration=options.context.calibration)), cost)
 
 

@@ -68,6 +68,17 @@ def parse_input_values(specs: list[str] | tuple[str, ...] | None) -> dict[str, i
     return values
 
 
+def parse_trip_counts(specs: list[str] | tuple[str, ...] | None) -> dict[str, int]:
+    """``["decode=32"]`` -> ``{"decode": 32}``: trips of Loops whose count is known only at run time."""
+    counts: dict[str, int] = {}
+    for spec in specs or ():
+        name, sep, text = spec.rpartition("=")
+        if not sep or not name or not re.fullmatch(r"\s*\d+\s*", text):
+            raise NnccError("--trip-count", f"'{spec}' is not NODE=N with N a whole number (e.g. decode=32)")
+        counts[name.strip()] = int(text)
+    return counts
+
+
 def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
     """Parse and validate the protobuf without reading any external data."""
     path = pathlib.Path(path)
@@ -235,8 +246,6 @@ def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None
                     out.shape = None
     # onnx-ir's ShapeInferencePass logs and swallows failures; a user needs them, so the
     # same steps (strip big initializers, call onnx, merge back) are run here.
-    from onnx_ir.passes.common.shape_inference import _merge_func
-
     def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=strict, data_prop=True)
 
@@ -245,7 +254,7 @@ def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None
             inferred = _call_without_weight_data(infer, model)
         except (onnx.shape_inference.InferenceError, RuntimeError) as e:
             raise NnccError(where, f"shape inference failed: {_first_line(str(e))}") from None
-        _merge_func(model, inferred)
+        _merge_types(model, inferred)
 
     run()
     # onnx knows no contrib op: give their outputs shapes, then re-infer what follows them
@@ -254,6 +263,25 @@ def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None
         if not _infer_contrib_shapes(model):
             break
         run()
+
+
+def _merge_types(model: ir.Model, inferred_proto: onnx.ModelProto) -> None:
+    """Copy inferred types and shapes onto ``model``'s values, graph by graph.
+
+    onnx-ir's own merge sets ``dtype``, which turns a sequence (a Loop carrying a
+    SequenceInsert, as torch's exporter writes list appends) into a tensor; the whole type
+    is copied here."""
+    inferred_model = ir.serde.deserialize_model(inferred_proto)
+    for graph, inferred_graph in zip(model.graphs(), inferred_model.graphs()):
+        known = ir.convenience.create_value_mapping(inferred_graph)
+        for name, value in ir.convenience.create_value_mapping(graph).items():
+            found = known.get(name)
+            if found is None:
+                continue
+            if found.shape is not None and value.shape != found.shape:
+                value.shape = found.shape
+            if found.type is not None and value.type != found.type:
+                value.type = found.type
 
 
 def _recurrent_contrib_shapes(node: ir.Node) -> list[tuple[int, ...]] | None:

@@ -16,7 +16,9 @@ Classes:
 - ``transcendental``: per-element functions a processor evaluates by series or table
   (exp, tanh, erf, sqrt, ...), several simple-op equivalents each.
 - ``pool``: windows and reductions; their work scales with the *input* elements.
-- ``data``: copies, gathers, layout changes: bytes moved, no arithmetic.
+- ``data``: copies, gathers, layout changes: bytes moved, no arithmetic. Sequence ops are here
+  (torch's exporter writes a Python list appended in a loop as SequenceInsert, then
+  ConcatFromSequence): each copies the tensors it takes in or gives out.
 - ``no-op``: nothing moves and nothing is computed once shapes are static (metadata, aliases).
 
 Ops not in the table (control flow, custom domains, unknown ops) have no class: a target
@@ -41,8 +43,10 @@ _TABLE: dict[OpClass, str] = {
     "pool": """MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool ReduceMean ReduceSum ReduceMax
         ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum ReduceLogSumExp ArgMax ArgMin TopK CumSum""",
     "data": """Concat Split Slice Transpose Gather GatherElements GatherND ScatterND ScatterElements Pad Tile Expand Resize
-        Upsample DepthToSpace SpaceToDepth ConstantOfShape Range OneHot ReverseSequence Trilu Compress NonZero""",
-    "no-op": """Identity Dropout Reshape Flatten Squeeze Unsqueeze Shape Constant Size EyeLike Optional OptionalGetElement""",
+        Upsample DepthToSpace SpaceToDepth ConstantOfShape Range OneHot ReverseSequence Trilu Compress NonZero
+        SequenceConstruct SequenceInsert SequenceAt ConcatFromSequence SplitToSequence""",
+    "no-op": """Identity Dropout Reshape Flatten Squeeze Unsqueeze Shape Constant Size EyeLike Optional OptionalGetElement
+        SequenceEmpty SequenceLength SequenceErase""",
 }
 
 OP_CLASS: dict[str, OpClass] = {op: cls for cls, ops in _TABLE.items() for op in ops.split()}

@@ -21,7 +21,9 @@ def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: obj
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    # Off (fatal only): onnxruntime's own logger writes red multi-line text on stderr, while
+    # every failure comes back as an exception that nncc turns into its one line.
+    options.log_severity_level = 4
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
@@ -34,6 +36,15 @@ def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: obj
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad graphs
         raise NnccError(where, f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
+
+
+def _integer_range(model: ir.Model, value: ir.Value) -> tuple[int, int]:
+    """[low, high) of samples for an integer input: a Loop's trip count runs its body 1-3 times
+    (0 trips leaves a torch-exported list empty, which its ConcatFromSequence refuses); a
+    Gather index stays inside the gathered axis."""
+    if any(node.op_type == "Loop" and index == 0 for node, index in value.uses()):
+        return 1, 4
+    return 0, _index_bound(model, value)
 
 
 def _index_bound(model: ir.Model, value: ir.Value) -> int:
@@ -60,7 +71,7 @@ def sample_inputs(model: ir.Model, count: int, seed: int = 0) -> list[dict[str, 
             if np.issubdtype(dtype, np.floating):
                 feed[name] = rng.random(shape, dtype=np.float64).astype(dtype)
             elif np.issubdtype(dtype, np.integer):
-                feed[name] = rng.integers(0, _index_bound(model, by_name[name]), size=shape).astype(dtype)
+                feed[name] = rng.integers(*_integer_range(model, by_name[name]), size=shape).astype(dtype)
             elif dtype == np.bool_:
                 feed[name] = rng.random(shape) < 0.5
             else:
@@ -75,7 +86,12 @@ def compare_outputs(reference: ort.InferenceSession, candidate: ort.InferenceSes
     max_ref = 0.0
     names = [o.name for o in reference.get_outputs()]
     for feed in feeds:
-        ref = reference.run(None, feed)
+        try:
+            ref = reference.run(None, feed)
+        except Exception as e:  # onnxruntime's own exception types
+            raise NnccError("--verify", f"onnxruntime cannot run the original model on sampled inputs "
+                            f"({str(e).splitlines()[0]}); fix the inputs it needs with --input-value NAME=VALUE, "
+                            "or skip verification with --verify 0") from None
         got = candidate.run(None, {k: v for k, v in feed.items() if k in {i.name for i in candidate.get_inputs()}})
         for name, a, b in zip(names, ref, got):
             a = np.asarray(a, dtype=np.float64)

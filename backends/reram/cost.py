@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nncc.cost import CostReport, LayerCost
+from nncc.cost import CostReport, LayerCost, optional
 
 from .digital import DigitalLayer, equivalent_ops
 from .mapping import CrossbarLayer, ReramMapping
@@ -68,6 +68,7 @@ class CrossbarCost(LayerCost):
     routing_area_mm2: float
     area_mm2: float
     energy_breakdown_j: dict[str, float]
+    held_by: str | None = optional()  # runs on the crossbars of this earlier layer (same weight): no hardware of its own
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -106,19 +107,22 @@ def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     if row.steps:
         parts["digital"] = gate_ops * config.digital_op_pj * PJ
         parts["buffer"] += row.gate_accesses * config.edram_energy_pj * PJ
-    adcs = sum(row.adc_units.values())
-    xbar_area = row.crossbars * config.crossbar_area_um2
-    adc_area = sum(count * config.adc_area_um2(b) for b, count in row.adc_units.items())
-    periphery = row.crossbars * config.crossbar_size * config.dac_area_um2 + adcs * config.shift_add_area_um2 \
+    # A layer run on crossbars another layer holds (held_by) adds reads, not hardware.
+    placed = 0 if row.held_by else 1
+    adcs = placed * sum(row.adc_units.values())
+    xbar_area = placed * row.crossbars * config.crossbar_area_um2
+    adc_area = placed * sum(count * config.adc_area_um2(b) for b, count in row.adc_units.items())
+    periphery = placed * row.crossbars * config.crossbar_size * config.dac_area_um2 + adcs * config.shift_add_area_um2 \
         + row.imas * config.bus_area_um2
-    routing = row.wire_lengths * config.crossbar_side_um * config.wire_pitch_f * config.feature_size_nm * 1e-3
+    routing = placed * row.wire_lengths * config.crossbar_side_um * config.wire_pitch_f * config.feature_size_nm * 1e-3
     cells = row.groups * row.rows * row.cols * row.slices * row.polarities * row.replicate
-    utilization = cells / (row.crossbars * config.crossbar_size ** 2) if row.crossbars else None
+    utilization = cells / (row.crossbars * config.crossbar_size ** 2) if row.crossbars and placed else None
     return CrossbarCost(
         name=row.name, op=row.op, macs=row.macs, latency_s=latency, energy_j=float(sum(parts.values())),
         utilization=utilization,
-        crossbars=row.crossbars,
-        crossbars_logical=row.crossbars_logical,
+        crossbars=placed * row.crossbars,
+        crossbars_logical=placed * row.crossbars_logical,
+        held_by=row.held_by,
         grid=f"{row.groups}x{row.row_blocks}x{row.col_blocks}" if row.groups > 1 else f"{row.row_blocks}x{row.col_blocks}",
         mvms=row.mvms,
         adc_bits=list(row.adc_bits),
@@ -145,6 +149,16 @@ def digital_cost(row: DigitalLayer, config) -> DigitalCost:
     parts = {"digital": ops * config.digital_op_pj * PJ, "buffer": row.buffer_accesses * config.edram_energy_pj * PJ}
     return DigitalCost(name=row.name, op=row.op, macs=row.macs, latency_s=max(compute, memory), energy_j=float(sum(parts.values())),
                        kind=row.kind, ops=ops, buffer_accesses=row.buffer_accesses, note=row.note, energy_breakdown_j=parts)
+
+
+def _pipelined_interval(rows: list[CrossbarCost | DigitalCost]) -> float:
+    """The slowest pipeline stage: a layer on its own hardware, or the layers sharing one set of
+    crossbars (they run one after the other)."""
+    stages: dict[str, float] = {}
+    for row in rows:
+        stage = getattr(row, "held_by", None) or row.name
+        stages[stage] = stages.get(stage, 0.0) + row.latency_s
+    return max(stages.values(), default=0.0)
 
 
 def estimate(mapping: ReramMapping, config) -> CostReport:
@@ -177,7 +191,7 @@ def estimate(mapping: ReramMapping, config) -> CostReport:
         "adc_bits_histogram": {str(b): c for b, c in sorted(adc_hist.items())},
         "adc_conversions_by_bits": {str(b): c for b, c in sorted(conv_hist.items())},
         "adc_conversions": sum(conv_hist.values()),
-        "pipelined_interval_s": max((r.latency_s for r in rows), default=0.0),
+        "pipelined_interval_s": _pipelined_interval(rows),
         "energy_breakdown_j": energy,
         "calibration": mapping.calibration,
     }

@@ -61,6 +61,7 @@ from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_
 from . import adc, activations
 from .column_stats import adc_units, add_counts, block_stats, packed_stats
 from .digital import DigitalLayer, digital_row, dynamic_product_row, is_digital
+from .placement import place
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
 # layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
@@ -123,6 +124,7 @@ class CrossbarLayer:
     steps: int = 0             # recurrent: serial time steps (mvms = steps x batch); 0 for a feed-forward layer
     gate_mix: tuple[float, float, float] = (0, 0, 0)  # recurrent: gate work (simple, multiplies, transcendentals), all steps
     gate_accesses: int = 0     # recurrent: the gate work's eDRAM accesses, all steps
+    held_by: str | None = None  # the earlier layer whose crossbars hold this one's weight (an unrolled loop's body)
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -363,7 +365,7 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
                 unsupported.append(Unsupported(layer.name, layer.op, "no reram estimator for this op (not an MVM, "
                                                                      "not in the digital-unit table)"))
     mapping = ReramMapping(layers=rows, unsupported=unsupported, calibration=calib.source)
-    _place(mapping, config)
+    mapping.imas, mapping.tiles = place(mapping.crossbar_layers, config)
     return mapping
 
 
@@ -377,21 +379,3 @@ def _add_gates(row: CrossbarLayer, layer: Layer, config) -> None:
     states = 2 if rec.op == "LSTM" else 1
     # Per unit and step: the gate pre-activations in, the states read and written.
     row.gate_accesses = -(-units * (rec.gates + 2 * states) * config.input_bits // config.bus_bits)
-
-
-def _place(mapping: ReramMapping, config) -> None:
-    """IMAs layer by layer (an IMA serves one layer), IMAs into tiles in order."""
-    cursor = 0
-    for row in mapping.crossbar_layers:
-        row.imas = -(-row.crossbars // config.crossbars_per_ima)
-        row.ima_first = cursor
-        cursor += row.imas
-        if row.imas:
-            first, last = row.ima_first // config.imas_per_tile, (cursor - 1) // config.imas_per_tile
-            row.tiles = [first, last]
-            if config.max_tiles and last + 1 > config.max_tiles:
-                raise NnccError(f"reram: layer '{row.name}'", f"does not fit: the model needs at least {last + 1} tiles "
-                                f"({cursor} IMAs of {config.crossbars_per_ima} crossbars) up to this layer, "
-                                f"the chip has max_tiles = {config.max_tiles}")
-    mapping.imas = cursor
-    mapping.tiles = -(-cursor // config.imas_per_tile)
