@@ -17,7 +17,6 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.files import replace_atomically
-from nncc.unroll import describe_control_flow
 from nncc.coverage import describe as describe_coverage
 from nncc.registry import PASSES, TARGETS, load_plugin
 from nncc.training.params import TrainParams, click_options
@@ -191,6 +190,8 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 
     click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
+    from nncc.unroll import describe_control_flow
+
     for record in result.report.get("control_flow", []):
         if (line := describe_control_flow(record)) is not None:
             click.echo(f"nncc: warning: {model}: {line}", err=True)

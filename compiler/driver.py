@@ -24,7 +24,7 @@ from nncc.sequences import lower_appended_sequences
 from nncc.unroll import unroll_loops
 from nncc.coverage import CONTROL_FLOW, coverage, graph_macs
 from nncc.errors import NnccError
-from nncc.loading import infer_shapes, load_model, save_model
+from nncc.loading import copy_model, infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext, PassRecord, run_passes
 
@@ -84,12 +84,16 @@ def compile_model(
     passes: list[NnccPass],
     options: CompileOptions | None = None,
     progress: Callable[[str], None] = lambda step: None,
+    loaded: ir.Model | None = None,
 ) -> CompileResult:
+    """Compile ``model_path`` for ``target``. ``loaded``: the file already loaded with the same
+    options (``nncc compare`` loads once for every target); it is copied, never changed."""
     options = options or CompileOptions()
     model_path = pathlib.Path(model_path)
     progress("loading")
-    original = load_model(model_path, options.input_shapes, input_values=options.input_values)
-    model = load_model(model_path, options.input_shapes, input_values=options.input_values)
+    original = copy_model(loaded) if loaded is not None else \
+        load_model(model_path, options.input_shapes, input_values=options.input_values)
+    model = copy_model(original)  # what the passes rewrite; ``original`` is the verification reference
     eval_data = load_eval_data(options.eval_data) if options.eval_data else None
     if eval_data is not None and options.context.calibration is None:
         name = model.graph.inputs[0].name
@@ -107,7 +111,7 @@ def compile_model(
     # Targets measure on the user's calibration data too (ADC bits, spike rates).
     mapping = target.lower(costed, calibration=options.context.calibration)
     cost = target.estimate(mapping)
-    ratios = _ratios_to_uncompressed(model_path, target, records, cost, options)
+    ratios = _ratios_to_uncompressed(model_path, original, target, records, cost, options)
     if ratios is not None:
         cost.extra_totals["vs_uncompressed"] = ratios
     progress("verifying")
@@ -134,7 +138,7 @@ def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | No
         if trip_counts:
             return model, unroll_loops(model, trip_counts)  # says that no Loop has those names
         return model, []
-    copy = ir.from_proto(ir.to_proto(model))
+    copy = copy_model(model)
     records = [{"op": "If", **r} for r in inline_costlier_branches(copy, graph_macs)]
     if records:
         infer_shapes(copy, where)  # a Scan's length may only be known once its branch is inlined
@@ -145,7 +149,7 @@ def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | No
     return copy, records + loops
 
 
-def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord], cost: CostReport,
+def _ratios_to_uncompressed(model_path, original: ir.Model, target: Target, records: list[PassRecord], cost: CostReport,
                              options: CompileOptions) -> dict[str, Any] | None:
     """The target's ratios against the model compiled with only the target's own legalization
     (one more lowering, done only when a user pass changed the model and the target has ratios)."""
@@ -153,7 +157,7 @@ def _ratios_to_uncompressed(model_path, target: Target, records: list[PassRecord
         return None
     if not any(r.modified for r in records if r.name not in {p.name for p in target.legalize()}):
         return None
-    plain = load_model(model_path, options.input_shapes, input_values=options.input_values)
+    plain = copy_model(original)
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
     run_passes(plain, list(target.legalize()), context)
     infer_shapes(plain, model_path)

@@ -147,6 +147,18 @@ def load_model(
     return model
 
 
+def copy_model(model: ir.Model) -> ir.Model:
+    """An independent copy (weights included) of a loaded model: a fraction of loading it again,
+    which re-runs the checker, folding and shape inference. Weights still in external files stay
+    there, read from the same folder."""
+    copy = ir.from_proto(ir.to_proto(model))
+    bases = {t.base_dir for t in ir.external_data._all_tensors(model.graph, include_attributes=True)
+             if isinstance(t, ir.ExternalTensor)}
+    if bases:
+        ir.external_data.set_base_dir(copy.graph, bases.pop())
+    return copy
+
+
 def _if_input_hint(model: ir.Model) -> str:
     """When an If still tests a scalar graph input, a hint to fix it (both branches must infer)."""
     scalars = [v.name for v in model.graph.inputs if v.shape is not None and all(d == 1 for d in v.shape)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnx_ir as ir
 import onnx
 import onnxruntime as ort
 import pytest
@@ -12,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import LIGHT_MODELS, conv_bn_model, light_model
 from nncc.errors import NnccError
-from nncc.loading import infer_shapes, load_model, parse_input_shapes
+from nncc.loading import copy_model, infer_shapes, load_model, parse_input_shapes
 from nncc import analysis, runtime
 
 
@@ -114,6 +115,19 @@ def _external_model(tmp_path, location, length=None):
 
 def test_external_data_inside_folder_loads(tmp_path):
     model = load_model(_external_model(tmp_path, "weights.bin"))
+    np.testing.assert_array_equal(model.graph.initializers["w"].const_value.numpy(), np.ones((4, 4), np.float32))
+
+
+def test_a_copy_reads_external_weights_from_the_same_folder(tmp_path, monkeypatch):
+    """compile copies the loaded model (nncc.loading.copy_model); weights left in their file
+    must still be found, whatever the working folder."""
+    path = _external_model(tmp_path, "weights.bin")
+    model = load_model(path)
+    assert isinstance(model.graph.initializers["w"].const_value, ir.ExternalTensor)
+    monkeypatch.chdir(tmp_path.parent)
+    copy = copy_model(model)
+    np.testing.assert_array_equal(copy.graph.initializers["w"].const_value.numpy(), np.ones((4, 4), np.float32))
+    copy.graph.initializers["w"].const_value = ir.tensor(np.zeros((4, 4), np.float32))
     np.testing.assert_array_equal(model.graph.initializers["w"].const_value.numpy(), np.ones((4, 4), np.float32))
 
 
