@@ -18,7 +18,7 @@ import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.files import replace_atomically
 from nncc.coverage import describe as describe_coverage
-from nncc.registry import PASSES, TARGETS, load_plugin
+from nncc.registry import PASSES, TARGETS, load_plugin, plugin_at_fault
 from nncc.training.params import TrainParams, click_options
 
 err_console = Console(stderr=True)
@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         if _STATE["debug"]:
             traceback.print_exc()
         message = " ".join(str(e).split())[:300]
-        click.echo(f"nncc: error: {_STATE['file']}: {type(e).__name__}: {message} (rerun with --debug for a traceback)", err=True)
+        where = plugin_at_fault(e) or _STATE["file"]  # a plugin's bug names the plugin, not the user's model
+        click.echo(f"nncc: error: {where}: {type(e).__name__}: {message} (rerun with --debug for a traceback)", err=True)
         return 2
 
 
