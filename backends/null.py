@@ -18,6 +18,8 @@ class NullConfig(HardwareConfig):
 
 
 class NullTarget(Target):
+    """Workload: the base default, one inference of the model's own batch; every figure zero."""
+
     name = "null"
     Config = NullConfig
     summary = "zero-cost target for testing pipelines"

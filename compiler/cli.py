@@ -48,6 +48,18 @@ def _check_coverage(model: str, coverages: dict[str, dict[str, Any]], strict: bo
         raise GateFailed(f"--strict: {', '.join(incomplete)} did not cost the whole model")
 
 
+batch_option = click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
+                            help="Samples per run for targets that batch (e.g. sparse-tc, hypar): --set batch=N. "
+                                 "Per-sample figures divide by it.")
+
+
+def _batched_sets(target: str, items: tuple[str, ...], batch: int | None) -> dict[str, Any]:
+    """--set values with --batch applied to the target's batch field (nncc.workload.with_batch)."""
+    from nncc.workload import with_batch
+
+    return with_batch(target, TARGETS.get(target, "--target").batch_field, _parse_sets(items), batch)
+
+
 def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
     sets = {}
     for item in items:
@@ -156,9 +168,10 @@ def _apply(options):
 @click.option("--disable-pass", multiple=True, help="Skip a pass of the pipeline by name.")
 @click.option("--dump-ir", type=click.Path(), help="Write the IR after every pass into this folder.")
 @strict_option
+@batch_option
 @plugin_option
 def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, verify, tolerance, formats,
-            measure, emit, eval_data, calib, disable_pass, dump_ir, strict):
+            measure, emit, eval_data, calib, disable_pass, dump_ir, strict, batch):
     """Compile MODEL for a target: passes, lowering, cost report."""
     from nncc.driver import compile_model, write_outputs
 
@@ -167,7 +180,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
     bad = set(formats_list) - {"json", "md", "html"}
     if bad:
         raise NnccError("--format", f"unknown format(s) {', '.join(sorted(bad))} (json, md, html)")
-    target_obj = TARGETS.get(target, "--target").configure(config_file, _parse_sets(sets))
+    target_obj = TARGETS.get(target, "--target").configure(config_file, _batched_sets(target, sets, batch))
     for kind in emit:
         if kind not in target_obj.emits:
             raise NnccError("--emit", f"target '{target}' cannot emit '{kind}' (it emits: {', '.join(target_obj.emits) or 'nothing'})")
@@ -187,8 +200,10 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
         write_outputs(result, out_dir, formats_list, list(emit))
     totals = result.report["totals"]
     from nncc.render import fmt_joules, fmt_seconds
+    from nncc.workload import label
 
-    click.echo(f"{result.model_path.name} on {target}: latency {fmt_seconds(totals['latency_s'])}, energy {fmt_joules(totals['energy_j'])}, "
+    click.echo(f"{result.model_path.name} on {target} ({label(totals['workload'])}): latency {fmt_seconds(totals['latency_s'])}, "
+               f"energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
     from nncc.unroll import describe_control_flow
 
@@ -208,9 +223,13 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 @click.option("--json", "json_out", type=click.Path(), help="Write the totals as JSON (a later --baseline).")
 @click.option("--baseline", type=click.Path(), help="Earlier --json output to gate against.")
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
+@click.option("--gate", type=click.Choice(["per-sample", "total"]), default="per-sample", show_default=True,
+              help="What --baseline compares: figures per sample processed, or per-run totals.")
 @strict_option
+@batch_option
 @plugin_option
-def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, json_out, baseline, max_regression, strict):
+def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, json_out, baseline, max_regression,
+            gate, strict, batch):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
@@ -219,7 +238,7 @@ def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip
     options = _compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
     with _progress() as progress:
         table, failed, coverages = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
-                                                   json_out, baseline, max_regression, progress)
+                                                   json_out, baseline, max_regression, progress, batch=batch, gate=gate)
     click.echo(table)
     if failed:
         raise GateFailed(failed)
@@ -354,9 +373,10 @@ def finetune(model, data_path, regularizers, eval_path, input_shape, output, **p
 @click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hardware constant (repeatable).")
 @click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML.")
+@batch_option
 @plugin_option
 def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_evals, train_data, finetune_epochs, out_dir,
-             input_shape, sets, config_file):
+             input_shape, sets, config_file, batch):
     """Search pass parameters that minimize a target's energy (or latency) within an accuracy budget."""
     from nncc.compare import parse_percent
     from nncc.loading import parse_input_shapes
@@ -372,7 +392,7 @@ def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_e
                 progress.update(task, description=text)
 
         found = run_search(model, target, data_path, out_dir=out_dir, metric=metric, max_drop=parse_percent(max_accuracy_drop, "--max-accuracy-drop"),
-                           config_file=config_file, sets=_parse_sets(sets), input_shapes=parse_input_shapes(input_shape),
+                           config_file=config_file, sets=_batched_sets(target, sets, batch), input_shapes=parse_input_shapes(input_shape),
                            samples=samples or None, max_evals=max_evals, train_path=train_data,
                            finetune_epochs=finetune_epochs, progress=step)
     click.echo(f"{found.summary()} -> {out_dir}")

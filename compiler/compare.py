@@ -1,4 +1,10 @@
-"""``nncc compare``: one model, several targets, one Markdown table, an optional CI gate."""
+"""``nncc compare``: one model, several targets, one Markdown table, an optional CI gate.
+
+Targets cost different workloads (an inference of one sample, a batched inference, a training
+step of a mini-batch on 16 accelerators: ``totals.workload``), so the table shows each one's
+workload and its figures per sample (``totals.per_sample``, nncc.workload), and the gate compares
+those by default (``--gate per-sample``); ``--gate total`` compares the per-run totals, which
+stay in the ``--json`` output either way."""
 
 from __future__ import annotations
 
@@ -13,9 +19,12 @@ from nncc.files import write_text_atomic
 from nncc.loading import load_model
 from nncc.registry import TARGETS
 from nncc.render import fmt_count, fmt_joules, fmt_seconds, md_table
+from nncc.workload import label, with_batch
 
 COMPARE_SCHEMA = "nncc.compare/1"
 GATED_METRICS = ("latency_s", "energy_j")
+# What --gate compares: each run's figures per sample processed, or the per-run totals.
+GATES = ("per-sample", "total")
 
 
 def resolve_targets(spec: str) -> list[str]:
@@ -38,10 +47,19 @@ def parse_percent(text: str, where: str = "--max-regression") -> float:
 
 
 def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, config_file, json_out, baseline,
-                    max_regression, progress=None) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
-    """(Markdown table, the failed gate or None, each compiled target's coverage)."""
+                    max_regression, progress=None, batch: int | None = None,
+                    gate: str = "per-sample") -> tuple[str, str | None, dict[str, dict[str, Any]]]:
+    """(Markdown table, the failed gate or None, each compiled target's coverage).
+
+    ``batch`` (``--batch``) sets the batch of every target that has one; the others keep their
+    own workload, which the table's workload column and a note below it say."""
     names = resolve_targets(targets_spec)
     _check_set_keys(names, sets)
+    if gate not in GATES:
+        raise NnccError("--gate", f"'{gate}' is not one of {', '.join(GATES)}")
+    unbatched = [n for n in names if batch is not None and TARGETS.get(n).batch_field is None]
+    if unbatched == names:  # --batch applies to none of them: the first one's refusal says why
+        with_batch(names[0], None, {}, batch)
     limit = parse_percent(max_regression)
     old = _read_baseline(baseline) if baseline else None
     load_model(model, options.input_shapes, input_values=options.input_values)  # a bad model fails here, once, not per target
@@ -55,8 +73,10 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         own = {k.split(".", 1)[1]: v for k, v in sets.items() if k.startswith(f"{name}.")}
         known = set(cls.Config.__dataclass_fields__) | ({"profile"} if cls.profiles else set())
         shared = {k: v for k, v in sets.items() if "." not in k and k in known}
+        # A usage error (--batch against --set batch=), not this target's limit: raised, not tabled.
+        values = {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)
         try:
-            target = cls.configure(config_file, {**shared, **own})
+            target = cls.configure(config_file, values)
             result = compile_model(model, target, [_fresh(p) for p in passes], options)
             results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]]}
         except NnccError as e:  # this target's limit; the others still report
@@ -70,9 +90,10 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
                "model": {"name": pathlib.Path(model).stem, "sha256": sha256_file(pathlib.Path(model))}, "targets": results}
     if json_out:
         write_text_atomic(json_out, json.dumps(payload, indent=1))
-    gate_lines, failed = _gate(results, old, limit) if old else ([], None)
+    gate_lines, failed = _gate(results, old, limit, gate) if old else ([], None)
     coverages = {name: row["totals"]["coverage"] for name, row in results.items() if "totals" in row}
-    table = _table(pathlib.Path(model).name, results, old) + ("\n\n" + "\n".join(gate_lines) if gate_lines else "")
+    notes = _notes(results, batch, unbatched)
+    table = _table(pathlib.Path(model).name, results, old, gate) + "\n\n" + "\n".join(notes + gate_lines)
     return table, failed, coverages
 
 
@@ -104,24 +125,53 @@ def _read_baseline(path) -> dict[str, Any]:
     return data["targets"]
 
 
-def _gate(results, old, limit) -> tuple[list[str], str | None]:
+def _gated(totals: dict[str, Any], base: dict[str, Any], gate: str) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(figures now, figures in the baseline, a note) on the basis ``gate`` names. A baseline
+    written before reports had ``per_sample`` falls back to the per-run totals, with a note; so
+    does a per-run comparison across a changed workload."""
+    if gate == "per-sample" and "per_sample" in totals:
+        if "per_sample" in base:
+            return totals["per_sample"], base["per_sample"], None
+        return totals, base, "the baseline has no per-sample figures (written before reports had them): compared per run"
+    if "workload" in base and "workload" in totals and base["workload"] != totals["workload"]:
+        return totals, base, (f"the workload changed ({label(base['workload'])} → {label(totals['workload'])}): "
+                              "per-run totals compare different work")
+    return totals, base, None
+
+
+def _gate(results, old, limit, gate: str = "per-sample") -> tuple[list[str], str | None]:
     lines, failures = [], []
     for name, row in results.items():
         base = old.get(name)
         if not base or "totals" not in base or "totals" not in row:
             continue
+        now, before_figures, note = _gated(row["totals"], base["totals"], gate)
+        if note:
+            lines.append(f"Note: {name}: {note}.")
         for metric in GATED_METRICS:
-            before, after = base["totals"].get(metric), row["totals"].get(metric)
+            before, after = before_figures.get(metric), now.get(metric)
             if not before or after is None:
                 continue
             change = after / before - 1
             if change > limit:
-                failures.append(f"{name} {metric} +{change:.1%} (limit {limit:.0%})")
+                failures.append(f"{name} {metric} ({gate}) +{change:.1%} (limit {limit:.0%})")
     if failures:
         lines.append("**Gate failed:** " + "; ".join(failures))
     else:
-        lines.append(f"Gate passed: no target's latency or energy grew more than {limit:.0%}.")
+        lines.append(f"Gate passed ({gate}): no target's latency or energy grew more than {limit:.0%}.")
     return lines, "; ".join(failures) or None
+
+
+def _notes(results, batch: int | None, unbatched: list[str]) -> list[str]:
+    """How to read the per-sample columns, and which targets --batch left at their own workload."""
+    pipelined = [n for n, r in results.items() if r.get("totals", {}).get("per_sample", {}).get("basis", "").startswith("pipeline")]
+    lines = ["Per sample: one run's latency and energy ÷ the samples it processes (throughput-normalized"
+             + (f"; {', '.join(pipelined)}: the pipeline interval, runs overlap" if pipelined else "")
+             + "). Per-run totals are in `--json`."]
+    if batch is not None and unbatched:
+        lines.append(f"`--batch {batch}`: {', '.join(unbatched)} {'has' if len(unbatched) == 1 else 'have'} no batch setting "
+                     "and cost the model as exported.")
+    return lines
 
 
 def _coverage_cell(cov: dict[str, Any]) -> str:
@@ -130,22 +180,23 @@ def _coverage_cell(cov: dict[str, Any]) -> str:
     return f"{cov['macs_fraction']:.1%}" + ("" if cov["complete"] else f" ({cov['unsupported_nodes']} nodes left out)")
 
 
-def _table(model_name, results, old) -> str:
-    header = ["target", "latency", "energy", "area mm²", "MACs", "coverage", "unsupported"]
+def _table(model_name, results, old, gate: str = "per-sample") -> str:
+    header = ["target", "workload", "latency / sample", "energy / sample", "area mm²", "MACs", "coverage", "unsupported"]
     if old:
-        header += ["Δ latency", "Δ energy"]
+        header += [f"Δ latency ({gate})", f"Δ energy ({gate})"]
     rows = []
     for name, row in results.items():
         if "error" in row:
             rows.append([name, "error: " + row["error"][:80]] + [""] * (len(header) - 2))
             continue
         t = row["totals"]
-        cells = [name, fmt_seconds(t["latency_s"]), fmt_joules(t["energy_j"]),
+        cells = [name, label(t["workload"]), fmt_seconds(t["per_sample"]["latency_s"]), fmt_joules(t["per_sample"]["energy_j"]),
                  "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", fmt_count(t["macs"]),
                  _coverage_cell(t["coverage"]), ", ".join(sorted(set(row["unsupported"]))) or "0"]
         if old:
             base = old.get(name, {}).get("totals")
+            now, before, _ = _gated(t, base, gate) if base else (t, {}, None)
             for metric in GATED_METRICS:
-                cells.append(f"{t[metric] / base[metric] - 1:+.1%}" if base and base.get(metric) else "new")
+                cells.append(f"{now[metric] / before[metric] - 1:+.1%}" if before.get(metric) else "new")
         rows.append(cells)
     return f"### {model_name}\n\n" + md_table(header, rows)

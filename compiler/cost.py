@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from nncc.workload import Workload, per_sample
+
 
 @dataclasses.dataclass
 class LayerCost:
@@ -74,6 +76,11 @@ class CostReport:
     # Per-inference cost outside any layer (runtime call, host-device set-up), added to the sum.
     fixed_latency_s: float = 0.0
     extra_totals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # What one run processes; the driver sets it from ``Target.workload`` (nncc.workload).
+    workload: Workload = dataclasses.field(default_factory=Workload)
+    # Time between the starts of successive runs when runs overlap (a pipeline of frames);
+    # None: one run ends before the next starts. Per-sample latency is taken from it when set.
+    interval_s: float | None = None
 
     @property
     def latency_s(self) -> float:
@@ -99,4 +106,6 @@ class CostReport:
             "unsupported_ops": len(self.unsupported),
         }
         totals.update(self.extra_totals)
+        totals["workload"] = self.workload.to_json()
+        totals["per_sample"] = per_sample(self.workload, self.latency_s, self.energy_j, self.interval_s)
         return totals

@@ -111,6 +111,7 @@ def compile_model(
     # Targets measure on the user's calibration data too (ADC bits, spike rates).
     mapping = target.lower(costed, calibration=options.context.calibration)
     cost = target.estimate(mapping)
+    cost.workload = target.workload(costed)  # what one run processes: totals.workload and totals.per_sample
     ratios = _ratios_to_uncompressed(model_path, original, target, records, cost, options)
     if ratios is not None:
         cost.extra_totals["vs_uncompressed"] = ratios

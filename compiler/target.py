@@ -25,6 +25,7 @@ from nncc.errors import NnccError
 from nncc.files import read_toml
 from nncc.ops import standard_op
 from nncc.pass_base import NnccPass, coerce_fields
+from nncc.workload import Workload, model_batch
 
 
 def hw(default: Any, source: str, unit: str = "", note: str = "", *, minimum: float | None = None,
@@ -137,6 +138,13 @@ class Target(abc.ABC):
     profiles: ClassVar[dict[str, Any]] = {}
     # Extra artifacts the target can write on request (``--emit NAME``).
     emits: ClassVar[tuple[str, ...]] = ()
+    # What one run of ``estimate`` is (nncc.workload.KINDS): an inference unless the target
+    # costs something else (hypar: one training step).
+    workload_kind: ClassVar[str] = "inference"
+    # The Config field that sets how many samples one run processes (sparse-tc: inputs on top of
+    # the model's own batch; hypar: the mini-batch, overriding ``workload``); ``--batch N`` sets
+    # it. None: the target costs the model as exported and refuses ``--batch``.
+    batch_field: ClassVar[str | None] = None
 
     @classmethod
     def search_space(cls) -> list[list[SearchOption]]:
@@ -176,6 +184,13 @@ class Target(abc.ABC):
             return cls(dataclasses.replace(base, **changes))
         except (ValueError, TypeError) as e:
             raise NnccError(f"--set ({cls.name})", str(e)) from None
+
+    def workload(self, model: ir.Model) -> Workload:
+        """What one run of ``estimate`` processes (``totals.workload``; ``totals.per_sample`` divides
+        by its batch): ``workload_kind`` on the model's own batch times the ``batch_field`` value.
+        A target whose batch replaces the model's, or that has more to state, overrides this."""
+        runs = getattr(self.config, self.batch_field) if self.batch_field else 1
+        return Workload(self.workload_kind, model_batch(model) * int(runs))
 
     def legalize(self) -> list[NnccPass]:
         """Passes the hardware requires before lowering (precision, fan-in, tile size)."""

@@ -175,9 +175,10 @@ def test_compare_gate(capsys, conv_bn_path, tmp_path):
     (tmp_path / "now.json").write_text(json.dumps(data))
     from nncc import compare
 
-    lines, failed = compare._gate(data["targets"], new["targets"], 0.05)
-    assert failed and "latency_s +100.0%" in failed
-    lines, failed = compare._gate(new["targets"], data["targets"], 0.05)
+    # Per-run totals changed; the per-sample gate (tests/test_workload.py) reads per_sample instead.
+    lines, failed = compare._gate(data["targets"], new["targets"], 0.05, "total")
+    assert failed and "latency_s (total) +100.0%" in failed
+    lines, failed = compare._gate(new["targets"], data["targets"], 0.05, "total")
     assert failed is None
     code, out, err = run(capsys, "compare", conv_bn_path, "--targets", "null", "--baseline", tmp_path / "nope.json")
     assert code == 2 and "no such file" in err

@@ -25,7 +25,8 @@ class HyparConfig(HardwareConfig):
     accelerators: int = hw(16, source=f"{HYPAR} [V]: 16 HMC-based accelerators, 4 levels of binary splits",
                            unit="accelerators", minimum=1)
     batch: int = hw(256, source="[U] mini-batch of one training step (HyPar's own batch not confirmed; AccPar code uses 512); "
-                                "the fit of link bandwidth/energy is made at this batch", unit="samples", minimum=1)
+                                "the fit of link bandwidth/energy is made at this batch. --batch N sets it; totals.per_sample "
+                                "divides the step by it", unit="samples", minimum=1)
     data_bits: int = hw(32, source="[U] fp32 feature maps, errors and gradients in training (HyPar's precision not confirmed)",
                         unit="bit", minimum=1)
     gradient: str = hw("fp32", source="'fp32' or 'ternary': TernGrad (Wen et al., NIPS 2017, seed abstract) [V] sends gradients as "

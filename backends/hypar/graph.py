@@ -29,6 +29,7 @@ from nncc.analysis import Layer, recurrence
 from nncc.irutils import static_shape
 from nncc.ops import CONTRIB_RECURRENT, INTEGER_OPS, NO_OPS, RECURRENT_OPS
 from nncc.weights import Weight
+from nncc.workload import model_batch
 
 # The weighted ops HyPar splits by batch (dp) or input channels (mp), integer forms included
 # (their maps travel at their integer width, see ``data_bits``).
@@ -126,18 +127,6 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
     cin = x[1] if is_conv else w[weight.layout.in_axis(len(w))]
     return LayerSpec(layer.name, layer.op, layer.macs / batch, math.prod(x) / batch, y_elems / batch,
                      float(math.prod(w)), int(cin), data_bits(layer))
-
-
-def model_batch(model: ir.Model) -> int:
-    """The batch of the first graph input: its axis 0, or axis 1 when it is the sequence input
-    X [seq, batch, I] of a recurrent layer (layout 0)."""
-    value = model.graph.inputs[0] if len(model.graph.inputs) else None
-    shape = static_shape(value) if value is not None else None
-    axis = 0
-    if shape and len(shape) == 3 and any(user.op_type in RECURRENT_OPS and slot == 0 and not user.attributes.get_int("layout", 0)
-                                         for user, slot in value.uses()):
-        axis = 1
-    return shape[axis] if shape and shape[axis] > 0 else 1
 
 
 def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:

@@ -13,16 +13,29 @@ import onnx_ir as ir
 from nncc.backends.base import Target
 from nncc.calibration import Calibration
 from nncc.cost import CostReport
+from nncc.workload import Workload
 
 from . import cost, mapping
 from .config import HyparConfig
 
 
 class HyparTarget(Target):
+    """Workload: one training step (forward, backward, weight update) of a ``batch``-sample
+    mini-batch (default 256, ``--batch N``) on ``accelerators`` accelerators. The model's own
+    batch is divided out (``graph.build``), so ``batch`` alone counts the samples. Per sample:
+    the step's latency and energy divided by ``batch`` -- training throughput, not the latency
+    of one sample, and three passes' work, not an inference's."""
+
     name = "hypar"
     Config = HyparConfig
     summary = ("HyPar: training on N HMC-based accelerators; per-layer data/model parallelism chosen by hierarchical "
                "dynamic programming; compute, link traffic, energy; all-dp and all-mp baselines")
+    workload_kind = "training-step"
+    batch_field = "batch"
+
+    def workload(self, model: ir.Model) -> Workload:
+        # The mini-batch replaces the model's own batch (graph.build divides it out).
+        return Workload(self.workload_kind, self.config.batch, {"accelerators": self.config.accelerators})
 
     def lower(self, model: ir.Model, calibration: Calibration | None = None) -> mapping.HyparMapping:
         return mapping.map_model(model, self.config)

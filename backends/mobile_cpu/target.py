@@ -21,6 +21,10 @@ from . import config as hwconfig
 
 
 class MobileCpuTarget(Target):
+    """Workload: one inference of the model's own batch (1 in the zoo) on one core, runtime
+    invoke overhead included. Per sample: latency and energy / that batch. No batch setting:
+    ``--batch`` is refused (a batched model is costed as exported, e.g. ``--input-shape``)."""
+
     name = "mobile-cpu"
     Config = hwconfig.MobileCpuConfig
     summary = "one mobile CPU core (Pixel 2 / calibrated host): per-layer roofline, Horowitz energy, TVM artifact"

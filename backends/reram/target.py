@@ -23,6 +23,11 @@ from . import cost, mapping
 
 
 class ReramTarget(Target):
+    """Workload: one inference of the model's own batch (1 in the zoo), layers one after another
+    (NeuroSim's ``pipeline = false``; ``totals.pipelined_interval_s`` is the figure a layer
+    pipeline would reach, not the one reported). Per sample: latency and energy / that batch.
+    No batch setting: ``--batch`` is refused."""
+
     name = "reram"
     Config = hwconfig.ReramConfig
     summary = "ReRAM crossbars (ISAAC/NeuroSim): bit-sliced weights, bit-serial inputs, ADC bits from measured column sums"

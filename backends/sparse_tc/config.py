@@ -56,7 +56,8 @@ class SparseTcConfig(HardwareConfig):
                                                  "(80 x 64 x 4 x 1.53 GHz = 31 T int8 MAC/s)",
                                        unit="MAC/cycle", above=0)
     batch: int = hw(1, source="[U] inputs per inference: the GEMM n dimension, activation bytes and MACs scale by it "
-                              "(the model's own batch is 1 in the zoo); the paper's inference batch is not confirmed",
+                              "(the model's own batch is 1 in the zoo); the paper's inference batch is not confirmed. "
+                              "--batch N sets it; totals.per_sample divides by it x the model's batch",
                     unit="inputs", above=0)
     # Threadblock tiles a GEMM library chooses among (per kernel, the fastest is modelled).
     tiles: str = hw("256x128,128x256,128x128,128x64,64x128,64x64,64x32,32x64,32x32",

@@ -19,8 +19,14 @@ from .config import SparseTcConfig
 
 
 class SparseTensorCoreTarget(Target):
+    """Workload: one inference of ``batch`` inputs (default 1, ``--batch N``) on top of the model's
+    own batch, run as one set of batched kernels. Per sample: that run's latency and energy
+    divided by its inputs -- throughput-normalized, so a larger batch that fills more tiles per
+    wave and shares each kernel launch costs less per sample."""
+
     name = "sparse-tc"
     Config = SparseTcConfig
+    batch_field = "batch"
     summary = ("V100-class GPU, HMMA tiles/waves; vector-wise N-of-16 sparse weights (Zhu et al. MICRO 2019) "
                "as --set mode=dense|software|hardware")
 

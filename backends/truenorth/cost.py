@@ -3,7 +3,8 @@
     latency   = (ticks x temporal copies + pipeline depth) x tick_s
                 (pipeline depth: one tick per core stage on the longest path -- core-op, merge
                 level, splitter, pool -- so the last layer sees the first input spikes that late)
-    throughput = 1 / (ticks x temporal copies x tick_s)   (the pipeline overlaps frames)
+    throughput = 1 / (ticks x temporal copies x tick_s)   (the pipeline overlaps frames;
+                 the report's per-sample latency is this frame interval, nncc.workload)
     events    = spike rate x connected synapses x ticks x copies   (per inference)
                 spike rate: measured per layer by simulate.py when given, else config.spike_rate
     energy    = events x pj_per_synaptic_event
@@ -81,4 +82,4 @@ def estimate(mapping: TrueNorthMapping, config: Any) -> CostReport:
         "weight_scheme": c.weight_scheme,
     }
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=None, weight_bytes=mapping.weight_bytes,
-                      latency_override_s=latency, extra_totals=totals)
+                      latency_override_s=latency, interval_s=frame_s, extra_totals=totals)

@@ -19,6 +19,13 @@ from .config import TrueNorthConfig
 
 
 class TrueNorthTarget(Target):
+    """Workload: inference of the model's own batch (1 in the zoo): a frame of rate-coded spikes.
+    Frames stream through the core pipeline, so ``cost`` sets the run interval to one frame time
+    (ticks x temporal copies x tick_s) and the per-sample latency is that interval -- the
+    reciprocal of ``throughput_fps`` -- not the end-to-end latency (which adds the pipeline
+    depth); per-sample energy is one frame's (its static share already counts the frame time).
+    No batch setting: ``--batch`` is refused."""
+
     name = "truenorth"
     Config = TrueNorthConfig
     summary = "IBM TrueNorth: 256x256 crossbar cores, 4 axon types, rate-coded spikes; cores, chips, ticks, synaptic-event energy"

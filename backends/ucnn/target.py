@@ -20,6 +20,11 @@ from .config import UcnnConfig
 
 
 class UcnnTarget(Target):
+    """Workload: one inference of the model's own batch (1 in the zoo) on the PE array. Per
+    sample: latency and energy / that batch (the paper's throughput-normalized energy is a
+    different figure, energy x cycles, in ``totals.throughput_normalized_energy_ratio``).
+    No batch setting: ``--batch`` is refused."""
+
     name = "ucnn"
     Config = UcnnConfig
     summary = ("UCNN (ISCA 2018): per-filter unique weights, factorized dot products, indirection tables; "
