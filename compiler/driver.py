@@ -7,9 +7,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
-import tempfile
-import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +21,7 @@ from nncc.sequences import lower_appended_sequences
 from nncc.unroll import unroll_loops
 from nncc.coverage import CONTROL_FLOW, coverage, graph_macs
 from nncc.errors import NnccError
+from nncc.files import replace_folder_atomically
 from nncc.loading import copy_model, infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext, PassRecord, run_passes
@@ -225,33 +223,8 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-@contextlib.contextmanager
-def atomic_output_dir(final: str | os.PathLike):
-    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
-
-    A crash leaves either the old output or the complete new one, never a mix.
-    """
-    final = pathlib.Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not final.is_dir():
-        raise NnccError(final, "output path exists and is not a folder")
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_outputs(result: CompileResult, out_dir: str | os.PathLike, formats: list[str], emits: list[str] = ()) -> pathlib.Path:
-    with atomic_output_dir(out_dir) as tmp:
+    with replace_folder_atomically(out_dir) as tmp:
         save_model(result.model, tmp / "model.onnx")
         artifacts = []
         if result.mapping.artifact_name:
