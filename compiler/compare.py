@@ -62,7 +62,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         with_batch(names[0], None, {}, batch)
     limit = parse_percent(max_regression)
     old = _read_baseline(baseline) if baseline else None
-    load_model(model, options.input_shapes, input_values=options.input_values)  # a bad model fails here, once, not per target
+    # Loaded, checked and shape-inferred once: a bad model fails here, and each target compiles a copy.
+    loaded = load_model(model, options.input_shapes, input_values=options.input_values)
     results: dict[str, Any] = {}
     task = progress.add_task("comparing", total=len(names)) if progress else None
     for name in names:
@@ -77,7 +78,7 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         values = {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)
         try:
             target = cls.configure(config_file, values)
-            result = compile_model(model, target, [_fresh(p) for p in passes], options)
+            result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded)
             results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]]}
         except NnccError as e:  # this target's limit; the others still report
             results[name] = {"error": e.what}
