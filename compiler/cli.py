@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import pathlib
@@ -11,74 +10,17 @@ import traceback
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, BarColumn
 
 import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.files import replace_atomically
-from nncc.coverage import describe as describe_coverage
-from nncc.registry import PASSES, TARGETS, load_plugin, plugin_at_fault
+from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, check_coverage,
+                              common_model_options, compile_options, err_console, parse_sets, plugin_option,
+                              progress_line, strict_option)
+from nncc.registry import PASSES, TARGETS, plugin_at_fault
 from nncc.training.params import TrainParams, click_options
 
-err_console = Console(stderr=True)
 _STATE: dict[str, Any] = {"debug": False, "file": "nncc"}
-
-
-def _load_plugins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for path in value or ():
-        load_plugin(path)
-    return value
-
-
-plugin_option = click.option("--plugin", "plugins", multiple=True, expose_value=False, callback=_load_plugins,
-                             is_eager=True, type=click.Path(), help="Python file defining extra passes/targets (repeatable).")
-
-
-strict_option = click.option("--strict", is_flag=True,
-                             help="Fail (exit 1) when a target leaves part of the model uncosted (coverage below 100%).")
-
-
-def _check_coverage(model: str, coverages: dict[str, dict[str, Any]], strict: bool) -> None:
-    """One warning line per target that did not cost the whole model; with --strict, a failed gate."""
-    incomplete = {name: cov for name, cov in coverages.items() if not cov["complete"]}
-    for name, cov in incomplete.items():
-        click.echo(f"nncc: warning: {model}: {name}: {describe_coverage(cov)}", err=True)
-    if strict and incomplete:
-        raise GateFailed(f"--strict: {', '.join(incomplete)} did not cost the whole model")
-
-
-batch_option = click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
-                            help="Samples per run for targets that batch (e.g. sparse-tc, hypar): --set batch=N. "
-                                 "Per-sample figures divide by it.")
-
-
-def _batched_sets(target: str, items: tuple[str, ...], batch: int | None) -> dict[str, Any]:
-    """--set values with --batch applied to the target's batch field (nncc.workload.with_batch)."""
-    from nncc.workload import with_batch
-
-    return with_batch(target, TARGETS.get(target, "--target").batch_field, _parse_sets(items), batch)
-
-
-def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
-    sets = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise NnccError("--set", f"'{item}' is not key=value")
-        sets[key.strip()] = value.strip()
-    return sets
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool = True):
-    """A progress line on stderr for work that may take more than a few seconds."""
-    if not enabled or not err_console.is_terminal:
-        yield None
-        return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
-        yield progress
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,59 +47,11 @@ def _route_library_logs(debug: bool) -> None:
     root.addHandler(_LOG_HANDLER[0])
 
 
-def _build_passes(pass_specs: tuple[str, ...], pipeline: str | None):
-    from nncc.pipeline import load_pipeline_toml, parse_pass_spec
-
-    passes, disabled = [], set()
-    if pipeline:
-        passes, disabled = load_pipeline_toml(pipeline)
-    passes += [parse_pass_spec(spec) for spec in pass_specs]
-    return passes, disabled
-
-
-def _compile_options(input_shape, verify, tolerance, measure, eval_data, disabled, dump_ir, calib, input_value=(), trip_count=()):
-    from nncc.driver import CompileOptions
-    from nncc.loading import parse_input_shapes, parse_input_values, parse_trip_counts
-    from nncc.pipeline import DumpIR, PassContext
-
-    context = PassContext(disabled=set(disabled))
-    if dump_ir:
-        context.instruments.append(DumpIR(dump_ir))
-    if calib:
-        import numpy as np
-
-        with np.load(calib, allow_pickle=False) as data:
-            context.calibration = {k: data[k] for k in data.files if k != "y"}
-    return CompileOptions(parse_input_shapes(input_shape), verify, tolerance, measure, eval_data, context,
-                          input_values=parse_input_values(input_value), trip_counts=parse_trip_counts(trip_count))
-
-
-common_model_options = [
-    click.option("-p", "--pass", "pass_specs", multiple=True, metavar="NAME[:k=v,...]", help="Pass to run (repeatable, in order)."),
-    click.option("--pipeline", type=click.Path(), help="Pipeline TOML: [[pass]] tables."),
-    click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable)."),
-    click.option("--input-value", multiple=True, metavar="NAME=VALUE",
-                 help="Fix a scalar input, e.g. sr=16000; an If on it runs only its branch (repeatable)."),
-    click.option("--trip-count", multiple=True, metavar="NODE=N",
-                 help="Trips of a Loop whose count is known only at run time; its body is costed N times (repeatable)."),
-    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hardware constant (repeatable)."),
-    click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML."),
-]
-
-
-def _apply(options):
-    def decorator(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorator
-
-
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("-t", "--target", required=True, help="Target name (see `nncc targets`).")
 @click.option("-o", "--output", "out_dir", type=click.Path(), default=None, help="Output folder (default: <model>.<target>.nncc).")
-@_apply(common_model_options)
+@apply_options(common_model_options)
 @click.option("--verify", "verify", type=int, default=4, show_default=True, help="Random samples to compare against the original.")
 @click.option("--tolerance", type=float, default=None, help="Fail (exit 1) when the max abs error exceeds this.")
 @click.option("--format", "formats", default="json,md,html", show_default=True, help="Report formats.")
@@ -180,15 +74,15 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
     bad = set(formats_list) - {"json", "md", "html"}
     if bad:
         raise NnccError("--format", f"unknown format(s) {', '.join(sorted(bad))} (json, md, html)")
-    target_obj = TARGETS.get(target, "--target").configure(config_file, _batched_sets(target, sets, batch))
+    target_obj = TARGETS.get(target, "--target").configure(config_file, batched_sets(target, sets, batch))
     for kind in emit:
         if kind not in target_obj.emits:
             raise NnccError("--emit", f"target '{target}' cannot emit '{kind}' (it emits: {', '.join(target_obj.emits) or 'nothing'})")
-    passes, disabled = _build_passes(pass_specs, pipeline)
-    options = _compile_options(input_shape, verify, tolerance, measure, eval_data, set(disabled) | set(disable_pass), dump_ir, calib,
+    passes, disabled = build_passes(pass_specs, pipeline)
+    options = compile_options(input_shape, verify, tolerance, measure, eval_data, set(disabled) | set(disable_pass), dump_ir, calib,
                                input_value, trip_count)
     out_dir = pathlib.Path(out_dir or f"{pathlib.Path(model).with_suffix('')}.{target}.nncc")
-    with _progress() as progress:
+    with progress_line() as progress:
         task = progress.add_task("compiling", total=6) if progress else None
 
         def step(name: str) -> None:
@@ -210,7 +104,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
     for record in result.report.get("control_flow", []):
         if (line := describe_control_flow(record)) is not None:
             click.echo(f"nncc: warning: {model}: {line}", err=True)
-    _check_coverage(model, {target: totals["coverage"]}, strict)
+    check_coverage(model, {target: totals["coverage"]}, strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]
         raise GateFailed(f"verification failed: max abs error {v['max_abs_error']:.3g} > tolerance {v['tolerance']}")
@@ -219,7 +113,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--targets", default="all", show_default=True, help="Comma-separated targets, or `all`.")
-@_apply(common_model_options)
+@apply_options(common_model_options)
 @click.option("--json", "json_out", type=click.Path(), help="Write the totals as JSON (a later --baseline).")
 @click.option("--baseline", type=click.Path(), help="Earlier --json output to gate against.")
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
@@ -234,15 +128,15 @@ def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip
     from nncc.compare import compare_targets
 
     _STATE["file"] = model
-    passes, disabled = _build_passes(pass_specs, pipeline)
-    options = _compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
-    with _progress() as progress:
-        table, failed, coverages = compare_targets(model, targets, passes, options, _parse_sets(sets), config_file,
+    passes, disabled = build_passes(pass_specs, pipeline)
+    options = compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
+    with progress_line() as progress:
+        table, failed, coverages = compare_targets(model, targets, passes, options, parse_sets(sets), config_file,
                                                    json_out, baseline, max_regression, progress, batch=batch, gate=gate)
     click.echo(table)
     if failed:
         raise GateFailed(failed)
-    _check_coverage(model, coverages, strict)
+    check_coverage(model, coverages, strict)
 
 
 @cli.command()
@@ -384,7 +278,7 @@ def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_e
 
     _STATE["file"] = model
     out_dir = pathlib.Path(out_dir or f"{pathlib.Path(model).with_suffix('')}.{target}.optimized")
-    with _progress() as progress:
+    with progress_line() as progress:
         task = progress.add_task("searching", total=None) if progress else None
 
         def step(text: str) -> None:
@@ -392,7 +286,7 @@ def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_e
                 progress.update(task, description=text)
 
         found = run_search(model, target, data_path, out_dir=out_dir, metric=metric, max_drop=parse_percent(max_accuracy_drop, "--max-accuracy-drop"),
-                           config_file=config_file, sets=_batched_sets(target, sets, batch), input_shapes=parse_input_shapes(input_shape),
+                           config_file=config_file, sets=batched_sets(target, sets, batch), input_shapes=parse_input_shapes(input_shape),
                            samples=samples or None, max_evals=max_evals, train_path=train_data,
                            finetune_epochs=finetune_epochs, progress=step)
     click.echo(f"{found.summary()} -> {out_dir}")
