@@ -21,6 +21,7 @@ import onnx_ir as ir
 from nncc import runtime
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
+from nncc.notices import warn
 
 RANDOM_SOURCE = "random uniform [0,1) inputs (nncc.runtime.sample_inputs, seed 0): no --calib or --eval data was given"
 # Values kept per tensor for a percentile (strided subsample; memory stays bounded on big models).
@@ -31,15 +32,18 @@ Calibration = dict[str, np.ndarray]  # model input name -> samples (leading samp
 
 
 def calibration_feeds(model: ir.Model, data: Calibration | None, max_samples: int,
-                      random_count: int = 16) -> tuple[list[dict[str, np.ndarray]], str]:
+                      random_count: int = 16, purpose: str = "calibration") -> tuple[list[dict[str, np.ndarray]], str]:
     """Feeds (one per model run) from ``data`` and a sentence saying where they came from.
 
     A calibration array has a leading sample axis: either ``(N, *input_shape)`` or, for an
     input with a batch axis, ``(N, *input_shape[1:])`` cut into batches of the model's size.
     A single-input model takes a single calibration array whatever its name (``--calib``
-    files often call it ``x``).
+    files often call it ``x``). Without data the inputs are random and a warning says so
+    (:mod:`nncc.notices`), naming the ``purpose``.
     """
     if not data:
+        warn("calibration", f"{purpose} measured on random uniform [0,1) inputs, not real data: ranges and bits may be far "
+                            "from what real inputs give (give --calib data.npz or --eval data.npz)")
         return runtime.sample_inputs(model, random_count), RANDOM_SOURCE
     specs = input_specs(model)
     if len(specs) == 1 and len(data) == 1 and specs[0][0] not in data:

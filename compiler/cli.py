@@ -14,7 +14,7 @@ import click
 import nncc
 from nncc.errors import GateFailed, NnccError
 from nncc.files import replace_atomically
-from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, check_coverage,
+from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, print_warnings,
                               common_model_options, compile_options, err_console, parse_sets, plugin_option,
                               progress_line, strict_option)
 from nncc.registry import PASSES, TARGETS, plugin_at_fault
@@ -99,12 +99,7 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
     click.echo(f"{result.model_path.name} on {target} ({label(totals['workload'])}): latency {fmt_seconds(totals['latency_s'])}, "
                f"energy {fmt_joules(totals['energy_j'])}, "
                f"{len(result.report['unsupported'])} unsupported op(s) -> {out_dir}")
-    from nncc.unroll import describe_control_flow
-
-    for record in result.report.get("control_flow", []):
-        if (line := describe_control_flow(record)) is not None:
-            click.echo(f"nncc: warning: {model}: {line}", err=True)
-    check_coverage(model, {target: totals["coverage"]}, strict)
+    print_warnings(model, result.report["warnings"], strict)
     if result.report["verification"].get("status") == "failed":
         v = result.report["verification"]
         raise GateFailed(f"verification failed: max abs error {v['max_abs_error']:.3g} > tolerance {v['tolerance']}")
@@ -131,12 +126,12 @@ def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip
     passes, disabled = build_passes(pass_specs, pipeline)
     options = compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
     with progress_line() as progress:
-        table, failed, coverages = compare_targets(model, targets, passes, options, parse_sets(sets), config_file,
+        table, failed, warnings = compare_targets(model, targets, passes, options, parse_sets(sets), config_file,
                                                    json_out, baseline, max_regression, progress, batch=batch, gate=gate)
     click.echo(table)
     if failed:
         raise GateFailed(failed)
-    check_coverage(model, coverages, strict)
+    print_warnings(model, warnings, strict)
 
 
 @cli.command()

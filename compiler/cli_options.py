@@ -9,7 +9,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from nncc.coverage import describe as describe_coverage
 from nncc.errors import GateFailed, NnccError
 from nncc.registry import TARGETS, load_plugin
 
@@ -30,13 +29,20 @@ strict_option = click.option("--strict", is_flag=True,
                              help="Fail (exit 1) when a target leaves part of the model uncosted (coverage below 100%).")
 
 
-def check_coverage(model: str, coverages: dict[str, dict[str, Any]], strict: bool) -> None:
-    """One warning line per target that did not cost the whole model; with --strict, a failed gate."""
-    incomplete = {name: cov for name, cov in coverages.items() if not cov["complete"]}
-    for name, cov in incomplete.items():
-        click.echo(f"nncc: warning: {model}: {name}: {describe_coverage(cov)}", err=True)
-    if strict and incomplete:
-        raise GateFailed(f"--strict: {', '.join(incomplete)} did not cost the whole model")
+def print_warnings(model: str, warnings: list[dict[str, str]], strict: bool) -> None:
+    """One ``nncc: warning:`` line per warning (each once, however many targets raised it); with
+    --strict, any warning is a failed gate (exit 1)."""
+    seen: list[str] = []
+    for warning in warnings:
+        if warning["message"] not in seen:
+            seen.append(warning["message"])
+            click.echo(f"nncc: warning: {model}: {warning['message']}", err=True)
+    if not strict or not seen:
+        return
+    incomplete = [w["message"].split(":", 1)[0] for w in warnings if w["kind"] == "coverage"]
+    if incomplete:
+        raise GateFailed(f"--strict: {', '.join(dict.fromkeys(incomplete))} did not cost the whole model")
+    raise GateFailed(f"--strict: {len(seen)} warning(s) above")
 
 
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",

@@ -49,7 +49,7 @@ def parse_percent(text: str, where: str = "--max-regression") -> float:
 def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, config_file, json_out, baseline,
                     max_regression, progress=None, batch: int | None = None,
                     gate: str = "per-sample") -> tuple[str, str | None, dict[str, dict[str, Any]]]:
-    """(Markdown table, the failed gate or None, each compiled target's coverage).
+    """(Markdown table, the failed gate or None, the compiled targets' warnings).
 
     ``batch`` (``--batch``) sets the batch of every target that has one; the others keep their
     own workload, which the table's workload column and a note below it say."""
@@ -79,7 +79,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         try:
             target = cls.configure(config_file, values)
             result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded)
-            results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]]}
+            results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]],
+                             "warnings": result.report["warnings"]}
         except NnccError as e:  # this target's limit; the others still report
             results[name] = {"error": e.what}
         if progress:
@@ -92,10 +93,10 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     if json_out:
         write_text_atomic(json_out, json.dumps(payload, indent=1))
     gate_lines, failed = _gate(results, old, limit, gate) if old else ([], None)
-    coverages = {name: row["totals"]["coverage"] for name, row in results.items() if "totals" in row}
+    warnings = [w for row in results.values() for w in row.get("warnings", [])]
     notes = _notes(results, batch, unbatched)
     table = _table(pathlib.Path(model).name, results, old, gate) + "\n\n" + "\n".join(notes + gate_lines)
-    return table, failed, coverages
+    return table, failed, warnings
 
 
 def _check_set_keys(names: list[str], sets: dict[str, str]) -> None:

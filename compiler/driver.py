@@ -13,13 +13,15 @@ import numpy as np
 import onnx_ir as ir
 
 import nncc
-from nncc import analysis, render, render_html, runtime
+from nncc import analysis, notices, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.control_flow import inline_costlier_branches
 from nncc.sequences import lower_appended_sequences
-from nncc.unroll import unroll_loops
+from nncc.unroll import describe_control_flow, unroll_loops
 from nncc.coverage import CONTROL_FLOW, coverage, graph_macs
+from nncc.coverage import describe as describe_coverage
+from nncc.irutils import nonfinite_weights
 from nncc.errors import NnccError
 from nncc.files import replace_folder_atomically
 from nncc.loading import copy_model, infer_shapes, load_model, save_model
@@ -86,8 +88,32 @@ def compile_model(
 ) -> CompileResult:
     """Compile ``model_path`` for ``target``. ``loaded``: the file already loaded with the same
     options (``nncc compare`` loads once for every target); it is copied, never changed."""
-    options = options or CompileOptions()
-    model_path = pathlib.Path(model_path)
+    with notices.collecting() as raised:
+        result = _compile(pathlib.Path(model_path), target, passes, options or CompileOptions(), progress, loaded)
+    result.report["warnings"] = _warnings(result, raised)
+    return result
+
+
+def _warnings(result: CompileResult, raised: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What compile warns about, in the order it prints them: control flow costed on an
+    assumption, what passes and targets raised (random calibration), weights that are not
+    finite, coverage below 100%."""
+    found = [{"kind": "control-flow", "message": line} for record in result.report.get("control_flow", [])
+             if (line := describe_control_flow(record)) is not None]
+    found += raised
+    bad = nonfinite_weights(result.original)
+    if bad:
+        names = ", ".join(f"{name} ({count})" for name, count in list(bad.items())[:5]) + (", ..." if len(bad) > 5 else "")
+        found.append({"kind": "weights", "message": f"{sum(bad.values())} NaN or infinite weight value(s) in {len(bad)} "
+                                                    f"initializer(s): {names}; the model's outputs are not meaningful"})
+    cov = result.report["totals"]["coverage"]
+    if not cov["complete"]:
+        found.append({"kind": "coverage", "message": f"{result.target.name}: {describe_coverage(cov)}"})
+    return found
+
+
+def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], options: CompileOptions,
+             progress: Callable[[str], None], loaded: ir.Model | None) -> CompileResult:
     progress("loading")
     original = copy_model(loaded) if loaded is not None else \
         load_model(model_path, options.input_shapes, input_values=options.input_values)

@@ -109,3 +109,18 @@ def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray) -> ir.Va
                      type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), const_value=ir.tensor(array))
     graph.register_initializer(value)
     return value
+
+
+def nonfinite_weights(model: ir.Model) -> dict[str, int]:
+    """Initializers (every graph) holding NaN or infinite values, with how many: a model that
+    computes garbage still compiles, so the user must be told."""
+    found: dict[str, int] = {}
+    for graph in model.graphs():
+        for name, value in graph.initializers.items():
+            tensor = value.const_value
+            if tensor is None or not ir.DataType(tensor.dtype).is_floating_point():
+                continue
+            bad = int(np.size(tensor.numpy()) - np.count_nonzero(np.isfinite(tensor.numpy())))
+            if bad:
+                found[name] = bad
+    return found

@@ -191,7 +191,8 @@ class QuantizeMixedPrecision(NnccPass):
         weighted = [t for t in targets if t.weight is not None]
         sensitivity: dict[str, dict[int, float]] = {t.name: {b: 0.0 for b in cands} for t in weighted}
         if budgets and len(cands) > 1:
-            feeds, source = calibration_feeds(model, PassContext.current().calibration, self.sensitivity_samples)
+            feeds, source = calibration_feeds(model, PassContext.current().calibration, self.sensitivity_samples,
+                                              purpose="mixed-precision: layer sensitivity")
             sensitivity = measure_sensitivity(model, targets, cands, config, feeds)
             self.stats["sensitivity_data"] = source
         bits = greedy_bits(sensitivity, cands, budgets)

@@ -253,7 +253,8 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
         points = activation_points(graph, targets)
         sources = {p: _pass_through_source(p, set(points)) for p in points}
         measured = [p for p in points if sources[p] is None]
-        feeds, source = calibration_feeds(model, PassContext.current().calibration, config.calib_samples)
+        feeds, source = calibration_feeds(model, PassContext.current().calibration, config.calib_samples,
+                                          purpose="quantize: activation ranges")
         ranges = collect_ranges(model, measured, feeds, config.calibrate, config.percentile)
         for p in measured:
             lo, hi = ranges.get(p.name, (0.0, 0.0))

@@ -33,7 +33,8 @@ class Calibration:
         if model is None or not mvm_layers:
             self.source = "no crossbar layers" if model is not None else ""
             return
-        feeds, self.source = calibration_feeds(model, data, config.calib_samples, random_count=config.calib_samples)
+        feeds, self.source = calibration_feeds(model, data, config.calib_samples, random_count=config.calib_samples,
+                                               purpose="reram: ADC resolution (adc_bits_from=calibration)")
         graph_inputs = {v.name for v in model.graph.inputs}
         values = [lay.node.inputs[0] for lay in mvm_layers if lay.node.inputs[0].name not in graph_inputs]
         per_run = max(1, math.ceil(config.calib_max_vectors / len(feeds)))
