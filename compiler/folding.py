@@ -40,6 +40,7 @@ def fold_constants(model: ir.Model, force: frozenset[str] = frozenset()) -> bool
         output_size_limit=_NO_LIMIT,
         should_fold=lambda node: True if node.op_type in force and node.domain == "" else None,
     )
+    _axes_as_attributes(model)
     lifted = common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
     unused = common_passes.RemoveUnusedNodesPass()(model)
     return bool(result.modified or lifted.modified or unused.modified)
@@ -48,3 +49,20 @@ def fold_constants(model: ir.Model, force: frozenset[str] = frozenset()) -> bool
 def fold_weight_constants(model: ir.Model) -> bool:
     """Turn weights computed by Constant/ConstantOfShape subgraphs into initializers."""
     return fold_constants(model, WEIGHT_PRODUCERS)
+
+
+def _axes_as_attributes(model: ir.Model) -> None:
+    """Before opset 13, Unsqueeze and Squeeze take ``axes`` as an attribute; onnxscript's folder
+    writes them with an ``axes`` input whatever the opset (it turns a ConcatFromSequence with
+    new_axis=1 into Unsqueeze + Concat), which the model's own opset then rejects."""
+    if model.opset_imports.get("", 13) >= 13:
+        return
+    for graph in model.graphs():
+        for node in graph:
+            if node.op_type not in ("Unsqueeze", "Squeeze") or node.domain != "" or len(node.inputs) < 2:
+                continue
+            axes = const_array(node.inputs[1]) if node.inputs[1] is not None else None
+            if axes is None:
+                continue
+            node.attributes["axes"] = ir.AttrInt64s("axes", [int(a) for a in np.asarray(axes).reshape(-1)])
+            node.resize_inputs(1)

@@ -28,6 +28,7 @@ import onnx_ir.passes.common as common_passes
 
 from nncc.control_flow import fold_holding_ifs, specialize_control_flow
 from nncc.errors import NnccError
+from nncc.validate import validate
 from nncc.irutils import static_shape
 from nncc.folding import fold_weight_constants
 from nncc.safety import check_tensors
@@ -144,6 +145,7 @@ def load_model(
         infer_shapes(model, path)
     except NnccError as e:
         raise NnccError(path, e.what + _if_input_hint(model)) from None
+    validate(model, path)
     return model
 
 
