@@ -1,9 +1,12 @@
 """report.json -> report.md (also the CI job summary) and a self-contained report.html.
 
 The Markdown lives here with the number formatters other modules import
-(``fmt_seconds``, ``fmt_joules``, ``fmt_count``, ``md_table``); the HTML page is built in
-``nncc.render_html`` (``render_html.page``). Model, layer and op names come from
-an untrusted model file: every such string is escaped for the format it lands in.
+(``fmt_seconds``, ``fmt_joules``, ``fmt_count``, ``md_table``: ASCII units, for terminal
+tables); the reports themselves write µs and µJ (``nncc.report_fields``). The HTML page is built in
+``nncc.render_html`` (``render_html.page``). What the totals' keys mean (group, label, unit)
+and their charts come from ``nncc.report_view``, so both formats show the same. Model, layer
+and op names come from an untrusted model file: every such string is escaped for the format
+it lands in.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from nncc.report_fields import fmt_value, humanize, joules, seconds, unit_of
+from nncc.report_view import chart_table, charts, grouped_totals
+
 CORE_LAYER_FIELDS = ["name", "op", "macs", "latency_s", "energy_j", "utilization"]
-CORE_TOTALS = ("latency_s", "energy_j", "area_mm2", "macs", "weight_bytes", "unsupported_ops")
 MD_TOP_LAYERS = 10
 
 
@@ -41,10 +46,6 @@ def fmt_count(n: float | None) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:g}"
-
-
-def fmt_area(a: float | None) -> str:
-    return "n/a" if a is None else f"{a:.4g} mm²"
 
 
 def fmt_percent(x: float | None) -> str:
@@ -84,50 +85,35 @@ def top_layers(layers: list[dict[str, Any]], key: str, n: int) -> tuple[list[dic
     return ranked[:n], len(rest), float(sum(r[key] for r in rest))
 
 
-def total_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) pairs of the totals table, shared by both formats."""
-    m, totals = report["model"], report["totals"]
-    orig = m.get("original", {})
-    rows = [
-        ("latency", fmt_seconds(totals.get("latency_s"))),
-        ("energy", fmt_joules(totals.get("energy_j"))),
-        ("area", fmt_area(totals.get("area_mm2"))),
-        ("MACs", _before_after(orig.get("macs"), totals.get("macs"))),
-        ("weight bytes", fmt_count(totals.get("weight_bytes"))),
-        ("params (original → compiled)", _before_after(orig.get("params"), m.get("params"))),
-        ("nodes (original → compiled)", _before_after(orig.get("nodes"), m.get("nodes"))),
-        ("unsupported ops", str(len(report.get("unsupported", [])))),
-    ]
-    for k, v in totals.items():
-        if k in CORE_TOTALS or k in dict(total_tables(report)):
-            continue
-        if isinstance(v, dict) and v and all(not isinstance(x, (dict, list)) for x in v.values()):
-            rows += [(f"{k}.{sub}", cell(x)) for sub, x in v.items()]  # e.g. vs_uncompressed.crossbar_area
-        else:
-            rows.append((k, cell(v)))
-    return rows
+def totals_markdown(report: dict[str, Any]) -> list[str]:
+    """The totals, grouped and labelled (nncc.report_view), then each breakdown as a table
+    with shares, and the totals that are lists of records."""
+    chart_list = charts(report)
+    out = ["## Totals"]
+    for group, rows in grouped_totals(report, chart_list):
+        out += ["", f"### {group}", "", md_table(["", "value"], [[md_escape(r.label), md_escape(r.value)] for r in rows])]
+    titled = [(c.title, chart_table(c)) for c in chart_list] + total_tables(report)
+    for title, (header, rows) in titled:
+        out += ["", f"**{md_escape(title)}**", "", md_table([md_escape(h) for h in header], [[md_escape(c) for c in r] for r in rows])]
+    return out
 
 
 def total_tables(report: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
-    """Totals that are lists of flat records (e.g. HyPar's per-level figures): (name, (header, rows))."""
+    """Totals that are lists of flat records (e.g. HyPar's per-level figures): (name, (header, rows)),
+    each value in the unit its column's name implies (``comm_s`` in ms, ``*_bytes`` in kB)."""
     out = []
     for k, v in report["totals"].items():
         if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
             header = list(dict.fromkeys(key for r in v for key in r))
-            out.append((k, (header, [[cell(r.get(key)) for key in header] for r in v])))
+            rows = [[fmt_value(r[key], unit_of(key)) if key in r else "" for key in header] for r in v]
+            out.append((humanize(k).capitalize(), (header, rows)))
     return out
-
-
-def _before_after(before: float | None, after: float | None) -> str:
-    if before is None or before == after:
-        return fmt_count(after)
-    return f"{fmt_count(before)} → {fmt_count(after)}"
 
 
 def measured_text(measured: dict[str, Any]) -> str:
     threads = measured.get("threads", 1)
     return (f"Measured on this host ({measured.get('executor', 'onnxruntime')}, {threads} thread{'s' if threads != 1 else ''}): "
-            f"{fmt_seconds(measured.get('median_s'))} median.")
+            f"{seconds(measured.get('median_s'))} median.")
 
 
 def verification_lines(v: dict[str, Any]) -> list[str]:
@@ -148,16 +134,17 @@ def markdown(report: dict[str, Any]) -> str:
     m, t = report["model"], report["target"]
     layers, unsupported = report.get("layers", []), report.get("unsupported", [])
     out = [f"# nncc report: {md_escape(m['name'])} on {md_escape(t['name'])}", ""]
-    out.append(md_table(["", "value"], [list(r) for r in total_rows(report)]))
-    for name, (header, rows) in total_tables(report):
-        out += ["", f"**{md_escape(name)}**", "", md_table([md_escape(h) for h in header], [[md_escape(c) for c in r] for r in rows])]
+    if report.get("warnings"):  # first: the figures below must not be read without them
+        out += [f"**Warnings ({len(report['warnings'])})**", ""]
+        out += [f"- {md_escape(w.get('kind', ''))}: {md_escape(w.get('message', ''))}" for w in report["warnings"]] + [""]
+    out += totals_markdown(report)
     if report.get("measured"):
         out += ["", measured_text(report["measured"])]
     out += ["", "## Passes", ""]
     if report.get("passes"):
         out.append(md_table(["pass", "params", "modified", "stats", "time"], [
             [md_escape(p["name"]), md_escape(kv(p.get("params", {}))), p.get("modified", ""), md_escape(pass_stats_text(p.get("stats", {}))),
-             fmt_seconds(p.get("time_s"))] for p in report["passes"]
+             seconds(p.get("time_s"))] for p in report["passes"]
         ]))
     else:
         out.append("none")
@@ -169,12 +156,12 @@ def markdown(report: dict[str, Any]) -> str:
         top, rest, rest_sum = top_layers(layers, "latency_s", MD_TOP_LAYERS)
         out += ["", f"## Top {len(top)} layers by latency", ""]
         out.append(md_table(["name", "op", "latency", "share", "energy"], [
-            [md_escape(r["name"]), md_escape(r["op"]), fmt_seconds(r["latency_s"]), fmt_percent(r["latency_s"] / total_latency),
-             fmt_joules(r.get("energy_j"))] for r in top
-        ] + [[f"other ({rest} layers)", "", fmt_seconds(rest_sum), fmt_percent(rest_sum / total_latency), ""]]))
+            [md_escape(r["name"]), md_escape(r["op"]), seconds(r["latency_s"]), fmt_percent(r["latency_s"] / total_latency),
+             joules(r.get("energy_j"))] for r in top
+        ] + [[f"other ({rest} layers)", "", seconds(rest_sum), fmt_percent(rest_sum / total_latency), ""]]))
     out += ["", f"## Layers ({len(layers)})", ""]
     columns = CORE_LAYER_FIELDS + extra_layer_fields(layers)
-    out.append(md_table(columns, [[md_escape(cell(row.get(k))) for k in columns] for row in layers]))
+    out.append(md_table(columns, [[md_escape(layer_cell(k, row.get(k))) for k in columns] for row in layers]))
     if unsupported:
         out += ["", f"## Unsupported ({len(unsupported)})", "",
                 md_table(["name", "op", "reason"], [[md_escape(u["name"]), md_escape(u["op"]), md_escape(u["reason"])] for u in unsupported])]
@@ -194,7 +181,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def optimize_rows(search: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of the ``nncc optimize`` points, shared by both formats."""
-    fmt = fmt_joules if search["metric"] == "energy" else fmt_seconds
+    fmt = joules if search["metric"] == "energy" else seconds
     rows = []
     for i, p in enumerate(search["points"]):
         marks = ", ".join(m for m, on in (("chosen", p["label"] == search["chosen"]), ("front", p["front"]),
@@ -226,6 +213,19 @@ def pass_stats_text(stats: dict[str, Any]) -> str:
     parts = [kv({k: v for k, v in stats.items() if k not in tables})]
     parts += [f"{key}={len(rows)}" + (f" ({cell([r.get('name') for r in rows])})" if rows else "") for key, rows in tables.items()]
     return ", ".join(part for part in parts if part)
+
+
+def layer_cell(key: str, v: Any, limit: int = 60) -> str:
+    """One per-layer value as text, in the unit its key names (``comm_s`` in µs, ``*_j`` in nJ)."""
+    if v is None:
+        return ""
+    if key == "utilization" and isinstance(v, (int, float)):
+        return fmt_percent(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and unit_of(key):
+        return fmt_value(v, unit_of(key))
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return cell(v, limit)
 
 
 def cell(v: Any, limit: int = 60) -> str:

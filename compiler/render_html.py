@@ -2,8 +2,9 @@
 
 Every string taken from the report goes through :func:`esc` (names come from an untrusted
 model file); markup built here is wrapped in :class:`Html` so tables know not to escape it.
-Plots are drawn by matplotlib on the Agg backend and inlined as SVG with text as paths,
-so the page needs no fonts, scripts or network.
+Per-layer plots are drawn by matplotlib on the Agg backend and inlined as SVG with text as
+paths; the totals' breakdown charts are SVG written by ``nncc.render_svg``. Either way the page
+needs no fonts, scripts or network.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import io
 import re
 from typing import Any, Callable
 
-from nncc.render import (CORE_LAYER_FIELDS, cell, extra_layer_fields, fmt_joules, fmt_percent,
-                         fmt_seconds, kv, measured_text, optimize_rows, pass_stats_text, top_layers, total_rows,
-                         total_tables)
+from nncc.render import (CORE_LAYER_FIELDS, cell, extra_layer_fields, fmt_percent, kv, layer_cell, measured_text,
+                         optimize_rows, pass_stats_text, top_layers, total_tables)
+from nncc.report_fields import joules, seconds
+from nncc.render_svg import charts_html
+from nncc.report_view import charts, grouped_totals, mean_utilization
 
 PLOT_TOP_N = 40        # bars per chart; the rest are summed into one "other" bar
 LABEL_CHARS = 48       # longer layer names are cut in plot labels (the table has them whole)
+CARD_NUMBER_CHARS = 24  # a longer totals value is prose (a calibration note): left-aligned, wrapped
 
 CSS = """
+.warnings { border-left: 4px solid #d97706; background: #fffbeb; padding: 0.2em 1em; margin: 1em 0; }
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;margin:0;background:#f6f7f9}
 main{max-width:1200px;margin:0 auto;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #d8dce3;padding-bottom:4px}
@@ -29,11 +34,17 @@ table{border-collapse:collapse;background:#fff;margin:8px 0;font-size:13px}
 th,td{border:1px solid #d8dce3;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}tbody tr:nth-child(even){background:#fafbfc}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.scroll{max-height:640px;overflow:auto;border:1px solid #d8dce3}.scroll table{margin:0}
-.scroll thead th{position:sticky;top:0}
+.scroll{max-height:640px;overflow:auto;border:1px solid #d8dce3}.scroll table{margin:0;width:max-content}
+.scroll thead th{position:sticky;top:0}.wide{overflow-x:auto}.wrap{white-space:normal;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:0 8px;border-radius:9px;font-weight:600;font-size:12px}
 .passed{background:#d9f2e0;color:#14642e}.failed{background:#fbdada;color:#8f1d1d}.skipped{background:#e8eaee;color:#4b5363}
 .note{color:#5b6475;font-size:13px}.plot svg{max-width:100%;height:auto;background:#fff}
+.groups{columns:360px 3;column-gap:12px}
+.card{break-inside:avoid;background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:4px 10px 8px;margin:0 0 12px}
+.card h3{font-size:14px;margin:4px 0;color:#3569c4}.card table{width:100%;margin:0;border:0}
+.card td{border:0;border-top:1px solid #eef1f5}.card tr:nth-child(even){background:none}
+.card td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}.card td.text{color:#3d4555}
+h3{font-size:16px;margin:20px 0 6px}h4{font-size:14px;margin:14px 0 4px}.plot svg.chart{background:none}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}
 """
 
@@ -67,10 +78,7 @@ def page(report: dict[str, Any]) -> str:
         f"<h1>{esc(title)}</h1>",
         f"<p class='meta'>nncc {esc(report.get('nncc_version', '?'))} · schema {esc(report.get('schema', '?'))} · "
         f"model sha256 <code>{esc(m.get('sha256', '?'))}</code></p>",
-        "<h2>Totals</h2>", table(["", "value"], [list(r) for r in total_rows(report)], numeric={1}),
-    ]
-    for name, (header, rows) in total_tables(report):
-        parts += [f"<h3>{esc(name)}</h3>", table(header, rows)]
+    ] + warnings_section(report.get("warnings", [])) + totals_section(report)
     if report.get("measured"):
         parts.append(f"<p>{esc(measured_text(report['measured']))}</p>")
     parts += model_section(m) + passes_section(report.get("passes", [])) + verification_section(report.get("verification", {}))
@@ -83,6 +91,34 @@ def page(report: dict[str, Any]) -> str:
             "<meta name='viewport' content='width=device-width,initial-scale=1'>"
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
             + "\n".join(parts) + "\n</main></body></html>\n")
+
+
+def warnings_section(warnings: list[dict[str, Any]]) -> list[str]:
+    """What compile warned about, first: a figure on random calibration or partial coverage must
+    not be read without it."""
+    if not warnings:
+        return []
+    items = "".join(f"<li><b>{esc(w.get('kind', ''))}</b>: {esc(w.get('message', ''))}</li>" for w in warnings)
+    return [f"<div class='warnings'><h2>Warnings ({len(warnings)})</h2><ul>{items}</ul></div>"]
+
+
+def totals_section(report: dict[str, Any]) -> list[str]:
+    """Grouped, labelled totals as cards (the raw key in each value's tooltip), then the
+    "Breakdowns" group as charts rather than rows, then the totals that are record tables."""
+    chart_list = charts(report)
+    cards = []
+    for group, rows in grouped_totals(report, chart_list):
+        if group == "Breakdowns":
+            continue
+        body = "".join(
+            f"<tr><td>{esc(r.label)}</td><td class='{'num' if len(r.value) <= CARD_NUMBER_CHARS else 'text'}'"
+            + (f" title='{esc(r.tooltip)}'" if r.key else "") + f">{esc(r.value)}</td></tr>" for r in rows)
+        cards.append(f"<section class='card'><h3>{esc(group)}</h3><table><tbody>{body}</tbody></table></section>")
+    out = ["<h2>Totals</h2>", "<div class='groups'>" + "".join(cards) + "</div>"]
+    out += charts_html(chart_list, table)
+    for name, (header, rows) in total_tables(report):
+        out += [f"<h3>{esc(name)}</h3>", table(header, rows, numeric=set(range(1, len(header))))]
+    return out
 
 
 def model_section(m: dict[str, Any]) -> list[str]:
@@ -102,7 +138,7 @@ def passes_section(passes: list[dict[str, Any]]) -> list[str]:
     if not passes:
         return ["<h2>Passes</h2>", "<p>none</p>"]
     return ["<h2>Passes</h2>", table(["pass", "params", "modified", "stats", "time"], [
-        [p["name"], kv(p.get("params", {})), p.get("modified", ""), pass_stats_text(p.get("stats", {})), fmt_seconds(p.get("time_s"))]
+        [p["name"], kv(p.get("params", {})), p.get("modified", ""), pass_stats_text(p.get("stats", {})), seconds(p.get("time_s"))]
         for p in passes], numeric={4})]
 
 
@@ -128,7 +164,7 @@ def verification_section(v: dict[str, Any]) -> list[str]:
 
 def optimize_section(search: dict[str, Any]) -> list[str]:
     """``nncc optimize``: accuracy against cost of every point, the Pareto front joined."""
-    fmt = fmt_joules if search["metric"] == "energy" else fmt_seconds
+    fmt = joules if search["metric"] == "energy" else seconds
     ok = [p for p in search["points"] if p["error"] is None]
     base = next(p for p in ok if p["label"] == search["base"])
     fig, ax = _figure(12)
@@ -166,7 +202,7 @@ def optimize_section(search: dict[str, Any]) -> list[str]:
 
 def plots_section(layers: list[dict[str, Any]]) -> list[str]:
     out = ["<h2>Per-layer cost</h2>"]
-    for key, what, fmt in (("latency_s", "latency", fmt_seconds), ("energy_j", "energy", fmt_joules)):
+    for key, what, fmt in (("latency_s", "latency", seconds), ("energy_j", "energy", joules)):
         out += bar_chart(layers, key, what, fmt)
     if any(isinstance(r.get("utilization"), (int, float)) for r in layers):
         out += utilization_chart(layers)
@@ -203,7 +239,7 @@ def bar_chart(layers: list[dict[str, Any]], key: str, what: str, fmt: Callable[[
         ax.text(min(val, limit), i, f" {fmt(val)} ({val / total:.1%}){mark}", va="center", fontsize=7, parse_math=False)
     caption = (f"Top {len(top)} of {len(top) + rest} layers by {what}; the other {rest} are summed in the grey bar"
                + (", drawn cut (hatched) so the top layers stay readable." if cut else ".")
-               if rest else f"All {len(top)} layers with a {what}, largest first.")
+               if rest else f"All {len(top)} layers with {'an' if what[0] in 'aeiou' else 'a'} {what}, largest first.")
     return [_svg_block(fig, what), f"<p class='note'>{esc(caption)} Total {esc(fmt(total))}.</p>"]
 
 
@@ -226,9 +262,7 @@ def utilization_chart(layers: list[dict[str, Any]]) -> list[str]:
         ax.yaxis.set_major_formatter(lambda x, _pos: f"{x:.0%}")
         ax.set_xlabel("layer index (execution order)")
         ax.set_ylabel("utilization")
-    weights = [r.get("latency_s") or 0.0 for _, r in rows]
-    mean = sum(v * w for v, w in zip(values, weights)) / sum(weights) if sum(weights) > 0 else sum(values) / len(values)
-    how = "latency-weighted" if sum(weights) > 0 else "plain"
+    mean, how = mean_utilization(layers)
     caption = f"Utilization of the {len(rows)} layers that report one, in execution order; {how} mean {fmt_percent(mean)}."
     return [_svg_block(fig, "utilization"), f"<p class='note'>{esc(caption)}</p>"]
 
@@ -293,18 +327,8 @@ def _is_numeric_column(layers: list[dict[str, Any]], key: str) -> bool:
 
 
 def _layer_cell(key: str, v: Any) -> Any:
-    if v is None:
-        return ""
-    if key == "latency_s":
-        return fmt_seconds(v)
-    if key == "energy_j":
-        return fmt_joules(v)
-    if key == "utilization" and isinstance(v, (int, float)):
-        return fmt_percent(v)
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    text = cell(v, limit=120)
-    return Html(f"<span title='{esc(v)}'>{esc(text)}</span>") if text != str(v) else text
+    text = layer_cell(key, v, limit=120)
+    return Html(f"<span title='{esc(v)}'>{esc(text)}</span>") if not isinstance(v, (int, float)) and text != str(v) else text
 
 
 def unsupported_section(unsupported: list[dict[str, Any]]) -> list[str]:
@@ -320,9 +344,15 @@ def target_section(t: dict[str, Any]) -> list[str]:
     config, sources = t.get("config", {}), t.get("sources", {})
     if not config:
         return out + [f"<p>{esc(t['name'])} has no hardware constants.</p>"]
-    rows = [[k, cell(v, limit=120), sources.get(k, {}).get("unit", ""), sources.get(k, {}).get("source", ""),
+    rows = [[k, _wrapping(cell(v, limit=120)), sources.get(k, {}).get("unit", ""), sources.get(k, {}).get("source", ""),
              sources.get(k, {}).get("note", "")] for k, v in config.items()]
-    return out + [table(["key", "value", "unit", "source", "note"], rows, numeric={1})]
+    return out + [table(["key", "value", "unit", "source", "note"], rows, numeric={1}, cls="wide")]
+
+
+def _wrapping(text: str) -> Any:
+    """A long value in a number column may wrap: unwrapped, reram's adc_table took the width
+    of the sources column and pushed the table past the page."""
+    return Html(f"<span class='wrap'>{esc(text)}</span>") if len(text) > CARD_NUMBER_CHARS else text
 
 
 def artifacts_section(artifacts: list[str]) -> list[str]:

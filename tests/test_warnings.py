@@ -93,3 +93,16 @@ def test_outside_a_compile_nothing_is_collected(tmp_path):
         calibration_feeds(model, None, 4, purpose="test")
         calibration_feeds(model, None, 4, purpose="test")
     assert len(found) == 1 and found[0]["message"].startswith("test measured on random")
+
+
+def test_reports_show_the_warnings_first(tmp_path, capsys):
+    w = np.ones((4, 3), np.float32)
+    w[0, 0] = np.inf
+    path = _matmul_model(tmp_path, w)
+    out = tmp_path / "out"
+    assert main(["compile", str(path), "-t", "mobile-cpu", "-o", str(out), "--verify", "0"]) == 0
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "**Warnings (1)**" in md and md.index("Warnings") < md.index("Cost")
+    assert "Warnings (1)</h2>" in html and "1 NaN or infinite weight value(s)" in html
+    assert html.index("Warnings (1)") < html.index("Cost")
