@@ -53,7 +53,7 @@ def table(checks: list[Check]) -> str:
     rows = []
     for c in checks:
         ref = c.ref
-        ratio = f"{c.ratio:.2f}x" if c.ratio is not None else f"failed: {c.error}"
+        ratio = f"{c.ratio:.2f}x" + (" of the gain" if ref.gain else "") if c.ratio is not None else f"failed: {c.error}"
         fitted = "fitted" + (f" (LOO {ref.loo_error:+.0%})" if ref.loo_error is not None else "") if ref.fitted else "no"
         verdict = "-" if ref.fitted or c.ratio is None else ("yes" if c.within_band else "NO")
         rows.append([ref.target, ref.quantity, _figure(c.value, ref.unit), _figure(ref.reference, ref.unit), ratio,

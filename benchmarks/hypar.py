@@ -4,11 +4,13 @@ Prints figures; asserts nothing. Usage:
     .venv/bin/python benchmarks/hypar.py [--only lenet5,alexnet] [--skip-zoo] [--set gradient=ternary ...]
 
 Paper (Song et al., HPCA 2019) [V]: mean over ten networks LeNet..VGG of 3.39x performance
-and 1.51x energy efficiency over data parallelism. The first table is the eight of those
-networks whose shapes are standard (layer tables in nncc.backends.hypar.fit; the link
-constants are fitted on it, so its geometric means hit the paper's by construction); the
-second compiles every zoo model through the `hypar` target (held out from the fit except
-for the shapes shared with the first table: lenet5 ~ LeNet-c, convnet ~ Cifar-c, alexnet, vgg16 = VGG-D).
+and 1.51x energy efficiency over data parallelism. No constant is fitted to those figures:
+the link is the HMC specification's (config.py). The first table is the eight of the paper's
+networks whose shapes are standard (layer tables in nncc.backends.hypar.fit), with the
+gains that follow, honestly; then their sensitivity to the link; then the fit as an
+analysis (what link the paper's gains would imply, with its leave-one-out error); then
+nncc's plans against the authors' partition code; then every zoo model compiled through
+the `hypar` target.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import dataclasses
+
 from nncc import models
-from nncc.backends.hypar import HyparTarget
-from nncc.backends.hypar import fit
+from nncc.backends.hypar import HyparConfig, HyparTarget
+from nncc.backends.hypar import accpar, fit
+from nncc.backends.hypar.fidelity import ACCPAR_TOTAL
 from nncc.driver import CompileOptions, compile_model
 from nncc.render import md_table
 
@@ -38,8 +43,43 @@ def paper_table(target: HyparTarget) -> None:
     nets = fit.paper_networks()
     rows = [(name, p, e) for name, (p, e) in gains.items()]
     table = [[name, str(len(nets[name])), f"{p:.2f}x", f"{e:.2f}x", ""] for name, p, e in rows] + _means(rows)
-    print("\nPaper networks (layer tables):\n")
+    print("\nPaper networks (layer tables; no constant fitted to the paper):\n")
     print(md_table(["network", "weighted layers", "perf vs dp", "energy eff. vs dp", ""], table))
+
+
+def sensitivity_table(config: HyparConfig) -> None:
+    """Geometric-mean gains as the link moves across the HMC specs' lane rates and plausible SerDes energies."""
+    rows = []
+    for lane_gbps in (10, 15, 30):  # HMC 1.0: 10, 12.5, 15 Gb/s [V]; 28 Gb/s announced next [V], 30 as a round bound
+        for pj in (2.0, 5.0, 10.0):
+            c = dataclasses.replace(config, link_bytes_per_s=16 * lane_gbps * 1e9 / 8, link_pj_per_bit=pj)
+            g = fit.network_gains(c)
+            rows.append([f"16 x {lane_gbps} Gb/s = {16 * lane_gbps / 8:g} GB/s", f"{pj:g}",
+                         f"{fit.mean([v[0] for v in g.values()]):.2f}x", f"{fit.mean([v[1] for v in g.values()]):.3f}x"])
+    print("\nSensitivity (paper networks, geometric means):\n")
+    print(md_table(["link per direction", "pJ/bit", "perf vs dp", "energy eff. vs dp"], rows))
+
+
+def fit_summary(config: HyparConfig) -> None:
+    fitted = fit.fit_constants(config)
+    loo = fit.leave_one_out(config)
+    print(f"\nThe fit, as an analysis (not the defaults): the paper's means need a {fitted['link_bytes_per_s'] / 1e9:.3g} GB/s "
+          f"link ({config.link_bytes_per_s / fitted['link_bytes_per_s']:.3g}x slower than the spec's) at "
+          f"{fitted['link_pj_per_bit']:.3g} pJ/bit ({fitted['link_pj_per_bit'] / config.link_pj_per_bit:.3g}x the default).")
+    print("Leave one out (fit on 7, predict the 8-network mean): perf error "
+          + ", ".join(f"{n} {r['perf_error']:+.1%}" for n, r in loo.items())
+          + f"; worst {max(abs(r['perf_error']) for r in loo.values()):.1%} perf, "
+          f"{max(abs(r['energy_error']) for r in loo.values()):.1%} energy")
+
+
+def authors_code_check() -> None:
+    """nncc's plans on the inputs of the authors' partition code (its batch 512, 7 levels)."""
+    print("\nAgainst the authors' partition code (linghaosong/AccPar, HyPar mode; tests/test_hypar_fidelity.py):\n")
+    rows = []
+    for name, expected in ACCPAR_TOTAL.items():
+        got = sum(p.bytes for p in accpar.plans(name))
+        rows.append([name, " ".join(accpar.choices(name)), f"{got:,.0f}", f"{expected:,}", f"{got / expected:.4f}"])
+    print(md_table(["network", "per-level choices (0 dp, 1 mp)", "nncc elements", "their code", "ratio"], rows))
 
 
 def zoo_table(target: HyparTarget, only: list[str] | None) -> None:
@@ -73,8 +113,12 @@ def main() -> None:
     target = HyparTarget.configure(sets=sets)
     c = target.config
     print(f"hypar: {c.accelerators} accelerators, batch {c.batch}, gradient {c.gradient}, topology {c.topology}, "
-          f"link {c.link_bytes_per_s / 1e9:.3g} GB/s, {c.link_pj_per_bit:.4g} pJ/bit")
+          f"link {c.link_bytes_per_s / 1e9:.3g} GB/s (HMC spec), {c.link_pj_per_bit:.4g} pJ/bit, "
+          f"{c.macs_per_s / 1e12:.3g} TMAC/s and {c.pj_per_mac:g} pJ/MAC per accelerator")
     paper_table(target)
+    sensitivity_table(c)
+    fit_summary(c)
+    authors_code_check()
     if not args.skip_zoo:
         zoo_table(target, [n for n in args.only.split(",") if n] or None)
 

@@ -8,7 +8,8 @@ reported, marked ``fitted``, with the leave-one-out error of the fit beside it w
 one, and it never counts toward "within band".
 
 The band is the issue's: within 2x of a measured or published chip figure, within 1.3x of
-another simulator run on the same settings (``simulator=True``).
+another simulator run on the same settings (``simulator=True``). A gain over a baseline
+(``gain=True``: a speedup, an efficiency ratio) is compared by its excess over 1.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Reference:
     simulator: bool = False        # the reference is another simulator's output (tighter band)
     loo_error: float | None = None  # fitted: relative error of the figure predicted with it left out of the fit
     note: str = ""                 # assumptions that differ from the reference's, in a few words
+    gain: bool = False             # a speedup or efficiency ratio over a baseline: its excess over 1 is compared
 
     @property
     def band(self) -> float:
@@ -51,8 +53,12 @@ class Check:
 
     @property
     def ratio(self) -> float | None:
+        """nncc / reference; for a gain, (nncc - 1) / (reference - 1): a 1.04x gain against a
+        published 1.51x is 0.08 of it, not 0.69 -- almost no gain is not half the gain."""
         if self.value is None or not self.ref.reference:
             return None
+        if self.ref.gain:
+            return (self.value - 1) / (self.ref.reference - 1) if self.ref.reference != 1 else None
         return self.value / self.ref.reference
 
     @property

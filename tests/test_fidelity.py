@@ -31,3 +31,9 @@ def test_a_failing_measure_is_recorded_not_raised():
     assert check.value is None and check.ratio is None and not check.within_band
     assert check.error == "RuntimeError: model missing" and ok.ratio == 1.0
     assert not run([_ref(math.nan)])[0].within_band
+
+
+def test_a_gain_is_compared_by_its_excess_over_one():
+    (small, close) = run([_ref(1.04, reference=1.51, gain=True), _ref(1.45, reference=1.51, gain=True)])
+    assert abs(small.ratio - 0.04 / 0.51) < 1e-12 and not small.within_band
+    assert close.within_band

@@ -1,8 +1,9 @@
 """Hardware and training constants of the HyPar target (an array of HMC-based accelerators).
 
 Sources: docs/sources.md, "HyPar"; tags: [V] seen in the named source; [U] not yet
-confirmed (a starting point; replace when a better source turns up); "fitted constant: ..."
-names the rerunnable fit (``nncc.backends.hypar.fit``) that produced the value.
+confirmed (a starting point; replace when a better source turns up). No constant is fitted
+to the paper's gains: ``nncc.backends.hypar.fit`` remains as an analysis (what link the
+paper's gains would imply, with its leave-one-out error), not as a source of defaults.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ TETRIS = "Gao et al., TETRIS: scalable and efficient neural network acceleration
 HOROWITZ = "Horowitz ISSCC 2014 (45 nm), via Han et al. NIPS 2015 Table 1"
 GRADIENTS = ("fp32", "ternary")
 TOPOLOGIES = ("htree", "pairwise")
-FIT = "fitted constant: nncc.backends.hypar.fit.fit_constants (python -m nncc.backends.hypar.fit)"
+HMC = "HMC 1.0 specification (Hybrid Memory Cube Consortium, 2013), as summarised in the Wikipedia HMC article"
+# HMC 1.0 [V]: full-duplex links of 16 lanes (8 at half width), each lane 10, 12.5 or 15 Gb/s.
+LINK_LANES, LANE_BITS_PER_S = 16, 15e9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +27,8 @@ class HyparConfig(HardwareConfig):
     # --- the array and the training step
     accelerators: int = hw(16, source=f"{HYPAR} [V]: 16 HMC-based accelerators, 4 levels of binary splits",
                            unit="accelerators", minimum=1)
-    batch: int = hw(256, source="[U] mini-batch of one training step (HyPar's own batch not confirmed; AccPar code uses 512); "
-                                "the fit of link bandwidth/energy is made at this batch. --batch N sets it; totals.per_sample "
-                                "divides the step by it", unit="samples", minimum=1)
+    batch: int = hw(256, source="[U] mini-batch of one training step (HyPar's own batch not confirmed; AccPar code uses 512). "
+                                "--batch N sets it; totals.per_sample divides the step by it", unit="samples", minimum=1)
     data_bits: int = hw(32, source="[U] fp32 feature maps, errors and gradients in training (HyPar's precision not confirmed)",
                         unit="bit", minimum=1)
     gradient: str = hw("fp32", source="'fp32' or 'ternary': TernGrad (Wen et al., NIPS 2017, seed abstract) [V] sends gradients as "
@@ -43,22 +45,22 @@ class HyparConfig(HardwareConfig):
                            unit="MAC/s", above=0)
     pj_per_mac: float = hw(4.6, source=f"{HOROWITZ} [V]: fp32 mult 3.7 pJ + add 0.9 pJ; [U] buffer/DRAM traffic per MAC not added",
                            unit="pJ", minimum=0)
-    hmc_bytes: int = hw(8 * 2**30, source="[U] one HMC 2.0 cube, 8 GB (4 or 8 GB in the HMC 2.0 spec): holds the accelerator's "
-                                          "weights, gradients and momentum (3 copies of its weight share) and the feature maps "
-                                          "stashed for the backward pass", unit="B", above=0)
+    hmc_bytes: int = hw(8 * 2**30, source=f"{HMC} [V]: cubes of 2, 4 or 8 GB; [U] HyPar's capacity. One 8 GB cube "
+                                          "holds the accelerator's weights, gradients and momentum (3 copies of its weight share) "
+                                          "and the feature maps stashed for the backward pass", unit="B", above=0)
     elementwise_per_s: float = hw(3.136e11, source="[U] element-wise/pooling ops: one op per PE per cycle, 16 vaults x 196 PEs x "
                                                    "100 MHz-equivalent (1/5 of the MAC rate: no operand reuse)",
                                   unit="op/s", above=0)
     pj_per_elementwise: float = hw(0.9, source=f"{HOROWITZ} [V]: fp32 add 0.9 pJ per element-wise op", unit="pJ", minimum=0)
     # --- the links between accelerators
-    # Both fitted to the paper's geometric-mean gains over data parallelism on 8 of its 10 networks at
-    # batch 256 (fit.py). They sit ~30x below / ~50x above HMC link specs: read them as the ratio of
-    # link to compute cost that the paper's gains imply (a slower or costlier accelerator moves them).
-    link_bytes_per_s: float = hw(0.971e9, source=f"{FIT}: performance gain 3.39x ({HYPAR} [V]); for scale, an HMC 2.1 "
-                                                 "full-width link is 16 lanes x 15 Gb/s = 30 GB/s per direction [U]",
-                                 unit="B/s", above=0)
-    link_pj_per_bit: float = hw(265.7, source=f"{FIT}: energy-efficiency gain 1.51x ({HYPAR} [V]); for scale, HMC SerDes "
-                                             "links are quoted near 5 pJ/bit [U]", unit="pJ/bit", minimum=0)
+    # From the HMC specification, not fitted: with them the gains over data parallelism come out
+    # well below the paper's (benchmarks/hypar.py; backends/hypar/fidelity.py says by how much).
+    link_bytes_per_s: float = hw(LINK_LANES * LANE_BITS_PER_S / 8, source=f"{HMC} [V]: one full-width link, 16 lanes x "
+                                 "15 Gb/s (the spec's fastest lane) = 30 GB/s in each direction; [U] that HyPar's array used "
+                                 "full-width links at this rate (10 Gb/s lanes: 20 GB/s)", unit="B/s", above=0)
+    link_pj_per_bit: float = hw(5.0, source="[U] SerDes energy per bit of an HMC link: no measured figure found; 5 pJ/bit is an "
+                                            "assumed order of magnitude for a 15 Gb/s chip-to-chip lane (benchmarks/hypar.py "
+                                            "prints 2 and 10 beside it; the gains barely move)", unit="pJ/bit", minimum=0)
 
     def check(self) -> None:
         n = self.accelerators

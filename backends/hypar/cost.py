@@ -7,7 +7,12 @@ output element forward and one backward. Communication: level h has 2^h group pa
 working at once; under 'htree' each pair has one link, under 'pairwise' the pair's bytes
 spread over accelerators/2^(h+1) mirror links. A step's latency is compute + communication
 (no overlap [U]: HyPar's gains come from communication, which a sum keeps visible);
-energy is MACs x pJ/MAC + element-wise ops x pJ/op + bytes on all links x pJ/bit.
+energy is MACs x pJ/MAC + element-wise ops x pJ/op + bits on all links x pJ/bit.
+
+A level's amounts are what each group of a pair receives (the AccPar code's convention: a
+row-to-column re-split costs a quarter of the tensor, the quarter one half lacks). Both
+groups receive it at once over the full-duplex link, so the time is one direction's bytes
+over one direction's bandwidth and the energy counts both directions' bits.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .graph import LayerSpec
 from .partition import DP, MP, NAMES, LevelPlan
 
 ELEMENTWISE_PASSES = 2  # forward + backward of a non-weighted op [U]
+DIRECTIONS = 2          # each group of a pair sends the amount the other receives (module docstring)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -58,7 +64,7 @@ def level_time(config: HyparConfig, h: int, nbytes: float) -> float:
 
 
 def level_energy(config: HyparConfig, h: int, nbytes: float) -> float:
-    return nbytes * 2**h * 8 * config.link_pj_per_bit * 1e-12
+    return DIRECTIONS * nbytes * 2**h * 8 * config.link_pj_per_bit * 1e-12
 
 
 def compute_cost(spec_macs: float, config: HyparConfig, passes: int | None = None, per_s: float | None = None,

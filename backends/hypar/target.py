@@ -3,7 +3,8 @@ HyPar's layer-wise choice of data or model parallelism at every level of binary 
 
 Hardware and training constants (``config``), the layer DAG (``graph``), the communication
 model and its dynamic programming (``partition``), the plans (``mapping``) and their time and
-energy (``cost``) are kept apart; ``fit`` re-derives the fitted link constants.
+energy (``cost``) are kept apart; ``fit`` asks what link the paper's gains imply (an analysis, not the
+defaults) and ``fidelity`` checks the target against the paper and the authors' code.
 """
 
 from __future__ import annotations
