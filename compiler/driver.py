@@ -17,6 +17,7 @@ from nncc import analysis, notices, render, render_html, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.control_flow import inline_costlier_branches
+from nncc.contrib import decompose_contrib_ops, describe_contrib, has_contrib_ops
 from nncc.sequences import lower_appended_sequences
 from nncc.unroll import describe_control_flow, unroll_loops
 from nncc.coverage import CONTROL_FLOW, coverage, graph_macs
@@ -100,6 +101,8 @@ def _warnings(result: CompileResult, raised: list[dict[str, str]]) -> list[dict[
     finite, coverage below 100%."""
     found = [{"kind": "control-flow", "message": line} for record in result.report.get("control_flow", [])
              if (line := describe_control_flow(record)) is not None]
+    found += [{"kind": "contrib", "message": line} for record in result.report.get("contrib", [])
+              if (line := describe_contrib(record)) is not None]
     found += raised
     bad = nonfinite_weights(result.original)
     if bad:
@@ -149,17 +152,21 @@ def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], o
         measured["threads"] = 1
         measured["executor"] = "onnxruntime"
     report = build_report(model_path, original, model, target, cost, records, verification, measured, costed)
-    if control_flow:
-        report["control_flow"] = control_flow
+    flow = [r for r in control_flow if "domain" not in r]
+    if flow:
+        report["control_flow"] = flow
+    if len(flow) < len(control_flow):
+        report["contrib"] = [r for r in control_flow if "domain" in r]
     return CompileResult(model_path, original, model, target, mapping, cost, records, report)
 
 
 def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | None = None
                 ) -> tuple[ir.Model, list[dict[str, Any]]]:
-    """The model a target lowers: ``model`` itself, or, when control flow remains, a copy in
-    which each If whose condition is not known before inference runs its costlier branch and
-    each Loop/Scan is unrolled (nncc.unroll); with one record per node treated or left."""
-    if not any(node.op_type in CONTROL_FLOW for graph in model.graphs() for node in graph):
+    """The model a target lowers: ``model`` itself, or a copy in which each If whose condition
+    is not known before inference runs its costlier branch, each Loop/Scan is unrolled
+    (nncc.unroll) and each onnxruntime contrib op is the default-domain ops it computes
+    (nncc.contrib); with one record per node treated or left (contrib records name a domain)."""
+    if not has_contrib_ops(model) and not any(node.op_type in CONTROL_FLOW for graph in model.graphs() for node in graph):
         if trip_counts:
             return model, unroll_loops(model, trip_counts)  # says that no Loop has those names
         return model, []
@@ -171,7 +178,11 @@ def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | No
     if any("trips" in r for r in loops):
         lower_appended_sequences(copy)  # a list appended once per trip: a Concat once unrolled
         infer_shapes(copy, where)
-    return copy, records + loops
+    # Last: contrib ops an If branch or a Loop body held are in the main graph by now.
+    contrib = decompose_contrib_ops(copy, where)
+    if any("into" in r for r in contrib):
+        infer_shapes(copy, where)
+    return copy, records + loops + contrib
 
 
 def _ratios_to_uncompressed(model_path, original: ir.Model, target: Target, records: list[PassRecord], cost: CostReport,

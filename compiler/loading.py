@@ -28,6 +28,7 @@ import onnx_ir.passes.common as common_passes
 
 from nncc.control_flow import fold_holding_ifs, specialize_control_flow
 from nncc.errors import NnccError
+from nncc.ops import is_ort_default_domain_op
 from nncc.validate import validate
 from nncc.irutils import static_shape
 from nncc.folding import fold_weight_constants
@@ -100,8 +101,40 @@ def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
         # By path, so external data is checked relative to the model's folder, not the cwd.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as e:
-        raise NnccError(path, _first_line(str(e))) from None
+        # onnxruntime's own default-domain ops (nncc.ops.ORT_DEFAULT_DOMAIN) have no ONNX schema
+        # at the model's opset: check everything else, with those set aside.
+        aside = onnx.ModelProto()
+        aside.CopyFrom(proto)
+        if not set_aside_ort_default_domain_ops(aside):
+            raise NnccError(path, _first_line(str(e))) from None
+        try:
+            onnx.checker.check_model(aside)
+        except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as again:
+            raise NnccError(path, _first_line(str(again))) from None
     return proto
+
+
+# The domain nodes of onnxruntime's own default-domain ops get while onnx checks or infers the
+# rest; listed in no schema registry, so onnx passes over them.
+_ORT_SET_ASIDE = "nncc.onnxruntime-default-domain"
+
+
+def set_aside_ort_default_domain_ops(proto: onnx.ModelProto) -> bool:
+    """Move ``proto``'s onnxruntime-only default-domain nodes (every graph) to a private domain;
+    whether there were any."""
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    found = False
+    pending = [proto.graph]
+    while pending:
+        graph = pending.pop()
+        for node in graph.node:
+            if is_ort_default_domain_op(node.op_type, node.domain, opset):
+                node.domain, found = _ORT_SET_ASIDE, True
+            pending += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+            pending += [g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    if found and not any(o.domain == _ORT_SET_ASIDE for o in proto.opset_import):
+        proto.opset_import.append(onnx.helper.make_opsetid(_ORT_SET_ASIDE, 1))
+    return found
 
 
 def _first_line(message: str) -> str:
@@ -261,6 +294,7 @@ def infer_shapes(model: ir.Model, where: object, *, strict: bool = True) -> None
     # onnx-ir's ShapeInferencePass logs and swallows failures; a user needs them, so the
     # same steps (strip big initializers, call onnx, merge back) are run here.
     def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+        set_aside_ort_default_domain_ops(proto)  # no schema: CONTRIB_SHAPES gives their shapes
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=strict, data_prop=True)
 
     def run() -> None:
@@ -313,7 +347,15 @@ def _recurrent_contrib_shapes(node: ir.Node) -> list[tuple[int, ...]] | None:
 
 # Contrib-domain ops whose output shapes loading fills in after onnx's inference: (domain, op) -> shapes of
 # its outputs from the node (None: an input shape is unknown); dtypes follow the first input.
-CONTRIB_SHAPES = {("com.microsoft", "DynamicQuantizeLSTM"): _recurrent_contrib_shapes}
+def _same_as_input(node: ir.Node) -> list[tuple[int, ...]] | None:
+    """A normalization's first output has its input's shape (the optional statistics are not read)."""
+    shape = static_shape(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    return [shape] if shape is not None else None
+
+
+CONTRIB_SHAPES = {("com.microsoft", "DynamicQuantizeLSTM"): _recurrent_contrib_shapes,
+                  # onnxruntime's default-domain normalizations below their ONNX opset (nncc.ops.ORT_DEFAULT_DOMAIN)
+                  ("", "LayerNormalization"): _same_as_input, ("", "SimplifiedLayerNormalization"): _same_as_input}
 
 
 def _infer_contrib_shapes(model: ir.Model) -> bool:

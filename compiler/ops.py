@@ -80,6 +80,20 @@ ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh"
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
+# Ops onnxruntime registers in the default domain itself, and the opset from which ONNX defines
+# them (None: never). Below it a node of that name is onnxruntime's own (its transformer
+# optimizer writes LayerNormalization into opset-14 models): the ONNX checker and shape
+# inference know no schema for it, nncc.contrib decomposes it for costing.
+ORT_DEFAULT_DOMAIN: dict[str, int | None] = {"SimplifiedLayerNormalization": None, "LayerNormalization": 17}
+
+
+def is_ort_default_domain_op(op_type: str, domain: str, opset: int) -> bool:
+    """A default-domain node that only onnxruntime defines at this opset (see ORT_DEFAULT_DOMAIN)."""
+    if domain not in DEFAULT_DOMAINS or op_type not in ORT_DEFAULT_DOMAIN:
+        return False
+    since = ORT_DEFAULT_DOMAIN[op_type]
+    return since is None or opset < since
+
 
 def op_class(op_type: str, domain: str = "") -> OpClass | None:
     """The class of an op of the default ONNX domain; None for custom domains and unknown ops."""

@@ -44,7 +44,7 @@ def loop_name(node: ir.Node) -> str:
     return node.name or (node.outputs[0].name if node.outputs else node.op_type)
 
 
-class _Names:
+class FreshNames:
     """Fresh value and node names for the main graph (unique across every scope, as ONNX asks)."""
 
     def __init__(self, model: ir.Model):
@@ -57,14 +57,14 @@ class _Names:
         return fresh_name(name, self.nodes)
 
 
-def _constant(graph: ir.Graph, names: _Names, name: str, array: np.ndarray) -> ir.Value:
+def _constant(graph: ir.Graph, names: FreshNames, name: str, array: np.ndarray) -> ir.Value:
     value = ir.Value(name=names.value(name), const_value=ir.tensor(array))
     value.shape, value.dtype = ir.Shape(array.shape), ir.DataType.from_numpy(array.dtype)
     graph.register_initializer(value)
     return value
 
 
-def _lift_constants(graph: ir.Graph, loop: ir.Node, body: ir.Graph, names: _Names) -> dict[ir.Value, ir.Value]:
+def _lift_constants(graph: ir.Graph, loop: ir.Node, body: ir.Graph, names: FreshNames) -> dict[ir.Value, ir.Value]:
     """Put the body's initializers and input-free Constant nodes before ``loop``, once.
 
     Returns what each copy of the body reads instead of a body initializer (a copy of it in
@@ -92,7 +92,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name.lstrip('/')}"
 
 
-def _rename_clone(node: ir.Node, prefix: str, names: _Names) -> None:
+def _rename_clone(node: ir.Node, prefix: str, names: FreshNames) -> None:
     """Give a cloned node, its outputs and everything defined in its subgraphs fresh names."""
     node.name = names.node(_join(prefix, node.name or node.op_type))
     for out in node.outputs:
@@ -110,7 +110,7 @@ def _rename_clone(node: ir.Node, prefix: str, names: _Names) -> None:
 
 
 def _run_body(graph: ir.Graph, loop: ir.Node, body: ir.Graph, bound: dict[ir.Value, ir.Value], prefix: str,
-              names: _Names) -> list[ir.Value]:
+              names: FreshNames) -> list[ir.Value]:
     """Insert one copy of ``body`` before ``loop``, its inputs read from ``bound``; return its outputs."""
     value_map: dict[ir.Value, ir.Value | None] = dict(bound)
     cloner = Cloner(attr_map={}, value_map=value_map, metadata_props={}, allow_outer_scope_values=True)
@@ -122,7 +122,7 @@ def _run_body(graph: ir.Graph, loop: ir.Node, body: ir.Graph, bound: dict[ir.Val
     return [value_map[out] if out in value_map else out for out in body.outputs]
 
 
-def _stack(graph: ir.Graph, loop: ir.Node, parts: list[ir.Value], axis: int, names: _Names, opset: int) -> ir.Value:
+def _stack(graph: ir.Graph, loop: ir.Node, parts: list[ir.Value], axis: int, names: FreshNames, opset: int) -> ir.Value:
     """``parts`` (one per iteration) stacked on a new ``axis``: Unsqueeze each, then Concat."""
     prefix = loop_name(loop)
     expanded = []
@@ -140,7 +140,7 @@ def _stack(graph: ir.Graph, loop: ir.Node, parts: list[ir.Value], axis: int, nam
     return concat.outputs[0]
 
 
-def _take_over(graph: ir.Graph, loop: ir.Node, results: list[ir.Value], names: _Names) -> None:
+def _take_over(graph: ir.Graph, loop: ir.Node, results: list[ir.Value], names: FreshNames) -> None:
     """Make ``results`` the loop's outputs (through Identity, so names the model shows stay) and drop the loop."""
     for old, new in zip(loop.outputs, results):
         if not old.uses() and old not in graph.outputs:
@@ -155,7 +155,7 @@ def _take_over(graph: ir.Graph, loop: ir.Node, results: list[ir.Value], names: _
     graph.remove(loop, safe=True)
 
 
-def _as_activation(graph: ir.Graph, loop: ir.Node, value: ir.Value | None, names: _Names) -> ir.Value | None:
+def _as_activation(graph: ir.Graph, loop: ir.Node, value: ir.Value | None, names: FreshNames) -> ir.Value | None:
     """A constant initial state read through an Identity: the hardware runs the first trip on it
     like every other (a zero initial state is not folded away in a running loop)."""
     if value is None or constant_value(value) is None:
@@ -182,7 +182,7 @@ def _loop_trips(node: ir.Node, trip_counts: dict[str, int]) -> tuple[int | None,
     return None, ""
 
 
-def _unroll_loop(model: ir.Model, node: ir.Node, trips: int, names: _Names) -> bool:
+def _unroll_loop(model: ir.Model, node: ir.Node, trips: int, names: FreshNames) -> bool:
     """Whether the body's condition may end the loop before ``trips`` (then ``trips`` is a bound)."""
     graph, body = node.graph, node.attributes["body"].as_graph()
     lifted = _lift_constants(graph, node, body, names)
@@ -230,7 +230,7 @@ def _scan_trips(node: ir.Node) -> int | None:
     return shape[axis % len(shape)] if shape else None
 
 
-def _unroll_scan(model: ir.Model, node: ir.Node, trips: int, names: _Names) -> None:
+def _unroll_scan(model: ir.Model, node: ir.Node, trips: int, names: FreshNames) -> None:
     graph, body = node.graph, node.attributes["body"].as_graph()
     lifted = _lift_constants(graph, node, body, names)
     num_scan = node.attributes.get_int("num_scan_inputs")
@@ -299,7 +299,7 @@ def unroll_loops(model: ir.Model, trip_counts: dict[str, int] | None = None) -> 
             skipped.add(id(node))
             records.append({**record, "reason": reason})
             continue
-        names = _Names(model)
+        names = FreshNames(model)
         record.update(trips=trips, trips_from=source)
         if node.op_type == "Loop":
             if _unroll_loop(model, node, trips, names):
