@@ -110,8 +110,12 @@ def filter_stats(codes: np.ndarray, group: int = 1, weight_bits: int = 16, index
     for start in range(0, f, rows):
         chunk, jumps = _chunk_stats(codes[start:start + rows], group, multipliers)
         total.add(chunk)
+        # Jumps are at most K: count each length once, then price every width on the counts
+        # (one pass over the weights instead of one per width).
+        counts = np.bincount(jumps, minlength=1)
+        lengths = np.arange(counts.size, dtype=np.int64)
         for j in widths:
-            padding[j] += int((-(-jumps // ((1 << j) - 1)) - 1).sum())
+            padding[j] += int((counts * (-(-lengths // ((1 << j) - 1)) - 1).clip(min=0)).sum())
     total.padding = padding
     total.jump_bits = min(widths, key=lambda j: (total.table_bits(j), padding[j]))
     return total
