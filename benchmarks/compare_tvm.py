@@ -1,15 +1,20 @@
-"""TVM Relax (untuned, host LLVM) against the mobile-cpu host estimate and onnxruntime.
+"""nncc's own speed against TVM's build, and TVM's latency against the mobile-cpu estimate.
 
 On light_resnet50 from the onnx wheel, in one run:
-1. ``nncc compare MODEL --targets all --set mobile-cpu.profile=host`` (the CLI, as CI runs it);
-2. the same model built by TVM Relax for ``{"kind": "llvm"}`` through the code path of
-   ``nncc compile --emit tvm`` (``tvm_emit.build``), timed in the Relax VM on one thread;
-3. onnxruntime on one thread (what ``nncc compile --measure`` reports).
-Prints the ratios of TVM's measured latency to the host estimate and to onnxruntime.
-Untuned TVM (no MetaSchedule tuning, default schedules) is expected to be far slower.
-Prints figures, never asserts. ``--model PATH`` times another model.
+1. ``nncc compile MODEL -t T --verify 0`` for every target, each in its own process: wall time
+   and peak resident memory (against the goal 1.5 x weight bytes + 300 MB);
+2. ``nncc compare MODEL --targets all --set mobile-cpu.profile=host`` (the CLI, as CI runs it);
+3. the same model built by TVM Relax for ``{"kind": "llvm"}`` through the code path of
+   ``nncc compile --emit tvm`` (``tvm_emit.build``): the build time, and compare / build (the
+   goal: at most 0.5); then its latency in the Relax VM on one thread;
+4. onnxruntime on one thread (what ``nncc compile --measure`` reports);
+5. ``nncc compare`` on a ResNet-50 four times deeper (bottleneck blocks 12-16-24-12, seeded
+   weights): its time over the first compare's, beside the ratio of layers (linear growth
+   keeps the two close).
+Untuned TVM (no MetaSchedule tuning, default schedules) is expected to run far slower.
+Prints figures, never asserts. ``--model PATH`` times another model; ``--skip-deep`` skips 5.
 
-    .venv/bin/python benchmarks/compare_tvm.py [--model PATH] [--runs 3]
+    .venv/bin/python benchmarks/compare_tvm.py [--model PATH] [--runs 3] [--skip-deep]
 """
 
 from __future__ import annotations
@@ -35,25 +40,67 @@ from nncc.render import fmt_seconds, md_table  # noqa: E402
 
 LIGHT_RESNET50 = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
 NNCC = [sys.executable, "-c", "import sys; from nncc.cli import main; sys.exit(main())"]
+TARGETS = ["mobile-cpu", "reram", "sparse-tc", "ucnn", "hypar", "truenorth"]
+MB = 1 << 20
+
+
+def peak_rss_mb(args: list[str]) -> tuple[float, float, int, str]:
+    """Like run_measured, with the child's own peak RSS (os.wait4 gives one child's rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([*NNCC, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, (err.strip().splitlines() or [""])[-1]
+
+
+def per_target(model_path: pathlib.Path, tmp: pathlib.Path) -> None:
+    weight_mb = sum(t.ByteSize() for t in onnx.load(str(model_path), load_external_data=False).graph.initializer) / MB
+    rows = []
+    for target in TARGETS:
+        wall, rss, code, last = peak_rss_mb(["compile", str(model_path), "-t", target, "--verify", "0",
+                                             "--format", "json", "-o", str(tmp / target)])
+        rows.append([target, f"{wall:.1f} s", f"{rss:.0f} MB", "ok" if code == 0 else f"exit {code}: {last[:70]}"])
+    print(md_table(["target", "compile (own process)", "peak RSS", "outcome"], rows))
+    print(f"weights {weight_mb:.0f} MB: memory goal 1.5 x weights + 300 MB = {1.5 * weight_mb + 300:.0f} MB")
+
+
+def deeper_resnet50(path: pathlib.Path) -> pathlib.Path:
+    """ResNet-50 with four times the bottleneck blocks (12-16-24-12), seeded weights."""
+    import torch
+
+    from nncc.models._export import export_module
+    from nncc.models.resnet import Bottleneck, ResNet
+
+    torch.manual_seed(0)
+    module = ResNet(Bottleneck, (12, 16, 24, 12)).eval()
+    return export_module(module, {"input": torch.randn(1, 3, 224, 224)}, path)
+
+
+def timed_compare(model_path: pathlib.Path, out: pathlib.Path | None = None) -> tuple[float, str, int]:
+    args = ["compare", str(model_path), "--targets", "all", "--set", "mobile-cpu.profile=host"]
+    start = time.perf_counter()
+    proc = subprocess.run([*NNCC, *args, *(["--json", str(out)] if out else [])], capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, proc.stdout.strip() or proc.stderr.strip(), proc.returncode
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(LIGHT_RESNET50))
     parser.add_argument("--runs", type=int, default=3, help="timed TVM runs (after one warm-up)")
+    parser.add_argument("--skip-deep", action="store_true", help="skip the 4x deeper ResNet-50")
     args = parser.parse_args()
     model_path = pathlib.Path(args.model)
     print(f"model: {model_path.name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
     with tempfile.TemporaryDirectory() as tmp:
+        per_target(model_path, pathlib.Path(tmp))
         out = pathlib.Path(tmp) / "compare.json"
-        start = time.perf_counter()
-        proc = subprocess.run([*NNCC, "compare", str(model_path), "--targets", "all", "--set", "mobile-cpu.profile=host",
-                               "--json", str(out)], capture_output=True, text=True, check=False)
-        print(proc.stdout.strip() or proc.stderr.strip())
-        print(f"(nncc compare: {time.perf_counter() - start:.1f} s)")
-        if proc.returncode != 0:
-            sys.exit(proc.returncode)
+        compare_s, table, code = timed_compare(model_path, out)
+        print(table)
+        print(f"(nncc compare --targets all: {compare_s:.1f} s)")
+        if code != 0:
+            sys.exit(code)
         estimate = json.loads(out.read_text())["targets"]["mobile-cpu"]["totals"]["latency_s"]
 
     model = load_model(model_path)
@@ -87,6 +134,14 @@ def main() -> None:
     ]))
     print(f"\nTVM / mobile-cpu host estimate: {tvm_s / estimate:.1f}x; TVM / onnxruntime: {tvm_s / ort:.1f}x; "
           f"estimate / onnxruntime: {estimate / ort:.2f}")
+    print(f"\nnncc compare --targets all {compare_s:.1f} s / TVM build {build_s:.1f} s = {compare_s / build_s:.2f} (goal <= 0.5)")
+    if not args.skip_deep:
+        with tempfile.TemporaryDirectory() as tmp:
+            deep = deeper_resnet50(pathlib.Path(tmp) / "resnet50_x4.onnx")
+            deep_s, _, code = timed_compare(deep)
+            layers = len(onnx.load(str(deep)).graph.node) / len(onnx.load(str(model_path)).graph.node)
+            print(f"4x deeper ResNet-50: compare {deep_s:.1f} s = {deep_s / compare_s:.2f}x the time for "
+                  f"{layers:.2f}x the nodes (exit {code})")
 
 
 if __name__ == "__main__":
