@@ -34,7 +34,7 @@ class Calibration:
             self.source = "no crossbar layers" if model is not None else ""
             return
         feeds, self.source = calibration_feeds(model, data, config.calib_samples, random_count=config.calib_samples,
-                                               purpose="reram: ADC resolution (adc_bits_from=calibration)")
+                                               purpose=_purpose(config))
         graph_inputs = {v.name for v in model.graph.inputs}
         values = [lay.node.inputs[0] for lay in mvm_layers if lay.node.inputs[0].name not in graph_inputs]
         per_run = max(1, math.ceil(config.calib_max_vectors / len(feeds)))
@@ -89,3 +89,9 @@ class Calibration:
                   "input_scale": scale, "input_signed": bool(signed), "calibration_vectors": int(len(x))}
         return codes, record
 
+
+def _purpose(config) -> str:
+    """What the calibration inputs set, for the warning when they are random."""
+    if config.adc_bits_from == "fixed":  # fixed ADC bits: the inputs set only the array read energy
+        return "reram: input bit density for the array read energy (adc_bits_from=fixed)"
+    return f"reram: ADC resolution (adc_bits_from={config.adc_bits_from})"

@@ -34,7 +34,7 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
     phys_cols = n * geometry.column_factor
     col_slice, level_max = levels(n, geometry)
     st: dict[str, Any] = {"sums": np.zeros(S), "nz_cols": np.zeros(S, dtype=np.int64), "placed": 0, "dac_rows": 0,
-                          "read_s": 0.0, "logical": 0, "placed_per_cb": np.zeros(-(-phys_cols // X), dtype=np.int64),
+                          "read_s": 0.0, "active_rows": 0.0, "logical": 0, "placed_per_cb": np.zeros(-(-phys_cols // X), dtype=np.int64),
                           "live": np.zeros(phys_cols, dtype=bool), "wires": 0, "wire_lengths": 0.0}
     for gi, w in enumerate(mats):
         st["logical"] += logical_blocks(w, X)
@@ -51,7 +51,8 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
             nz = np.any(phys != 0, axis=0)
             st["live"] |= nz
             stack += nz
-            st["nz_cols"] += np.bincount(col_slice[nz], minlength=S)
+            # A partial parallel read senses every column once per group of rows_parallel rows.
+            st["nz_cols"] += np.bincount(col_slice[nz], minlength=S) * reads(phys.shape[0], config)
             occupied = np.array([bool(np.any(nz[c:c + X])) for c in range(0, phys_cols, X)])
             if not occupied.any():
                 continue
@@ -62,6 +63,7 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
             g_cells = config.g_off + phys[:, mask] / level_max[mask] * (config.g_on - config.g_off)
             idle = X * int(occupied.sum()) - int(mask.sum())  # unused columns of a placed crossbar conduct at Roff
             st["read_s"] += float(density @ (g_cells.sum(axis=1) + idle * config.g_off))
+            st["active_rows"] += float(density.sum()) * int(occupied.sum())  # rows whose input bit is 1, per bit
         st["wires"] += int(stack.sum())
         st["wire_lengths"] += float(sum(tree_length(int(h)) * count for h, count in zip(*np.unique(stack[stack > 0], return_counts=True))))
     return st
@@ -91,9 +93,16 @@ def packed_stats(mats, scale, codes, config, chunk: int = 256) -> dict[str, Any]
     g_cells = config.g_off + phys / level_max * (config.g_on - config.g_off)
     row_g = g_cells.sum(axis=2) + (X - phys.shape[2]) * config.g_off  # the crossbar's other columns at Roff
     return {"sums": adc.per_slice_max(col_max, n, geometry),
-            "nz_cols": np.array([int(nz[:, col_slice == s].sum()) for s in range(S)], dtype=np.int64),
+            "nz_cols": np.array([int(nz[:, col_slice == s].sum()) for s in range(S)], dtype=np.int64) * reads(k, config),
+            "active_rows": float(np.sum(density[placed])),
             "live": nz.any(axis=0), "placed_groups": int(placed.sum()), "logical_groups": int(np.any(w != 0, axis=(1, 2)).sum()),
             "dac_rows": int(placed.sum()) * k, "read_s": float(np.sum(density[placed] * row_g[placed]))}
+
+
+def reads(rows: int, config) -> int:
+    """Senses per column and input bit for a block of ``rows`` rows (NeuroSim's partial parallel
+    read: rows_parallel rows at a time; 1 when every row is read at once)."""
+    return -(-rows // config.rows_parallel)
 
 
 def tree_length(r: int) -> float:

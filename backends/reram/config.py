@@ -6,7 +6,12 @@ Source tags as in docs/sources.md, "ReRAM": [V] seen in the named source; [U] no
 - ISAAC = Shafiee et al., ISCA 2016, through the Accelergy hwcomponents-library file
   ``hwcomponents_library/library/isaac.py`` (its CSV comments give energy per action and
   area at 32 nm, and how they were derived from ISAAC's Table of power and area).
-- NeuroSim = DNN+NeuroSim V1.3, ``Inference_pytorch/NeuroSIM/Param.cpp`` (defaults).
+- NeuroSim = DNN+NeuroSim V1.3, ``Inference_pytorch/NeuroSIM/Param.cpp`` (defaults); the
+  ``neurosim`` profile (``neurosim()`` below, ``--set profile=neurosim``) takes V1.4's
+  (``neurosim/DNN_NeuroSim_V1.4``: Param.cpp, Technology.cpp, MultilevelSenseAmp.cpp,
+  SubArray.cpp, Chip.cpp; the models in physics.py) and its manual's Table VII settings.
+- Technology scaling = Stillmaker & Baas 2017 through Accelergy hwcomponents
+  ``hwcomponents/scaling/techscaling.py`` (physics.py).
 - bit-slice L1 = Zhang, Yang et al., arXiv 1909.08496, authors' code
   ``zjysteven/bitslice_sparsity`` (``mnist/finetune_bitslice.py``: the magnitude |w| is
   rounded to 8 bits and cut into four 2-bit slices, MSB first).
@@ -32,11 +37,15 @@ import math
 from nncc.backends.base import HardwareConfig, hw
 from nncc.crossbar import CrossbarGeometry
 
+from . import physics
+
 ACC = "Accelergy hwcomponents-library isaac.py (ISAAC, ISCA 2016, 32 nm)"
 NSIM = "NeuroSim V1.3 Param.cpp"
 ENCODINGS = ("differential", "offset")
 WEIGHT_SCALES = ("max", "pow2")
-ADC_MODES = ("calibration", "weights", "worst-case")
+ADC_MODES = ("calibration", "weights", "worst-case", "fixed")
+PROFILES = ("isaac", "neurosim")
+ADC_TYPES = ("sar", "flash")
 # The ADC of ISAAC's table (Kull et al., ISSCC 2013) samples at 1.2 GS/s at 8 bits; a SAR ADC
 # resolves one bit per internal step, so Accelergy scales its latency linearly with resolution.
 ADC_RATE_REF_BITS = 8
@@ -44,6 +53,15 @@ ADC_RATE_REF_BITS = 8
 
 @dataclasses.dataclass(frozen=True)
 class ReramConfig(HardwareConfig):
+    # --- which circuit models cost.py applies (the neurosim preset: ``--set profile=neurosim``, see ``neurosim()``)
+    profile: str = hw("isaac", source="nncc model choice: 'isaac' = ISAAC's per-action energies (Accelergy isaac.py), DAC per "
+                                      "row drive, cell current over the read pulse; 'neurosim' = DNN+NeuroSim V1.4's array "
+                                      "read (bit/word-line charging per activated row, cell current over the sense time, "
+                                      "SubArray.cpp) and its latency (column-muxed sensing, MultilevelSenseAmp.cpp) [V]",
+                       choices=PROFILES)
+    adc_type: str = hw("sar", source=f"'sar' = ISAAC's SAR ADC table (adc_table) [V, {ACC}]; 'flash' = NeuroSim's current-mode "
+                                     "multilevel sense amplifier, 2^b - 1 comparator levels (MultilevelSenseAmp.cpp) [V]",
+                       choices=ADC_TYPES)
     # --- crossbar and cells
     crossbar_size: int = hw(128, source=f"{NSIM}: numRowSubArray = numColSubArray = 128 [V]; ISAAC 128x128 [V, {ACC}: DAC area /128/8]",
                             unit="rows = columns", minimum=1)
@@ -64,7 +82,9 @@ class ReramConfig(HardwareConfig):
     adc_bits_from: str = hw("calibration", source="nncc estimation setting: 'calibration' = max column sum on calibration inputs "
                                                   '(bit-slice L1; docs/sources.md, "ReRAM"); '
                                                   "'weights' = all inputs ones (safe for any input); 'worst-case' = every row "
-                                                  "at the top cell value",
+                                                  "at the top cell value; 'fixed' = adc_bits_max everywhere, as NeuroSim "
+                                                  "provisions one ADC precision (levelOutput, Param.cpp) [V], inputs still "
+                                                  "measured for the read energy",
                             choices=ADC_MODES)
     adc_table: str = hw("4:0.79:361.04 5:0.99:476.91 6:1.20:626.91 7:1.42:845.18 8:1.67:1200 9:1.969:1827.91 10:2.379:3002.01",
                         source=f"{ACC}: ADC energy and area by resolution (8-bit: Kull ISSCC 2013; others scaled after "
@@ -97,16 +117,45 @@ class ReramConfig(HardwareConfig):
     replicate: int = hw(1, source="weight replication for conv layers (copies of a layer's crossbars working on different "
                                   "output pixels); 1 = none (ISAAC replicates early layers to balance its pipeline [U])",
                         unit="copies", minimum=1)
+    parallel_read: int = hw(0, source="rows read at once (NeuroSim V1.4 'partial parallel mode', --parallelRead N) [V, NeuroSim V1.4 "
+                                      "README]; 0 = every row of the crossbar at once (ISAAC [V])", unit="rows", minimum=0)
+    pipeline_speedup: int = hw(0, source="NeuroSim's layer pipeline: conv layers replicated ceil((IFM / ceil(IFM_max / d))^2) "
+                                         "times, d = min(this, IFM_max / IFM_min) (Chip.cpp ChipDesignInitialize; Param.cpp "
+                                         "speedUpDegree = 8) [V]; 0 = off (replicate applies)", unit="degree", minimum=0)
     # --- device and array (NeuroSim)
-    feature_size_nm: float = hw(32.0, source=f"ISAAC's node, 32 nm [V, {ACC} tech_node]", unit="nm", above=0)
+    feature_size_nm: float = hw(32.0, source=f"ISAAC's node, 32 nm [V, {ACC} tech_node]; every ISAAC energy and peripheral area "
+                                          "is moved from 32 nm to this node by the Stillmaker-Baas tables of Accelergy "
+                                          "hwcomponents scaling/techscaling.py [V] (physics.py; 20-90 nm)", unit="nm", above=0)
     cell_area_f2: float = hw(4.0, source=f"{NSIM}: crossbar cell 2F x 2F (heightInFeatureSizeCrossbar = widthInFeatureSizeCrossbar = 2) "
                                          "[V]; its 1T1R cell is 4F x 12F = 48 F^2", unit="F^2", above=0)
+    cell_aspect: float = hw(1.0, source=f"cell width / height: crossbar cell 2F x 2F [V, {NSIM}]; 1T1R 12F x 4F = 3 [V, NeuroSim "
+                                        "V1.4 Param.cpp widthInFeatureSize1T1R = 12, heightInFeatureSize1T1R = 4]; sets the "
+                                        "word-line (row) and bit-line (column) lengths of the neurosim profile", above=0)
     wire_pitch_f: float = hw(2.0, source="[U] one routing track per 2F (minimum metal pitch); routing-area model in cost.py",
                              unit="F", above=0)
     r_on_ohm: float = hw(6e3, source=f"{NSIM}: resistanceOn = 6e3 [V]", unit="ohm", above=0)
     r_off_ratio: float = hw(150.0, source=f"{NSIM}: resistanceOff = 6e3*150 [V]", unit="Roff/Ron", minimum=1)
+    access_resistance_ratio: float = hw(0.0, source="access transistor's on-resistance / R_on, in series with every cell; 0 = a "
+                                                    "selector-free crossbar (ISAAC); NeuroSim's 1T1R: IR_DROP_TOLERANCE = 0.25 "
+                                                    "(constant.h; SubArray.cpp resCellAccess = resistanceOn x 0.25, cell "
+                                                    "R_on + R_access and R_off + R_access) [V]", unit="R_on", minimum=0)
     read_voltage_v: float = hw(0.5, source=f"{NSIM}: readVoltage = 0.5 [V]", unit="V", above=0)
     read_pulse_s: float = hw(10e-9, source=f"{NSIM}: readPulseWidth = 10e-9 [V]; one input bit per pulse", unit="s", above=0)
+    flash_level_gates: float = hw(22.0, source="[U] minimum-gate capacitances switched per comparator level of NeuroSim's "
+                                                "current-mode sense amplifier: its switching terms count 7 NMOS and 6 PMOS gates "
+                                                "and 7 junctions (MultilevelSenseAmp.cpp CalculatePower [V]); PMOS = 1.32 NMOS at 22 nm "
+                                                "(Technology.cpp pnSizeRatio [V]); a junction taken as one gate [U]",
+                                  unit="gates", minimum=0)
+    flash_level_transistors: float = hw(9.0, source="NeuroSim MultilevelSenseAmp.cpp CalculateArea: 9 minimum NMOS per level "
+                                                    "per column [V]", unit="transistors", minimum=0)
+    transistor_area_f2: float = hw(112.0, source="[U] one minimum transistor: MAX_TRANSISTOR_HEIGHT = 28 F tall (NeuroSim "
+                                                 "constant.h [V]) x 4 F wide (2 F gate + contacts, [U])", unit="F^2", above=0)
+    sense_cycle_factor: float = hw(1.0, source="factor on the sensing time in the neurosim profile's latency; NeuroSim's beta = 1.4 "
+                                               "'latency factor of sensing cycle' (Param.cpp, validated = true) [V]; 1 = none",
+                                   minimum=1)
+    post_layout_energy: float = hw(1.0, source="factor on all energy; 1 = none (ISAAC); NeuroSim's zeta = 1.22 'post-layout energy "
+                                               "increase', divided into its TOPS/W (Param.cpp validated = true; main.cpp) [V]",
+                                   minimum=1)
     # --- digital units (ops that are not matrix-vector products)
     clock_hz: float = hw(1e9, source=f"{NSIM}: clkFreq = 1e9 [V]; {ACC}: global_cycle_period 1e-9 [V]", unit="Hz", above=0)
     digital_lanes: int = hw(16, source="[U] 16 x 16-bit ops per cycle (one 256-bit-wide vector unit beside the eDRAM)",
@@ -125,6 +174,9 @@ class ReramConfig(HardwareConfig):
                                 unit="vectors", minimum=1)
 
     def check(self) -> None:
+        physics.energy_scale(self.feature_size_nm)  # raises outside the scaling table
+        if self.adc_type == "flash" or self.profile == "neurosim":
+            physics.neurosim_node(self.feature_size_nm)  # raises where NeuroSim has no device data
         # The ADC table is a setting too: the cap must have an entry to price it.
         top = max(parse_adc_table(self.adc_table))
         if self.adc_bits_max > top:
@@ -149,11 +201,11 @@ class ReramConfig(HardwareConfig):
 
     @property
     def g_on(self) -> float:
-        return 1.0 / self.r_on_ohm
+        return 1.0 / (self.r_on_ohm + self.r_on_ohm * self.access_resistance_ratio)
 
     @property
     def g_off(self) -> float:
-        return 1.0 / (self.r_on_ohm * self.r_off_ratio)
+        return 1.0 / (self.r_on_ohm * self.r_off_ratio + self.r_on_ohm * self.access_resistance_ratio)
 
     @property
     def adcs_per_crossbar(self) -> int:
@@ -168,14 +220,71 @@ class ReramConfig(HardwareConfig):
     def crossbar_side_um(self) -> float:
         return self.crossbar_size * math.sqrt(self.cell_area_f2) * self.feature_size_nm * 1e-3
 
+    @functools.cached_property
+    def energy_factor(self) -> float:
+        """ISAAC's 32 nm energies at feature_size_nm (exactly 1 at 32 nm)."""
+        return physics.energy_scale(self.feature_size_nm)
+
+    @functools.cached_property
+    def area_factor(self) -> float:
+        return physics.area_scale(self.feature_size_nm)
+
+    def pj(self, name: str) -> float:
+        """An ISAAC per-action energy field (``dac_energy_pj``, ...) at this node."""
+        return getattr(self, name) * self.energy_factor
+
+    def um2(self, name: str) -> float:
+        """An ISAAC peripheral area field (``edram_area_um2``, ...) at this node."""
+        return getattr(self, name) * self.area_factor
+
+    @property
+    def rows_parallel(self) -> int:
+        """Rows one sense reads at once."""
+        return min(self.parallel_read, self.crossbar_size) if self.parallel_read else self.crossbar_size
+
+    @property
+    def cell_width_f(self) -> float:
+        return math.sqrt(self.cell_area_f2 * self.cell_aspect)
+
+    @property
+    def cell_height_f(self) -> float:
+        return math.sqrt(self.cell_area_f2 / self.cell_aspect)
+
     def adc_energy_pj(self, bits: int) -> float:
-        return _adc_entry(self.adc_table, bits)[0]
+        if self.adc_type == "flash":
+            return physics.flash_energy_j(self.feature_size_nm, bits, self.flash_level_gates) * 1e12
+        return _adc_entry(self.adc_table, bits)[0] * self.energy_factor
 
     def adc_area_um2(self, bits: int) -> float:
-        return _adc_entry(self.adc_table, bits)[1]
+        if self.adc_type == "flash":
+            return physics.flash_area_um2(self.feature_size_nm, bits, self.flash_level_transistors, self.transistor_area_f2)
+        return _adc_entry(self.adc_table, bits)[1] * self.area_factor
 
     def adc_conversion_s(self, bits: int) -> float:
+        if self.adc_type == "flash":
+            return physics.flash_sense_time(self.feature_size_nm, self.r_on_ohm, self.rows_parallel, max(bits, 1))
         return max(bits, 1) / ADC_RATE_REF_BITS / self.adc_rate_hz
+
+
+def neurosim() -> ReramConfig:
+    """DNN+NeuroSim V1.4's defaults with the RRAM settings of its manual's Table VII (22 nm, 1-bit
+    cells, 8-bit weights and inputs, 128 x 128 sub-arrays, 4-bit ADC, on/off 17, parallel read
+    32; docs/sources.md, "ReRAM"). Each value's source is the field's; the ones set here:"""
+    return ReramConfig(
+        profile="neurosim", adc_type="flash",
+        feature_size_nm=22.0,                 # Param.cpp technode = 22 [V]
+        cell_bits=1,                          # Table VII: 1 bit per cell [V]
+        weight_encoding="offset",             # one unsigned column set per weight, sign by a reference column [U]
+        adc_bits_max=4, adc_bits_from="fixed",  # one fixed 4-bit sense amplifier per 8 columns [V]
+        parallel_read=32,                     # Table VII row 1 [V]
+        pipeline_speedup=8,                   # Param.cpp pipeline = true, speedUpDegree = 8 [V]
+        r_on_ohm=100e3, r_off_ratio=17.0,     # Param.cpp resistanceOn = 100e3; Table VII on/off 17 [V]
+        access_resistance_ratio=0.25,         # 1T1R access transistor [V]
+        read_voltage_v=0.55,                  # Param.cpp readVoltage at 22 nm [V]
+        cell_area_f2=48.0, cell_aspect=3.0,   # 1T1R 12F x 4F [V]
+        post_layout_energy=1.22,              # zeta [V]
+        sense_cycle_factor=1.4,               # beta [V]
+    )
 
 
 @functools.lru_cache(maxsize=32)

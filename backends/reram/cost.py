@@ -26,6 +26,18 @@ batch rows' MVMs then the gate work on the digital units:
     latency_s  = steps x (ceil(batch / replicate) x input_bits x cycle_s
                           + max(step gate ops / (digital_lanes x clock), step gate accesses / clock))
     energy    += gate ops x digital_op_pj + gate accesses x E_edram
+Technology: every ISAAC energy (ADC table, DAC, shift-add, eDRAM, router, digital op) and
+peripheral area is moved from 32 nm to feature_size_nm (physics.py; x1 at 32 nm).
+``profile=neurosim`` (DNN+NeuroSim V1.4, physics.py) replaces the array and its timing:
+    cycle_s    = reads x busiest ADC's columns x beta x t_sense(bits)    (reads = ceil(rows / parallel_read):
+                 each row group is sensed column after column through the mux; beta = sense_cycle_factor)
+    energy     = conversions x E_adc(bits)       (flash: 2^b - 1 levels x level_gates x C_gate,min x Vdd^2)
+               + MVMs x bits x active_rows x cols_per_adc x C_WL Vdd^2 + conversions x C_col V_read^2 (1 + (L-1)/L)
+               + MVMs x bits x sum_rows(density x row conductance) x V_read^2 x t_sense
+               + the shift-adds, buffer and router terms above; all x post_layout_energy (zeta)
+    where active_rows = rows whose input bit is 1, measured on the calibration inputs, and
+    conversions count every row group; conv layers are replicated as NeuroSim's pipeline does
+    (pipeline_speedup; latency_s and pipelined_interval_s use the copies).
 Digital rows: simple-op equivalents x digital_op_pj + eDRAM accesses x E_edram;
 latency max(ops / (digital_lanes x clock), accesses / clock). Leakage: the Accelergy ISAAC
 entries list none, so none is added.
@@ -38,6 +50,7 @@ from typing import Any
 
 from nncc.cost import CostReport, LayerCost, optional
 
+from . import physics
 from .digital import DigitalLayer, equivalent_ops
 from .mapping import CrossbarLayer, ReramMapping
 
@@ -87,7 +100,7 @@ class DigitalCost(LayerCost):
 def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     top_bits = max(row.adc_bits, default=0)
     bits = row.input_bits or config.input_bits  # an integer or float16 layer's own input width
-    cycle = max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits)) if top_bits else config.read_pulse_s
+    cycle = cycle_s(row, config, top_bits)
     latency = -(-row.mvms // row.replicate) * bits * cycle
     gate_ops = 0.0
     if row.steps:  # a recurrent layer: per step its MVMs, then the gates on the digital units
@@ -98,22 +111,22 @@ def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
         latency = row.steps * (-(-batch // row.replicate) * bits * cycle + digital)
     parts = {
         "adc": sum(c * config.adc_energy_pj(b) for c, b in zip(row.conversions, row.adc_bits) if c) * PJ,
-        "dac": row.dac_drives * config.dac_energy_pj * PJ,
-        "crossbar_read": row.mvms * bits * row.read_siemens * config.read_voltage_v ** 2 * config.read_pulse_s,
-        "shift_add": row.shift_adds * config.shift_add_energy_pj * PJ,
-        "buffer": row.buffer_accesses * config.edram_energy_pj * PJ,
-        "router": (row.psum_flits + row.act_flits) * config.router_energy_pj * PJ,
+        **array_energy(row, config, bits, top_bits),
+        "shift_add": row.shift_adds * config.pj("shift_add_energy_pj") * PJ,
+        "buffer": row.buffer_accesses * config.pj("edram_energy_pj") * PJ,
+        "router": (row.psum_flits + row.act_flits) * config.pj("router_energy_pj") * PJ,
     }
     if row.steps:
-        parts["digital"] = gate_ops * config.digital_op_pj * PJ
-        parts["buffer"] += row.gate_accesses * config.edram_energy_pj * PJ
+        parts["digital"] = gate_ops * config.pj("digital_op_pj") * PJ
+        parts["buffer"] += row.gate_accesses * config.pj("edram_energy_pj") * PJ
+    parts = {key: value * config.post_layout_energy for key, value in parts.items()}
     # A layer run on crossbars another layer holds (held_by) adds reads, not hardware.
     placed = 0 if row.held_by else 1
     adcs = placed * sum(row.adc_units.values())
     xbar_area = placed * row.crossbars * config.crossbar_area_um2
     adc_area = placed * sum(count * config.adc_area_um2(b) for b, count in row.adc_units.items())
-    periphery = placed * row.crossbars * config.crossbar_size * config.dac_area_um2 + adcs * config.shift_add_area_um2 \
-        + row.imas * config.bus_area_um2
+    periphery = placed * row.crossbars * config.crossbar_size * config.um2("dac_area_um2") + adcs * config.um2("shift_add_area_um2") \
+        + row.imas * config.um2("bus_area_um2")
     routing = placed * row.wire_lengths * config.crossbar_side_um * config.wire_pitch_f * config.feature_size_nm * 1e-3
     cells = row.groups * row.rows * row.cols * row.slices * row.polarities * row.replicate
     utilization = cells / (row.crossbars * config.crossbar_size ** 2) if row.crossbars and placed else None
@@ -142,11 +155,49 @@ def crossbar_cost(row: CrossbarLayer, config) -> CrossbarCost:
     )
 
 
+def cycle_s(row: CrossbarLayer, config, top_bits: int) -> float:
+    """Time of one input bit on a layer's crossbars. ISAAC: the read pulse, or the busiest ADC's
+    conversions when slower (they overlap the next read). NeuroSim: each row group (partial
+    parallel read) is sensed column after column through the mux, one sense each."""
+    if config.profile == "neurosim":
+        return row.reads * row.busiest_adc_columns * config.adc_conversion_s(max(top_bits, 1)) * config.sense_cycle_factor
+    if not top_bits:
+        return config.read_pulse_s
+    return max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits))
+
+
+def array_energy(row: CrossbarLayer, config, bits: int, top_bits: int) -> dict[str, float]:
+    """Energy of driving the rows and reading the cells, per the profile (physics.py).
+
+    isaac: a DAC drive per row and input bit, the cells' current over the read pulse.
+    neurosim (SubArray.cpp, parallel read): a row whose input bit is 1 charges its word line once
+    per column-mux step; each sense switches its column's line, C_col V_read^2 (1 + (L - 1) / L)
+    for L = 2^bits levels (MultilevelSenseAmp.cpp, the column-cap term; SubArray.cpp counts the
+    bit lines there); the cells conduct while their column is sensed. ``active_rows`` is
+    measured on the calibration inputs (the 1-bit density), so the word-line and cell terms
+    scale with the inputs' bit toggle rate."""
+    v = config.read_voltage_v
+    if config.profile != "neurosim":
+        return {"dac": row.dac_drives * config.pj("dac_energy_pj") * PJ,
+                "crossbar_read": row.mvms * bits * row.read_siemens * v ** 2 * config.read_pulse_s}
+    f = config.feature_size_nm * 1e-9
+    x = config.crossbar_size
+    wordline = physics.wire_energy_j(x * config.cell_width_f * f, physics.vdd(config.feature_size_nm))
+    column = physics.wire_energy_j(x * config.cell_height_f * f, v)
+    row_bits = row.mvms * bits * row.active_rows
+    t_sense = config.adc_conversion_s(max(top_bits, 1))
+    senses = sum(c * column * (1 + (2 ** b - 1) / 2 ** b) for c, b in zip(row.conversions, row.adc_bits) if c)
+    return {"wordline": row_bits * config.cols_per_adc * wordline,
+            "bitline": senses,
+            "crossbar_read": row.mvms * bits * row.read_siemens * v ** 2 * t_sense}
+
+
 def digital_cost(row: DigitalLayer, config) -> DigitalCost:
     ops = equivalent_ops(row, config)
     compute = ops / (config.digital_lanes * config.clock_hz)
     memory = row.buffer_accesses / config.clock_hz
-    parts = {"digital": ops * config.digital_op_pj * PJ, "buffer": row.buffer_accesses * config.edram_energy_pj * PJ}
+    parts = {"digital": ops * config.pj("digital_op_pj") * PJ, "buffer": row.buffer_accesses * config.pj("edram_energy_pj") * PJ}
+    parts = {key: value * config.post_layout_energy for key, value in parts.items()}
     return DigitalCost(name=row.name, op=row.op, macs=row.macs, latency_s=max(compute, memory), energy_j=float(sum(parts.values())),
                        kind=row.kind, ops=ops, buffer_accesses=row.buffer_accesses, note=row.note, energy_breakdown_j=parts)
 
@@ -176,7 +227,7 @@ def estimate(mapping: ReramMapping, config) -> CostReport:
             adc_hist[b] = adc_hist.get(b, 0) + count
         for b, count in zip(layer.adc_bits, layer.conversions):
             conv_hist[b] = conv_hist.get(b, 0) + count
-    tile_area = mapping.tiles * (config.edram_area_um2 + config.router_area_um2) / UM2_PER_MM2
+    tile_area = mapping.tiles * (config.um2("edram_area_um2") + config.um2("router_area_um2")) / UM2_PER_MM2
     area = sum(r.area_mm2 for r in xl) + tile_area
     totals: dict[str, Any] = {
         "crossbars": sum(r.crossbars for r in xl),

@@ -60,8 +60,9 @@ from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_
 
 from . import adc, activations
 from .column_stats import adc_units, add_counts, block_stats, packed_stats
+from .column_stats import reads as column_reads
 from .digital import DigitalLayer, digital_row, dynamic_product_row, is_digital
-from .placement import place
+from .placement import pipeline_speedups, place
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
 # layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
@@ -69,6 +70,8 @@ from .placement import place
 MVM_OPS = WEIGHTED_OPS
 WEIGHT_OPERAND = 1
 MATRIX_PRODUCTS = frozenset({"Gemm", "MatMul"})
+# ADC modes that run the calibration inputs (the input bits also set the array read energy).
+MEASURED_MODES = ("calibration", "fixed")
 # The weight zero point's input slot of each integer op (its weight slot is the layout's index).
 WEIGHT_ZERO_POINT = {"ConvInteger": 3, "MatMulInteger": 3, "QLinearConv": 5, "QLinearMatMul": 5}
 UNMAPPED: dict[str, str] = {
@@ -125,6 +128,8 @@ class CrossbarLayer:
     gate_mix: tuple[float, float, float] = (0, 0, 0)  # recurrent: gate work (simple, multiplies, transcendentals), all steps
     gate_accesses: int = 0     # recurrent: the gate work's eDRAM accesses, all steps
     held_by: str | None = None  # the earlier layer whose crossbars hold this one's weight (an unrolled loop's body)
+    active_rows: float = 0.0   # sum over placed crossbars of the rows whose input bit is 1, per MVM and input bit (measured)
+    reads: int = 1             # senses per column and input bit (partial parallel read), in the tallest row block
     layer: Layer | None = dataclasses.field(default=None, repr=False)
 
 
@@ -257,7 +262,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
         top = 2 ** geometry.weight_bits - 1 if geometry.polarities == 2 else 2 ** (geometry.weight_bits - 1) - 1
         scale = max(scale, float(top))
     mode = config.adc_bits_from
-    got = vectors(g) if mode == "calibration" else None
+    got = vectors(g) if mode in MEASURED_MODES else None
     quant: dict[str, Any] = {"weights": f"{config.weight_encoding}, {config.weight_bits} bits, one scale per layer ({config.weight_scale} |w|)",
                              "weight_scale": scale, **(got[1] if got else {})}
     codes = got[0] if got else None
@@ -266,6 +271,8 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
     if mode == "worst-case":
         sums = np.array(adc.worst_case_sums(geometry, k))
         source = "worst case: every row of a crossbar at the top cell value"
+    elif mode == "fixed":
+        source = "fixed: adc_bits_max on every converted column (column sums and input bits measured)"
     elif codes is None:
         source = "weight bound: every input bit 1" + ("" if mode == "weights" else " (no calibration vectors for this layer)")
     else:
@@ -273,6 +280,8 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
     conversions = st["nz_cols"] * mvms * bits
     # A slice with non-zero cells is converted: at least 1 bit even if no calibration input reached it.
     adc_bits = [max(adc.bits_for(s, config.adc_bits_max), 1 if conversions[i] else 0) for i, s in enumerate(sums)]
+    if mode == "fixed":  # one ADC design for the whole chip (NeuroSim's levelOutput)
+        adc_bits = [config.adc_bits_max if conversions[i] else 0 for i in range(len(sums))]
     worst = [adc.bits_for(s, config.adc_bits_max) for s in adc.worst_case_sums(geometry, k)]
     r_eff = max(1, min(config.replicate, mvms))
     col_slice = column_slices(n, geometry)
@@ -303,6 +312,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
         psum_flits=int(mvms * -(-n_total * (rb - 1) * config.psum_bits // config.bus_bits)),
         act_flits=int(mvms * -(-n_total * bits // config.bus_bits)),
         wires=int(wires) * r_eff, wire_lengths=float(lengths) * r_eff, read_siemens=st["read_s"],
+        active_rows=float(st["active_rows"]), reads=column_reads(min(k, X), config),
         busiest_adc_columns=int(min(config.cols_per_adc, phys_cols * gpc)), quantization=quant, layer=layer)
 
 
@@ -336,14 +346,17 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     # inputs to the config's input bits over a convolution's window).
     sampled = [p[0] for p in plans.values() if p[0].op not in RECURRENT_OPS and p[0].op != "ConvTranspose"
                and p[0].domain in DEFAULT_DOMAINS and _layer_config(p[0], config) is config and p[0].op not in INTEGER_OPS]
-    calib = activations.Calibration(model, sampled, config, calibration) if config.adc_bits_from == "calibration" \
+    calib = activations.Calibration(model, sampled, config, calibration) if config.adc_bits_from in MEASURED_MODES \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
+    speedups = pipeline_speedups([p[0] for p in plans.values()], config.pipeline_speedup) if config.pipeline_speedup else {}
     for layer in table:
         if id(layer.node) in plans:
             _, mats, mvms = plans[id(layer.node)]
             k = mats[0].shape[0]
             contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
             lay_config = _layer_config(layer, config)
+            if id(layer.node) in speedups:
+                lay_config = dataclasses.replace(lay_config, replicate=speedups[id(layer.node)])
             vectors = (lambda groups: None) if contrib else (lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k))
             row = map_mvm(layer, mats, mvms, lay_config, vectors, integer=contrib or layer.op in INTEGER_OPS)
             if lay_config is not config:

@@ -30,6 +30,8 @@ class ReramTarget(Target):
 
     name = "reram"
     Config = hwconfig.ReramConfig
+    # --set profile=neurosim: DNN+NeuroSim V1.4's circuit models and default settings (config.neurosim).
+    profiles = {"isaac": hwconfig.ReramConfig, "neurosim": hwconfig.neurosim}
     summary = "ReRAM crossbars (ISAAC/NeuroSim): bit-sliced weights, bit-serial inputs, ADC bits from measured column sums"
 
     def legalize(self) -> list[NnccPass]:
