@@ -55,19 +55,77 @@ def quantize_inputs(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.
     return np.clip(np.rint(x / scale * (2 ** bits - 1)), 0, 2 ** bits - 1).astype(np.int64)
 
 
-def block_sums(codes: np.ndarray, phys: np.ndarray, bits: int, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """For one crossbar row block: the max column sum per column over the input vectors
-    ``codes`` [V x rows] and all their bit planes, and the density of 1 bits per row (for
-    the crossbar read energy). Column sums are integers below 2^24: float32 is exact."""
-    col_max = np.zeros(phys.shape[1], dtype=np.float32)
-    ones = np.zeros(phys.shape[0], dtype=np.float64)
-    for start in range(0, len(codes), chunk):
-        block = codes[start:start + chunk]
-        planes = np.concatenate([((block >> b) & 1) for b in range(bits)]).astype(np.float32)  # [V*bits x rows]
-        ones += planes.sum(axis=0)
-        np.maximum(col_max, (planes @ phys).max(axis=0), out=col_max)
-    density = ones / (len(codes) * bits) if len(codes) else np.full(phys.shape[0], 0.5)
-    return col_max, density
+def _distinct_rows(planes: np.ndarray) -> np.ndarray:
+    """The distinct rows of a 0/1 matrix, in no particular order: rows packed to bytes and
+    compared as fixed-width byte strings (much faster than numpy's row-wise unique)."""
+    packed = np.packbits(planes, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first = np.unique(keys, return_index=True)
+    return planes[first]
+
+
+def _bit_planes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """[V x rows] codes below 2^bits -> [V*bits x rows] 0/1 planes (in no particular order)."""
+    if bits <= 8:  # one byte per code: numpy unpacks the bits in a single pass
+        unpacked = np.unpackbits(codes.astype(np.uint8)[..., None], axis=-1)[..., 8 - bits:]  # [V x rows x bits]
+        return np.ascontiguousarray(unpacked.transpose(2, 0, 1)).reshape(-1, codes.shape[1])
+    return np.concatenate([((codes >> b) & 1) for b in range(bits)]).astype(np.uint8)
+
+
+class _ColumnBound:
+    """The most a plane with ``p`` ones can add up in each column: the sum of its ``p`` largest
+    cells, from how many cells of each level the column holds (cells are small integers)."""
+
+    def __init__(self, phys: np.ndarray):
+        top = int(phys.max(initial=0))
+        self.counts = [(phys == level).sum(axis=0) for level in range(top, 0, -1)]  # highest level first
+
+    def __call__(self, ones: int, cols: np.ndarray) -> np.ndarray:
+        left = np.full(cols.size, ones, dtype=np.int64)
+        bound = np.zeros(cols.size)
+        for level, count in zip(range(len(self.counts), 0, -1), self.counts):
+            take = np.minimum(count[cols], left)
+            bound += level * take
+            left -= take
+        return bound
+
+
+def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.ndarray, floor: np.ndarray,
+               chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """For one crossbar row block: per slice, the larger of ``floor`` (what earlier row blocks
+    reached) and this block's largest column sum over the input vectors ``codes`` [V x rows]
+    and all their bit planes; and the density of 1 bits per row (for the read energy).
+
+    Exact -- the figures of computing every column sum of every plane -- but faster: equal
+    planes count once, planes go most ones first, and a column leaves the computation as soon
+    as no remaining plane can lift it above its slice's maximum so far (a plane with p ones
+    adds at most the column's p largest cells). Column sums are integers below 2^24: float32
+    is exact."""
+    best = np.array(floor, dtype=np.float64)
+    rows = phys.shape[0]
+    if len(codes) == 0:
+        return best, np.full(rows, 0.5)
+    planes = _bit_planes(codes, bits)
+    density = planes.sum(axis=0, dtype=np.float64) / len(planes)
+    planes = _distinct_rows(planes)
+    ones = planes.sum(axis=1, dtype=np.int64)
+    order = np.argsort(-ones, kind="stable")
+    planes, ones = planes[order], ones[order]
+    planes, ones = planes[ones > 0], ones[ones > 0]
+    if not len(planes):
+        return best, density
+    bound = _ColumnBound(phys)
+    cells = phys.astype(np.float32)
+    cols = np.arange(phys.shape[1])
+    cols = cols[bound(int(ones[0]), cols) > best[col_slice]]
+    for start in range(0, len(planes), chunk):
+        if not cols.size:
+            break
+        sums = planes[start:start + chunk].astype(np.float32) @ cells[:, cols]
+        np.maximum.at(best, col_slice[cols], sums.max(axis=0))
+        rest = int(ones[start + chunk]) if start + chunk < len(ones) else 0
+        cols = cols[bound(rest, cols) > best[col_slice[cols]]]
+    return best, density
 
 
 # ---------------------------------------------------------------- input vectors of a layer

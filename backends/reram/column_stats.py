@@ -44,10 +44,10 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
         for r in range(0, k, X):
             phys = physical_matrix(w[r:r + X], geometry, scale)
             if codes is not None:
-                col_max, density = adc.block_sums(codes[gi][:, r:r + X], phys, config.input_bits)
+                st["sums"], density = adc.slice_sums(codes[gi][:, r:r + X], phys, config.input_bits, col_slice, st["sums"])
             else:
-                col_max, density = phys.sum(axis=0), np.full(phys.shape[0], 0.5)  # [U] half the bits 1 if unmeasured
-            st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_max, n, geometry))
+                density = np.full(phys.shape[0], 0.5)  # [U] half the bits 1 if unmeasured
+                st["sums"] = np.maximum(st["sums"], adc.per_slice_max(phys.sum(axis=0), n, geometry))
             nz = np.any(phys != 0, axis=0)
             st["live"] |= nz
             stack += nz
