@@ -9,7 +9,7 @@ On light_resnet50 from the onnx wheel, in one run:
    goal: at most 0.5); then its latency in the Relax VM on one thread;
 4. onnxruntime on one thread (what ``nncc compile --measure`` reports);
 5. ``nncc compare`` on a ResNet-50 four times deeper (bottleneck blocks 12-16-24-12, seeded
-   weights): its time over the first compare's, beside the ratio of layers (linear growth
+   weights) against the zoo's ResNet-50: the ratio of times beside the ratio of nodes (linear growth
    keeps the two close; both built by the zoo, so their layers differ only in number).
 Untuned TVM (no MetaSchedule tuning, default schedules) is expected to run far slower.
 Prints figures, never asserts. ``--model PATH`` times another model; ``--skip-deep`` skips 5.
