@@ -99,6 +99,16 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     return table, failed, warnings
 
 
+def append_summary(path, table: str) -> None:
+    """``--summary``: append the table to ``path`` (GitHub renders ``$GITHUB_STEP_SUMMARY`` as the
+    job's summary; other steps append to it too, so it is never replaced, only added to)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(table.rstrip("\n") + "\n\n")
+    except OSError as e:
+        raise NnccError(path, f"--summary: cannot append: {e.strerror or e}") from None
+
+
 def _check_set_keys(names: list[str], sets: dict[str, str]) -> None:
     """A --set key no compared target knows is a typo, not something to drop silently."""
     for key in sets:

@@ -112,7 +112,7 @@ class Search:
                  max_drop: float = 0.01, config_file=None, sets: dict[str, Any] | None = None,
                  input_shapes: dict[str, tuple[int, ...]] | None = None, max_evals: int = 60,
                  train: tuple[np.ndarray, np.ndarray] | None = None, finetune_epochs: int = 0,
-                 progress: Callable[[str], None] = lambda text: None):
+                 progress: Callable[[str], None] = lambda text: None, executor=None):
         if metric not in METRICS:
             raise NnccError("--metric", f"unknown metric '{metric}' ({', '.join(METRICS)})")
         if not 0 <= max_drop < 1:
@@ -128,31 +128,60 @@ class Search:
         self.input_name = load_model(model_path, self.input_shapes).graph.inputs[0].name
         self.points: list[Point] = []
         self.results: dict[str, CompileResult] = {}
+        # None: every point compiled here, one after another. Else a nncc.sweep_exec pool
+        # (--jobs, --ray): the one-at-a-time stage's points run in parallel there; the greedy
+        # stage depends on each answer, so its points go there one at a time.
+        self.executor = executor
 
     # ------------------------------------------------------------------ one point
 
-    def evaluate(self, option: SearchOption, stage: str) -> Point:
+    def _known(self, option: SearchOption) -> Point | None:
         for p in self.points:  # the same pipeline and settings are compiled once
             if p.passes == list(option.passes) and p.sets == option.sets:
                 return p
-        point = Point(option.label, list(option.passes), dict(option.sets), stage=stage)
-        self.progress(f"[{len(self.points) + 1}] {option.label}")
-        try:
-            target = self.target_cls.configure(self.config_file, {**self.sets, **option.sets})
-            passes = [parse_pass_spec(spec) for spec in self.with_finetune(option.passes)]
-            # The scoring set's first 64 inputs calibrate; only the separate training set trains.
-            context = PassContext(calibration={self.input_name: self.x[:64]}, data=self.train)
-            options = CompileOptions(self.input_shapes, verify_samples=0, context=context)
-            result = compile_model(self.model_path, target, passes, options)
-        except NnccError as e:
-            point.error = str(e)
-        else:
-            point.accuracy = runtime.top1_accuracy(runtime.session(result.model, threads=1), self.x, self.y)
-            point.totals = {k: v for k, v in result.report["totals"].items() if isinstance(v, (int, float, str)) or v is None}
+        return None
+
+    def _task(self, option: SearchOption) -> dict[str, Any]:
+        return {"model": str(self.model_path), "target": self.target_cls.name, "config_file": self.config_file,
+                "sets": {**self.sets, **option.sets}, "passes": self.with_finetune(option.passes),
+                "input_shapes": self.input_shapes, "input_name": self.input_name, "x": self.x, "y": self.y,
+                "train": self.train}
+
+    def _point(self, option: SearchOption, stage: str, outcome: dict[str, Any]) -> Point:
+        point = Point(option.label, list(option.passes), dict(option.sets), stage=stage, error=outcome.get("error"))
+        if point.error is None:
+            point.accuracy, point.totals = outcome["accuracy"], outcome["totals"]
             point.cost = float(point.totals[METRICS[self.metric]])
-            self.results[option.label] = result
         self.points.append(point)
         return point
+
+    def evaluate(self, option: SearchOption, stage: str) -> Point:
+        known = self._known(option)
+        if known is not None:
+            return known
+        if self.executor is not None:
+            return self.evaluate_many([option], stage)[0]
+        self.progress(f"[{len(self.points) + 1}] {option.label}")
+        outcome = compile_option(self._task(option), self.target_cls)
+        if "result" in outcome:
+            self.results[option.label] = outcome.pop("result")
+        return self._point(option, stage, outcome)
+
+    def evaluate_many(self, options: list[SearchOption], stage: str) -> list[Point]:
+        """The points of ``options``, in their order, as :meth:`evaluate` one after another gives them."""
+        if self.executor is None:
+            return [self.evaluate(option, stage) for option in options]
+        new: list[SearchOption] = []
+        for option in options:
+            if self._known(option) is None and not any(o.passes == option.passes and o.sets == option.sets for o in new):
+                new.append(option)
+        outcomes: dict[int, dict[str, Any]] = {}
+        for task, outcome in self.executor.run([{**self._task(o), "index": i} for i, o in enumerate(new)], fn=evaluate_option):
+            outcomes[task["index"]] = outcome
+            self.progress(f"[{len(self.points) + len(outcomes)}] {new[task['index']].label}")
+        for i, option in enumerate(new):  # appended in the sequential order, whatever finished first
+            self._point(option, stage, outcomes[i])
+        return [self._known(option) for option in options]
 
     def with_finetune(self, specs: tuple[str, ...]) -> list[str]:
         """With --finetune-epochs: one fine-tuning step after the structural passes (before any
@@ -175,14 +204,20 @@ class Search:
         base = self.evaluate(SearchOption("original", (), {}), "base")
         if base.error is not None:
             raise NnccError(self.model_path, f"the original model does not compile for this target: {base.error}")
-        lone: list[list[tuple[SearchOption, Point]]] = []
-        for knob in knobs:
-            tried = []
+        # The options the one-at-a-time stage compiles: every option of every knob, in order,
+        # until max_evals points exist (a repeated option is no new point).
+        planned: list[tuple[int, SearchOption]] = []
+        seen = [(p.passes, p.sets) for p in self.points]
+        for i, knob in enumerate(knobs):
             for option in knob:
-                if len(self.points) >= self.max_evals:
+                if len(seen) >= self.max_evals:
                     break
-                tried.append((option, self.evaluate(option, "one-at-a-time")))
-            lone.append(tried)
+                planned.append((i, option))
+                if (list(option.passes), option.sets) not in seen:
+                    seen.append((list(option.passes), option.sets))
+        lone: list[list[tuple[SearchOption, Point]]] = [[] for _ in knobs]
+        for (i, option), point in zip(planned, self.evaluate_many([o for _, o in planned], "one-at-a-time")):
+            lone[i].append((option, point))
         # Knobs whose best feasible lone option saves the most go first.
         def best_saving(tried):
             costs = [p.cost for _, p in tried if self._ok(p, base)]
@@ -214,18 +249,57 @@ class Search:
 def optimize(model_path, target_name: str, data_path, *, out_dir, metric: str = "energy", max_drop: float = 0.01,
              config_file=None, sets: dict[str, Any] | None = None, input_shapes=None, samples: int | None = 1000,
              max_evals: int = 60, train_path=None, finetune_epochs: int = 0, formats=("json", "md", "html"),
-             progress: Callable[[str], None] = lambda text: None):
-    """Search, then write the chosen point's compile outputs with the search in its report."""
+             progress: Callable[[str], None] = lambda text: None, jobs: int | None = None, ray: str | None = None):
+    """Search, then write the chosen point's compile outputs with the search in its report.
+    ``jobs``/``ray``: compile the points on a local pool or a Ray cluster (nncc.sweep_exec);
+    neither: in this process, one after another."""
     target_cls = TARGETS.get(target_name, "--target")
     x, y = load_eval_data(data_path)
     if samples:
         x, y = x[:samples], y[:samples]
     train = load_eval_data(train_path) if train_path else None
-    search = Search(model_path, target_cls, x, y, metric=metric, max_drop=max_drop, config_file=config_file,
-                    sets=sets, input_shapes=input_shapes, max_evals=max_evals, train=train,
-                    finetune_epochs=finetune_epochs, progress=progress)
-    found = search.run(target_cls.search_space())
-    result = search.results[found.chosen.label]
+    executor = None
+    if jobs or ray:
+        from nncc.sweep_exec import make_executor
+
+        executor = make_executor(jobs, ray)
+    try:
+        search = Search(model_path, target_cls, x, y, metric=metric, max_drop=max_drop, config_file=config_file,
+                        sets=sets, input_shapes=input_shapes, max_evals=max_evals, train=train,
+                        finetune_epochs=finetune_epochs, progress=progress, executor=executor)
+        found = search.run(target_cls.search_space())
+    finally:
+        if executor is not None:
+            executor.close()
+    result = search.results.get(found.chosen.label)
+    if result is None:  # compiled in a worker: compiled again here (the same inputs, the same figures) to be written
+        chosen = found.chosen
+        result = compile_option(search._task(SearchOption(chosen.label, tuple(chosen.passes), chosen.sets)), target_cls)["result"]
     result.report["optimize"] = found.to_json()
     write_outputs(result, out_dir, list(formats))
     return found
+
+
+def compile_option(task: dict[str, Any], target_cls: type[Target] | None = None) -> dict[str, Any]:
+    """One point of the search: a full compile and its top-1 on the scoring data. ``result``
+    (the CompileResult) is kept for the caller in this process; an NnccError is the point's error."""
+    target_cls = target_cls or TARGETS.get(task["target"], "--target")
+    try:
+        target = target_cls.configure(task["config_file"], task["sets"])
+        passes = [parse_pass_spec(spec) for spec in task["passes"]]
+        # The scoring set's first 64 inputs calibrate; only the separate training set trains.
+        context = PassContext(calibration={task["input_name"]: task["x"][:64]}, data=task["train"])
+        options = CompileOptions(task["input_shapes"], verify_samples=0, context=context)
+        result = compile_model(task["model"], target, passes, options)
+    except NnccError as e:
+        return {"error": str(e)}
+    accuracy = runtime.top1_accuracy(runtime.session(result.model, threads=1), task["x"], task["y"])
+    totals = {k: v for k, v in result.report["totals"].items() if isinstance(v, (int, float, str)) or v is None}
+    return {"error": None, "accuracy": accuracy, "totals": totals, "result": result}
+
+
+def evaluate_option(task: dict[str, Any]) -> dict[str, Any]:
+    """:func:`compile_option` in a worker (nncc.sweep_exec): plain data back, no CompileResult."""
+    outcome = compile_option(task)
+    outcome.pop("result", None)
+    return outcome
