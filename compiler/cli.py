@@ -7,16 +7,17 @@ import logging
 import pathlib
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
 
 import nncc
 from nncc.errors import GateFailed, NnccError
-from nncc.files import replace_atomically
+from nncc.files import regular_file, replace_atomically
 from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, print_warnings,
-                              common_model_options, compile_options, err_console, parse_sets, plugin_option,
-                              progress_line, strict_option)
+                              common_model_options, compile_options, err_console, load_plugins, parse_sets,
+                              plugin_option, progress_line, strict_option)
 from nncc.registry import PASSES, TARGETS, plugin_at_fault
 from nncc.training.params import TrainParams, click_options
 
@@ -45,6 +46,15 @@ def _route_library_logs(debug: bool) -> None:
         root.removeHandler(handler)
     _LOG_HANDLER[:] = [logging.StreamHandler() if debug else logging.NullHandler()]
     root.addHandler(_LOG_HANDLER[0])
+    # Python warnings too (numpy's "invalid value encountered" on NaN/Inf weights, which nncc
+    # reports in its own `nncc: warning:` line): routed to the same logs, shown with --debug.
+    # Set on every run (not logging.captureWarnings, which does it once per process).
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+    logging.getLogger("py.warnings").warning(text)
 
 
 @cli.command()
@@ -114,21 +124,30 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
 @click.option("--max-regression", default="5%", show_default=True, help="Allowed latency/energy growth per target.")
 @click.option("--gate", type=click.Choice(["per-sample", "total"]), default="per-sample", show_default=True,
               help="What --baseline compares: figures per sample processed, or per-run totals.")
+@click.option("--summary", "summary_file", type=click.Path(),
+              help="Also append the table to this file, e.g. $GITHUB_STEP_SUMMARY (written when the gate fails too).")
 @strict_option
 @batch_option
 @plugin_option
 def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, json_out, baseline, max_regression,
-            gate, strict, batch):
+            gate, summary_file, strict, batch):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
     _STATE["file"] = model
+    if baseline:
+        # Before the compiles: a FIFO would block the read at the end of them, a folder crash it.
+        regular_file(baseline)
     passes, disabled = build_passes(pass_specs, pipeline)
     options = compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
     with progress_line() as progress:
         table, failed, warnings = compare_targets(model, targets, passes, options, parse_sets(sets), config_file,
                                                    json_out, baseline, max_regression, progress, batch=batch, gate=gate)
     click.echo(table)
+    if summary_file:
+        from nncc.compare import append_summary
+
+        append_summary(summary_file, table)
     if failed:
         raise GateFailed(failed)
     print_warnings(model, warnings, strict)
@@ -262,10 +281,12 @@ def finetune(model, data_path, regularizers, eval_path, input_shape, output, **p
 @click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hardware constant (repeatable).")
 @click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Compile the points on N local worker processes.")
+@click.option("--ray", "ray_address", metavar="auto|local|ADDRESS", help="Compile the points on a Ray cluster (pip install nncc[ray]).")
 @batch_option
 @plugin_option
 def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_evals, train_data, finetune_epochs, out_dir,
-             input_shape, sets, config_file, batch):
+             input_shape, sets, config_file, jobs, ray_address, batch):
     """Search pass parameters that minimize a target's energy (or latency) within an accuracy budget."""
     from nncc.compare import parse_percent
     from nncc.loading import parse_input_shapes
@@ -283,8 +304,51 @@ def optimize(model, target, data_path, max_accuracy_drop, metric, samples, max_e
         found = run_search(model, target, data_path, out_dir=out_dir, metric=metric, max_drop=parse_percent(max_accuracy_drop, "--max-accuracy-drop"),
                            config_file=config_file, sets=batched_sets(target, sets, batch), input_shapes=parse_input_shapes(input_shape),
                            samples=samples or None, max_evals=max_evals, train_path=train_data,
-                           finetune_epochs=finetune_epochs, progress=step)
+                           finetune_epochs=finetune_epochs, progress=step, jobs=jobs, ray=ray_address)
     click.echo(f"{found.summary()} -> {out_dir}")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("-t", "--target", "targets", multiple=True, required=True, help="Target to sweep (repeatable).")
+@click.option("--grid", "grids", multiple=True, metavar="[TARGET.]KEY=V1,V2,...",
+              help="Hardware constant and its values (repeatable): the sweep is the product of all grids.")
+@click.option("-p", "--pass", "pass_specs", multiple=True, metavar="NAME[:k=V1|V2,...]",
+              help="Pass to run (repeatable, in order); a parameter with V1|V2 is a grid axis too.")
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Compile N random points of the product, not all.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --samples.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(), help="Folder: sweep.sqlite, report.html.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Local worker processes (default: CPU count).")
+@click.option("--ray", "ray_address", metavar="auto|local|ADDRESS", help="Run the points on a Ray cluster (pip install nncc[ray]).")
+@click.option("--retry-failed", is_flag=True, help="Compile again the points recorded as error, timeout or crashed.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds one point may take.")
+@click.option("--eval", "eval_data", type=click.Path(), help="Labelled data (.npz with x, y): top-1 of every point.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A fixed hardware constant (repeatable).")
+@click.option("--config", "config_file", type=click.Path(), help="Hardware config TOML.")
+@click.option("--input-shape", multiple=True, metavar="NAME=1x3x224x224", help="Fix a dynamic input shape (repeatable).")
+@click.option("--csv", "csv_out", type=click.Path(), help="Also write every point as CSV.")
+@click.option("--json", "json_out", type=click.Path(), help="Also write every point as JSON.")
+@click.option("--plugin", "plugins", multiple=True, callback=load_plugins, is_eager=True, type=click.Path(),
+              help="Python file defining extra passes/targets (repeatable; loaded by every worker too).")
+def sweep(models, targets, grids, pass_specs, samples, seed, out_dir, jobs, ray_address, retry_failed, timeout, eval_data,
+          sets, config_file, input_shape, csv_out, json_out, plugins):
+    """Compile MODEL... for every point of a design space; resumable; Pareto fronts in report.html."""
+    from nncc.files import check_npz
+    from nncc.loading import parse_input_shapes
+    from nncc.sweep import run_sweep
+    from nncc.sweep_grid import SweepSpec, parse_grid, parse_pass_grid
+
+    _STATE["file"] = models[0]
+    if eval_data:
+        check_npz(eval_data, "--eval")
+    passes, pass_axes = parse_pass_grid(pass_specs)
+    spec = SweepSpec(list(models), list(dict.fromkeys(targets)), parse_grid(grids) + pass_axes, passes, parse_sets(sets),
+                     config_file, eval_data, parse_input_shapes(input_shape), samples, seed, timeout,
+                     tuple(str(pathlib.Path(p).resolve()) for p in plugins))
+    outcome = run_sweep(spec, out_dir, jobs=jobs, ray=ray_address, retry_failed=retry_failed, csv_out=csv_out, json_out=json_out)
+    click.echo(outcome.summary())
+    for line in outcome.failures():
+        click.echo(f"nncc: warning: {line}" + ("" if retry_failed else " (kept; --retry-failed compiles them again)"), err=True)
 
 
 @cli.command()

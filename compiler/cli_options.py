@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from nncc.errors import GateFailed, NnccError
+from nncc.files import check_labelled_npz, check_npz
 from nncc.registry import TARGETS, load_plugin
 
 err_console = Console(stderr=True)
@@ -96,11 +97,18 @@ def compile_options(input_shape, verify, tolerance, measure, eval_data, disabled
     context = PassContext(disabled=set(disabled))
     if dump_ir:
         context.instruments.append(DumpIR(dump_ir))
+    # Checked before the model is loaded: a FIFO, a pickle or a truncated archive is one line.
+    if eval_data:
+        check_labelled_npz(eval_data, "--eval")
     if calib:
         import numpy as np
 
-        with np.load(calib, allow_pickle=False) as data:
-            context.calibration = {k: data[k] for k in data.files if k != "y"}
+        check_npz(calib, "--calib")
+        try:
+            with np.load(calib, allow_pickle=False) as data:
+                context.calibration = {k: data[k] for k in data.files if k != "y"}
+        except (ValueError, OSError, EOFError) as e:
+            raise NnccError(calib, f"--calib: not a readable .npz: {e}") from None
     return CompileOptions(parse_input_shapes(input_shape), verify, tolerance, measure, eval_data, context,
                           input_values=parse_input_values(input_value), trip_counts=parse_trip_counts(trip_count))
 

@@ -24,16 +24,20 @@ import google.protobuf.message
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx import TensorProto
 import onnx_ir.passes.common as common_passes
 
 from nncc.control_flow import fold_holding_ifs, specialize_control_flow
 from nncc.errors import NnccError
+from nncc.files import regular_file
 from nncc.ops import is_ort_default_domain_op
 from nncc.validate import validate
 from nncc.irutils import static_shape
 from nncc.folding import fold_weight_constants
-from nncc.safety import check_tensors
+from nncc.safety import check_fields, check_tensors
 
+# protobuf's cap on one serialized message: a larger .onnx file cannot be a model.
+MAX_PROTOBUF_BYTES = (2 << 30) - 1
 # Tensors above this many bytes in total are written as external data (protobuf's 2 GB cap).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
@@ -84,10 +88,11 @@ def parse_trip_counts(specs: list[str] | tuple[str, ...] | None) -> dict[str, in
 def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
     """Parse and validate the protobuf without reading any external data."""
     path = pathlib.Path(path)
-    if not path.exists():
-        raise NnccError(path, "no such file")
-    if not path.is_file():
-        raise NnccError(path, "not a regular file")
+    size = regular_file(path).st_size  # a folder, FIFO or device is named, never opened
+    if size > MAX_PROTOBUF_BYTES:
+        # protobuf cannot hold more: the file is not a model, and reading it all would be wasted.
+        raise NnccError(path, f"is {size:,} bytes; an ONNX protobuf holds at most {MAX_PROTOBUF_BYTES:,} "
+                              "(larger weights go in external data files)")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as e:
@@ -96,6 +101,8 @@ def read_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise NnccError(path, "not an ONNX model: no graph with outputs")
     if not proto.opset_import:
         raise NnccError(path, "not an ONNX model: no opset_import")
+    check_fields(proto, path)
+    _check_graph_types(proto.graph, path)
     check_tensors(proto, path)
     try:
         # By path, so external data is checked relative to the model's folder, not the cwd.
@@ -135,6 +142,15 @@ def set_aside_ort_default_domain_ops(proto: onnx.ModelProto) -> bool:
     if found and not any(o.domain == _ORT_SET_ASIDE for o in proto.opset_import):
         proto.opset_import.append(onnx.helper.make_opsetid(_ORT_SET_ASIDE, 1))
     return found
+
+
+def _check_graph_types(graph: onnx.GraphProto, path: pathlib.Path) -> None:
+    """A graph input or output typed as a tensor of UNDEFINED elements: onnx's checker lets it
+    pass, then shape inference and sample inputs have no element type to work with."""
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type == TensorProto.UNDEFINED:
+                raise NnccError(path, f"{kind} '{value.name}' has no element type (elem_type 0, UNDEFINED)")
 
 
 def _first_line(message: str) -> str:

@@ -18,7 +18,7 @@ import onnx_ir as ir
 
 from nncc.crossbar import CrossbarGeometry
 from nncc.errors import NnccError
-from nncc.files import read_toml
+from nncc.files import read_toml, write_text_atomic
 from nncc.pass_base import NnccPass
 from nncc.registry import PASSES
 
@@ -57,10 +57,13 @@ class DumpIR(Instrument):
         self.count = 0
 
     def after(self, pass_: NnccPass, model: ir.Model, record: PassRecord) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.count += 1
-        path = self.directory / f"{self.count:02d}-{pass_.name}.txt"
-        path.write_text(str(model.graph))
+        if self.directory.is_symlink():  # like every output path: never written through a link
+            raise NnccError(self.directory, "--dump-ir: the folder is a symlink; nncc does not write through links")
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NnccError(self.directory, "--dump-ir: exists and is not a folder")
+        # Each file replaced whole (a symlink or device in its place is refused, not written through).
+        write_text_atomic(self.directory / f"{self.count:02d}-{pass_.name}.txt", str(model.graph))
 
 
 @dataclasses.dataclass
@@ -127,16 +130,21 @@ def load_pipeline_toml(path: str | pathlib.Path) -> tuple[list[NnccPass], set[st
     path = pathlib.Path(path)
     data = read_toml(path)
     passes = []
-    for i, table in enumerate(data.get("pass", [])):
-        if not isinstance(table, dict) or "name" not in table:
-            raise NnccError(path, f"[[pass]] #{i + 1} has no 'name'")
+    tables, disabled = data.get("pass", []), data.get("disabled", [])
+    if not isinstance(tables, list):
+        raise NnccError(path, f"'pass' is a {type(tables).__name__}; passes are [[pass]] tables")
+    if not isinstance(disabled, list) or not all(isinstance(name, str) for name in disabled):
+        raise NnccError(path, f"'disabled' must be a list of pass names, got {disabled!r}")
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+            raise NnccError(path, f"[[pass]] #{i + 1} has no 'name' (a string)")
         params = {k: v for k, v in table.items() if k != "name"}
         cls = PASSES.get(table["name"], f"{path}: [[pass]] #{i + 1}")
         passes.append(cls.from_params(params, f"{path}: [[pass]] #{i + 1}"))
     unknown = set(data) - {"pass", "disabled"}
     if unknown:
         raise NnccError(path, f"unknown top-level keys {sorted(unknown)} (expected [[pass]] tables and 'disabled')")
-    return passes, set(data.get("disabled", []))
+    return passes, set(disabled)
 
 
 def run_passes(model: ir.Model, passes: list[NnccPass], context: PassContext | None = None) -> list[PassRecord]:

@@ -21,6 +21,7 @@ import types
 from typing import Any
 
 from nncc.errors import NnccError
+from nncc.files import regular_file
 from nncc.pass_base import NnccPass
 from nncc.target import Target
 
@@ -137,8 +138,7 @@ def plugin_at_fault(error: BaseException) -> str | None:
 def load_plugin(path: str | pathlib.Path) -> list[str]:
     """Import a user's ``.py`` file and register the passes and targets it defines."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise NnccError(path, "plugin file not found")
+    regular_file(path, "plugin file not found")  # a folder, a FIFO or a device is named as such
     module_name = f"nncc_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

@@ -99,19 +99,43 @@ def compare_outputs(reference: ort.InferenceSession, candidate: ort.InferenceSes
             if a.shape != b.shape:
                 raise NnccError("verification", f"output '{name}' changed shape {a.shape} -> {b.shape}")
             if a.size:
-                max_abs = max(max_abs, float(np.max(np.abs(a - b))))
-                max_ref = max(max_ref, float(np.max(np.abs(a))))
+                # NaN/Inf weights give non-finite outputs: equal ones (the same infinity, NaN in
+                # both) are no error; the rest make the error NaN or Inf, without numpy's warnings.
+                with np.errstate(invalid="ignore", over="ignore"):
+                    diff = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
+                max_abs = max(max_abs, float(np.max(diff)), key=lambda e: (np.isnan(e), e))
+                max_ref = max(max_ref, float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a))))
     return {"samples": len(feeds), "max_abs_error": max_abs, "max_rel_error": max_abs / max_ref if max_ref > 0 else max_abs}
 
 
-def top1_accuracy(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy over a labelled set, batch by batch as the model's batch dim allows."""
-    inp = sess.get_inputs()[0]
+# onnxruntime's input type names -> the numpy type a feed of labelled samples is cast to.
+_ORT_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(bool)": np.bool_}
+
+
+def top1_accuracy(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray, where: object = "--eval") -> float:
+    """Top-1 accuracy over a labelled set, batch by batch as the model's batch dim allows.
+
+    Samples that do not fit the model's first input (another shape per sample, a model with
+    more inputs than the one fed) are one NnccError naming ``where``."""
+    inputs = sess.get_inputs()
+    inp = inputs[0]
+    per_sample = [d if isinstance(d, int) and d > 0 else None for d in inp.shape[1:]]
+    if x.ndim != len(inp.shape) or any(d is not None and d != got for d, got in zip(per_sample, x.shape[1:])):
+        shown = "x".join(str(d) if d is not None else "?" for d in per_sample)
+        raise NnccError(where, f"'x' has samples of shape {list(x.shape[1:])}; the model's input '{inp.name}' takes {shown or 'scalars'} per sample")
+    if len(inputs) > 1:
+        raise NnccError(where, f"labelled data feeds one input; the model has {len(inputs)} ({', '.join(i.name for i in inputs)})")
+    x = x.astype(_ORT_NUMPY.get(inp.type, x.dtype), copy=False)
     batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else len(x)
     correct = 0
     usable = len(x) - len(x) % batch
     for start in range(0, usable, batch):
-        logits = sess.run(None, {inp.name: x[start:start + batch]})[0]
+        try:
+            logits = sess.run(None, {inp.name: x[start:start + batch]})[0]
+        except Exception as e:  # onnxruntime's own exception types
+            raise NnccError(where, f"onnxruntime cannot run the model on the labelled samples: {str(e).splitlines()[0]}") from None
         correct += int(np.sum(np.argmax(logits.reshape(batch, -1), axis=1) == y[start:start + batch]))
     return correct / usable if usable else float("nan")
 

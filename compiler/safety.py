@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import stat
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 from onnx import TensorProto
 
 from nncc.errors import NnccError
+from nncc.files import file_kind
 
 # Bits per element for the sub-byte types numpy cannot describe.
 _SUB_BYTE_BITS = {
@@ -23,6 +26,10 @@ _SUB_BYTE_BITS = {
     for name, bits in [("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)]
     if hasattr(TensorProto, name)
 }
+
+
+# Element types onnx-ir reads (its enum is what the loader turns every type number into).
+_KNOWN_DTYPES = frozenset(int(t) for t in ir.DataType)
 
 
 def tensor_nbytes(tensor: TensorProto) -> int | None:
@@ -69,12 +76,21 @@ def resolve_external_location(base_dir: pathlib.Path, location: str, where: str,
     """The file an external-data location names, refusing anything outside ``base_dir``."""
     if not location:
         raise NnccError(model_path, f"{where}: external data has no location")
+    if "\0" in location:
+        # The OS cuts a path at its NUL byte: the file read would not be the one named.
+        raise NnccError(model_path, f"{where}: external data location {location!r} contains a NUL byte")
     rel = pathlib.PurePosixPath(location.replace("\\", "/"))
     if rel.is_absolute() or os.path.isabs(location) or (len(location) > 1 and location[1] == ":"):
         raise NnccError(model_path, f"{where}: external data location '{location}' is absolute; it must be relative to the model's folder")
     if ".." in rel.parts:
         raise NnccError(model_path, f"{where}: external data location '{location}' leaves the model's folder ('..')")
-    base = base_dir.resolve()
+    try:
+        return _confined_regular_file(base_dir.resolve(), rel, location, where, model_path)
+    except OSError as e:  # a name too long, a component that is a file, a folder we may not read
+        raise NnccError(model_path, f"{where}: external data location '{location[:80]}' cannot be read: {e.strerror or e}") from None
+
+
+def _confined_regular_file(base: pathlib.Path, rel: pathlib.PurePosixPath, location: str, where: str, model_path) -> pathlib.Path:
     target = base.joinpath(*rel.parts)
     # No component may be a symlink: a link could point anywhere on the machine.
     probe = base
@@ -84,8 +100,17 @@ def resolve_external_location(base_dir: pathlib.Path, location: str, where: str,
             raise NnccError(model_path, f"{where}: external data location '{location}' goes through a symlink ({probe.name})")
     if not target.resolve().is_relative_to(base):
         raise NnccError(model_path, f"{where}: external data location '{location}' leaves the model's folder")
-    if not target.is_file():
+    if not target.exists():
         raise NnccError(model_path, f"{where}: external data file '{location}' not found beside the model")
+    info = target.stat()
+    if not stat.S_ISREG(info.st_mode):
+        # A folder, a FIFO (reading it would block) or a device (/dev/zero never ends).
+        raise NnccError(model_path, f"{where}: external data location '{location}' is {file_kind(info.st_mode)}, not a regular file")
+    if info.st_nlink > 1:
+        # A hard link is a second name of a file that may live anywhere on the same disk
+        # (one a crafted archive linked in); its other names cannot be found to check them.
+        raise NnccError(model_path, f"{where}: external data file '{location}' has {info.st_nlink} hard links; "
+                                    "it may be a file from outside the model's folder (copy it to give it one name)")
     return target
 
 
@@ -105,6 +130,8 @@ def check_tensors(model: onnx.ModelProto, model_path: str | os.PathLike) -> None
             except ValueError:
                 raise NnccError(model_path, f"{where}: external data offset/length are not integers") from None
             file_size = target.stat().st_size
+            if offset < 0 or (length is not None and length < 0):
+                raise NnccError(model_path, f"{where}: external data offset {offset} / length {length} is negative")
             if length is None:
                 length = file_size - offset
             if expected is not None and length != expected:
@@ -122,6 +149,43 @@ def check_tensors(model: onnx.ModelProto, model_path: str | os.PathLike) -> None
                 # entries per element; only an empty tensor body for a non-empty shape is wrong.
                 if n > 0 and count == 0 and t.data_type not in (TensorProto.STRING,):
                     raise NnccError(model_path, f"{where}: tensor of shape {list(t.dims)} has no data")
+
+
+def check_fields(model: onnx.ModelProto, model_path: str | os.PathLike) -> None:
+    """Every name, op type, domain and string attribute is UTF-8 text, and every tensor and
+    value type is a data type onnx-ir knows.
+
+    ONNX is proto2, whose strings and enums protobuf does not validate: a flipped bit in a name
+    parses, then onnx's checker fails to turn its own message about that name into text; an
+    element type of 33 passes the checker, then fails deep in onnx-ir's reader."""
+    found = _first_bad_field(model, "")
+    if found is not None:
+        where, problem = found
+        raise NnccError(model_path, f"{where} {problem}; is the file corrupt?")
+
+
+_DTYPE_FIELDS = ("data_type", "elem_type")
+
+
+def _first_bad_field(message, where: str) -> tuple[str, str] | None:
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE) and field.name not in _DTYPE_FIELDS:
+            continue
+        items = list(value) if field.is_repeated else [value]
+        for i, item in enumerate(items):
+            label = f"{where}{'.' if where else ''}{field.name}" + (f"[{i}]" if field.is_repeated else "")
+            if field.type == field.TYPE_STRING:
+                if isinstance(item, bytes):  # protobuf hands back bytes where they do not decode
+                    return label, f"is not UTF-8 text ({item[:40]!r})"
+            elif field.type != field.TYPE_MESSAGE:
+                if item not in _KNOWN_DTYPES:
+                    return label, f"is {item}, not an ONNX data type"
+            else:
+                name = getattr(item, "name", "") if field.name in ("node", "initializer", "input", "output") else ""
+                found = _first_bad_field(item, f"{label} '{name}'" if isinstance(name, str) and name else label)
+                if found is not None:
+                    return found
+    return None
 
 
 # A pass may create tensors (folded constants, factorized weights); a crafted model could

@@ -12,6 +12,7 @@ static shapes are compared; a rule never guesses about a dynamic dimension.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import onnx_ir as ir
@@ -19,6 +20,7 @@ import onnx_ir as ir
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
 from nncc.ops import RECURRENT_GATES
+from nncc.safety import MAX_CREATED_TENSOR_BYTES
 from nncc.weights import layer_name
 
 # Element types no target computes on (as graph inputs or weights).
@@ -148,6 +150,13 @@ def validate(model: ir.Model, where: object) -> None:
         shape = static_shape(value)
         if shape is not None and 0 in shape:
             raise NnccError(where, f"input '{value.name}' has an empty axis {shape.index(0)} (shape {list(shape)})")
+        elements = math.prod(shape) if shape is not None else 0
+        if elements * 8 > MAX_CREATED_TENSOR_BYTES:
+            # Verification and calibration sample inputs of this shape as 64-bit numbers: numpy
+            # would try to allocate them (a crafted dim of 10^12 asks for terabytes).
+            raise NnccError(where, f"input '{value.name}' of shape {list(shape)} has {elements:,} elements: sample data for it "
+                                   f"(8 bytes a value) would take {elements * 8:,} bytes, over the "
+                                   f"{MAX_CREATED_TENSOR_BYTES:,}-byte cap on one tensor (NNCC_MAX_TENSOR_BYTES)")
     for graph in model.graphs():
         for name, value in graph.initializers.items():
             kind = _value_kind(value)
@@ -155,6 +164,47 @@ def validate(model: ir.Model, where: object) -> None:
                 raise NnccError(where, f"initializer '{name}' holds {kind}: no target computes on it")
         for node in graph:
             rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            problem = rule(node) if rule is not None else None
+            problem = _axis_out_of_range(node) if node.domain in ("", "ai.onnx") else None
+            if problem is None and rule is not None:
+                problem = rule(node)
+            if problem is None:
+                problem = _oversized_output(node)
             if problem is not None:
                 raise NnccError(where, f"node '{layer_name(node)}' ({node.op_type}): {problem}")
+
+
+# Ops whose 'axis' attribute indexes the axes of their first input (Flatten's may also be the rank:
+# everything into the first dimension). onnx's shape inference reads the attribute as a 32-bit
+# int, so an axis of 2^40 or -2^63 passes it as 0, and onnxruntime, which reads 64 bits, fails.
+AXIS_OPS = {"Flatten": 1, "Softmax": 0, "LogSoftmax": 0, "Hardmax": 0, "Concat": 0, "Gather": 0, "GatherElements": 0,
+            "Split": 0, "ArgMax": 0, "ArgMin": 0, "LpNormalization": 0, "LayerNormalization": 0, "TopK": 0}
+
+
+def _axis_out_of_range(node: ir.Node) -> str | None:
+    attribute = node.attributes.get("axis")
+    if node.op_type not in AXIS_OPS or attribute is None or not node.inputs or node.inputs[0] is None:
+        return None
+    x = static_shape(node.inputs[0])
+    if x is None:
+        return None
+    axis, rank = attribute.as_int(), len(x)
+    high = rank - 1 + AXIS_OPS[node.op_type]
+    if not -rank <= axis <= high:
+        return f"axis {axis} is outside [{-rank}, {high}] for its input of rank {rank}"
+    return None
+
+
+def _oversized_output(node: ir.Node) -> str | None:
+    """An output no runtime could hold (a crafted pad or kernel of 2^40 makes a 10^12-element
+    activation): onnxruntime fails to allocate it, and a target that walks it position by
+    position would not finish."""
+    for out in node.outputs:
+        shape = static_shape(out) if out is not None else None
+        if shape is None:
+            continue
+        itemsize = out.dtype.itemsize if out.dtype is not None and out.dtype != ir.DataType.UNDEFINED and out.dtype != ir.DataType.STRING else 4
+        nbytes = math.ceil(math.prod(shape) * itemsize)
+        if nbytes > MAX_CREATED_TENSOR_BYTES:
+            return (f"output {_name(out)} of shape {list(shape)} takes {nbytes:,} bytes, over the "
+                    f"{MAX_CREATED_TENSOR_BYTES:,}-byte cap on one tensor (NNCC_MAX_TENSOR_BYTES)")
+    return None
