@@ -171,11 +171,17 @@ class Target(abc.ABC):
         if config_file is not None:
             data = read_toml(config_file)
             # Either flat keys or a [<target-name>] table, so one file can serve several targets.
-            values.update(data.get(cls.name, {k: v for k, v in data.items() if not isinstance(v, dict)}))
+            table = data.get(cls.name, {k: v for k, v in data.items() if not isinstance(v, dict)})
+            if not isinstance(table, dict):
+                raise NnccError(config_file, f"'{cls.name}' must be a table of constants ([{cls.name}]), not {type(table).__name__}")
+            values.update(table)
         values.update(sets or {})
         base = cls.default_config()
         profile = values.pop("profile", None)
         if profile is not None:
+            if not isinstance(profile, str):
+                raise NnccError("profile", f"target '{cls.name}': a profile is a name (profiles: {', '.join(cls.profiles) or 'none'}), "
+                                           f"not {type(profile).__name__}")
             if profile not in cls.profiles:
                 raise NnccError("--set profile", f"target '{cls.name}' has no profile '{profile}' (profiles: {', '.join(cls.profiles) or 'none'})")
             base = cls.profiles[profile]() if callable(cls.profiles[profile]) else cls.profiles[profile]

@@ -258,6 +258,9 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
         ranges = collect_ranges(model, measured, feeds, config.calibrate, config.percentile)
         for p in measured:
             lo, hi = ranges.get(p.name, (0.0, 0.0))
+            if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN/Inf weights upstream: no scale exists
+                raise NnccError("quantize", f"activation '{p.name}' ranges over [{lo}, {hi}] on the calibration data: "
+                                            "not finite (NaN or infinite weights upstream?), so it has no 8-bit scale")
             params[p] = (*activation_params(lo, hi, config.activation_bits, config.symmetric_activations), config.activation_bits < 8)
         for p in points:
             if sources[p] is not None:

@@ -52,10 +52,8 @@ LIST_ATTRS = ["kernel_shape", "strides", "pads", "dilations", "perm", "axes", "o
 INT_ATTRS = ["group", "axis", "transA", "transB", "keepdims", "ceil_mode", "count_include_pad", "stash_type"]
 FLOAT_ATTRS = ["epsilon", "alpha", "beta", "momentum", "min", "max"]
 # Passes that need no labelled data and take well under a second on the zoo's small models.
-# quantize is left out while it fails on infinite weights (test_quantize_of_infinite_weights:
-# a strict xfail that passes, and so fails, once passes/quant_scales.py is fixed; then add it).
 PASSES = ["fold-batchnorm", "fold-constants", "eliminate-dead-code", "prune", "prune-channels",
-          "weight-share", "vector-sparsify", "factorize"]
+          "weight-share", "vector-sparsify", "factorize", "quantize"]
 
 
 class Zoo(dict):
@@ -496,8 +494,7 @@ def test_a_huge_activation_is_refused_not_walked(tmp_path):
     assert code == 2 and "node 'pool' (MaxPool): output 'y' of shape [1, 3, 1099511627779, 3]" in lines[0], lines
 
 
-@pytest.mark.xfail(strict=True, reason="passes/quant_scales.py activation_params: ValueError: cannot convert float NaN to integer")
 def test_quantize_of_infinite_weights(zoo):
-    """-inf in conv1's weights gives NaN activation ranges; the quantize pass (not this change's to
-    edit) raises ValueError, which reaches the last-resort handler on every target."""
+    """-inf in conv1's weights gives NaN activation ranges; the quantize pass refuses in one line
+    (it raised ValueError into the last-resort handler on every target)."""
     run_case(Case("convnet", "mobile-cpu", [("nan-inf-weights", (0.0083, 0.3167, 1e-05))], [], None, ("quantize",)), zoo)
