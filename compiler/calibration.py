@@ -86,7 +86,12 @@ def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[s
             graph.outputs.pop()
     names = [v.name for v in dict.fromkeys(values)]
     for feed in feeds:
-        yield dict(zip(names, sess.run(names, feed)))
+        try:
+            outputs = sess.run(names, feed)
+        except Exception as e:  # onnxruntime's own exception types: a kernel refused the model
+            raise NnccError("calibration", f"onnxruntime cannot run the model on the calibration inputs: "
+                                           f"{str(e).splitlines()[0]}") from None
+        yield dict(zip(names, outputs))
 
 
 def collect_ranges(

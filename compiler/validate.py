@@ -118,7 +118,33 @@ def _recurrent(node: ir.Node) -> str | None:
     return None
 
 
+def _gemm(node: ir.Node) -> str | None:
+    """Gemm: A' [M, K] times B' [K, N] (A', B' transposed when transA/transB)."""
+    a, b = _shapes(node)[:2]
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        return None
+    k_a = a[0] if node.attributes.get_int("transA", 0) else a[1]
+    k_b = b[1] if node.attributes.get_int("transB", 0) else b[0]
+    if k_a != k_b:
+        return f"input {_name(node.inputs[0])} {list(a)} has {k_a} columns to reduce, {_name(node.inputs[1])} {list(b)} {k_b}"
+    return None
+
+
+def _matmul(node: ir.Node) -> str | None:
+    """MatMul: [..., M, K] times [..., K, N] (1-D operands: the reduced axis is their only one)."""
+    a, b = _shapes(node)[:2]
+    if not a or not b:
+        return None
+    k_b = b[0] if len(b) == 1 else b[-2]
+    if a[-1] != k_b:
+        return f"input {_name(node.inputs[0])} {list(a)} has {a[-1]} columns to reduce, {_name(node.inputs[1])} {list(b)} {k_b}"
+    return None
+
+
 RULES: dict[str, Callable[[ir.Node], str | None]] = {
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "MatMulInteger": _matmul,
     "Conv": _conv,
     "ConvInteger": _conv_channels,
     "ConvTranspose": _conv_transpose,

@@ -120,3 +120,14 @@ def test_no_backend_model_reaches_the_last_resort(tmp_path, target):
         if code not in (0, 2) or any("rerun with --debug" in line for line in lines) or (code == 2 and len(lines) != 1):
             reached.append(f"{path.parent.name}: exit {code}: {lines[:2]}")
     assert not reached, "\n".join(reached)
+
+
+def test_gemm_reduction_lengths_disagree(tmp_path, capsys):
+    """What the fuzz found: a node bypassed upstream leaves fc1 reducing 294 values with a weight
+    for 400 (onnxruntime then failed inside reram's calibration run)."""
+    w = numpy_helper.from_array(np.ones((120, 400), np.float32), "fc1.weight")
+    b = numpy_helper.from_array(np.zeros(120, np.float32), "fc1.bias")
+    path = _save(tmp_path, [helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["y"], name="fc1", transB=1)],
+                 [_x([1, 294])], [_x([1, 120], "y")], [w, b], opset=9)
+    line = _refusal(path, capsys)
+    assert "fc1" in line and ("294" in line and "400" in line), line
