@@ -278,3 +278,25 @@ def test_shape_chain_folds_once_the_input_shape_is_fixed(tmp_path, relu_dims):
     assert gemm.input_shapes[0] == (3, 16) and gemm.output_shapes[0] == (3, 5) and gemm.macs == 3 * 16 * 5
     x = np.random.default_rng(3).normal(size=(3, 4, 2, 2)).astype(np.float32)
     np.testing.assert_array_equal(runtime.session(model).run(None, {"x": x})[0], _run_file(path, {"x": x})[0])
+
+
+def test_large_weights_are_saved_beside_the_model(tmp_path):
+    """Above SAVE_EXTERNAL_DATA_BYTES the weights go to model.onnx.data, streamed (inside the
+    protobuf they cost two more copies in memory), and onnxruntime runs the pair."""
+    from nncc import loading
+
+    w = np.random.default_rng(0).normal(size=(4096, (loading.SAVE_EXTERNAL_DATA_BYTES // 4 // 4096) + 8)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, w.shape[1]])], [numpy_helper.from_array(w, "w")])
+    src = tmp_path / "src.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    out = tmp_path / "out"
+    out.mkdir()
+    loading.save_model(load_model(src), out / "model.onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert (out / "model.onnx").stat().st_size < 1 << 20 and (out / "model.onnx.data").stat().st_size == w.nbytes
+    x = np.ones((1, 4096), np.float32)
+    got, want = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                 for f in (out / "model.onnx", src))
+    np.testing.assert_array_equal(got, want)  # the same kernel on the same weights
