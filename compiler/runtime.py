@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from typing import Any
 
@@ -13,11 +11,18 @@ import onnxruntime as ort
 
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
-from nncc.loading import EXTERNAL_DATA_THRESHOLD, save_model, stamp_runtime_ir_version
+from nncc.loading import stamp_runtime_ir_version
+
+
+# Initializers above this many bytes are handed to onnxruntime as the arrays nncc already holds
+# (SessionOptions.add_external_initializers) instead of inside the serialized model: no
+# serialized copy, no second copy of the weights in the session.
+SHARE_WEIGHT_BYTES = 1 << 20
+_SHARED_LOCATION = "nncc-shared-initializer"  # never read: onnxruntime takes the arrays given
 
 
 def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: object = "model") -> ort.InferenceSession:
-    """An onnxruntime CPU session for an in-memory model (through a temp file when large)."""
+    """An onnxruntime CPU session for an in-memory model, sharing its large weights."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -26,16 +31,37 @@ def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: obj
     options.log_severity_level = 4
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     stamp_runtime_ir_version(model)
     try:
-        if weight_bytes < EXTERNAL_DATA_THRESHOLD:
-            return ort.InferenceSession(ir.to_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = save_model(model, os.path.join(tmp, "model.onnx"))
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        proto, shared = _proto_sharing_weights(model)
+        if shared:
+            options.add_external_initializers(list(shared), [ort.OrtValue.ortvalue_from_numpy(a) for a in shared.values()])
+        sess = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad graphs
         raise NnccError(where, f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
+    sess.nncc_shared_weights = shared  # onnxruntime reads these arrays for the session's whole life
+    return sess
+
+
+def _proto_sharing_weights(model: ir.Model) -> tuple[bytes, dict[str, np.ndarray]]:
+    """The serialized model with its large main-graph initializers as data-less external
+    tensors, and those initializers' arrays by name."""
+    held: list[tuple[ir.Value, ir.TensorProtocol]] = []
+    shared: dict[str, np.ndarray] = {}
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None or tensor.nbytes <= SHARE_WEIGHT_BYTES:
+            continue
+        array = np.ascontiguousarray(tensor.numpy())
+        shared[value.name] = array
+        held.append((value, tensor))
+        value.const_value = ir.ExternalTensor(_SHARED_LOCATION, offset=0, length=array.nbytes, dtype=tensor.dtype,
+                                              shape=tensor.shape, name=value.name, base_dir="")
+    try:
+        return ir.serde.serialize_model(model).SerializeToString(), shared
+    finally:
+        for value, tensor in held:
+            value.const_value = tensor
 
 
 def _integer_range(model: ir.Model, value: ir.Value) -> tuple[int, int]:
