@@ -26,7 +26,7 @@ from nncc.contrib_float import BUILDERS as FLOAT_BUILDERS
 from nncc.contrib_quant import BUILDERS as QUANT_BUILDERS
 from nncc.loading import infer_shapes
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, is_ort_default_domain_op
-from nncc.unroll import FreshNames
+from nncc.control_flow import FreshNames
 from nncc.weights import layer_name
 
 Builder = Callable[[Emit], list]

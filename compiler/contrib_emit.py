@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nncc.irutils import const_array
-from nncc.unroll import FreshNames
+from nncc.control_flow import FreshNames
 from nncc.weights import layer_name
 
 # Slice and Reshape with their shape inputs, Where, Erf, MatMulInteger and DynamicQuantizeLinear

@@ -64,6 +64,20 @@ def fresh_name(name: str, taken: set[str]) -> str:
     return new
 
 
+class FreshNames:
+    """Fresh value and node names for a model's main graph (unique across every scope, as ONNX
+    asks): for rewrites that add nodes (unrolling, sequence lowering, contrib decompositions)."""
+
+    def __init__(self, model: ir.Model):
+        self.values, self.nodes = taken_names(model.graph, None)
+
+    def value(self, name: str) -> str:
+        return fresh_name(name, self.values)
+
+    def node(self, name: str) -> str:
+        return fresh_name(name, self.nodes)
+
+
 def if_condition(node: ir.Node) -> bool | None:
     """The branch an ``If`` always takes (True: then_branch), or None when it is not known."""
     if node.op_type != "If" or node.domain not in ("", "ai.onnx", _HELD_DOMAIN) or not node.inputs:

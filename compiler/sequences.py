@@ -14,10 +14,10 @@ stays as it is (sequence ops are costed as data movement where their shapes allo
 
 from __future__ import annotations
 
-import numpy as np
 import onnx_ir as ir
 
-from nncc.control_flow import fresh_name, taken_names
+from nncc.control_flow import FreshNames
+from nncc.unroll import concat_values
 
 
 def _appended(concat: ir.Node) -> tuple[list[ir.Value], list[ir.Node]] | None:
@@ -45,38 +45,21 @@ def lower_appended_sequences(model: ir.Model) -> int:
     """Rewrite every plain append chain ending in ConcatFromSequence in the main graph; return how many."""
     graph = model.graph
     opset = model.opset_imports.get("", 13)
-    values, nodes = taken_names(graph, None)
+    names = FreshNames(model)
     count = 0
     for concat in [n for n in graph if n.op_type == "ConcatFromSequence" and n.domain in ("", "ai.onnx")]:
         found = _appended(concat)
         if not found or not found[0]:
             continue
         items, chain = found
-        axis = concat.attributes.get_int("axis")
         prefix = concat.name or "ConcatFromSequence"
-        if concat.attributes.get_int("new_axis", 0):
-            axes = None
-            if opset >= 13:
-                axes = ir.Value(name=fresh_name(f"{prefix}/axes", values), const_value=ir.tensor(np.array([axis], np.int64)))
-                axes.shape, axes.dtype = ir.Shape([1]), ir.DataType.INT64
-                graph.register_initializer(axes)
-            stacked = []
-            for i, item in enumerate(items):
-                unsqueeze = ir.node("Unsqueeze", [item, axes] if axes is not None else [item],
-                                    attributes={} if axes is not None else {"axes": [axis]},
-                                    name=fresh_name(f"{prefix}/unsqueeze{i}", nodes))
-                unsqueeze.outputs[0].name = fresh_name(f"{prefix}/item{i}", values)
-                graph.insert_before(concat, unsqueeze)
-                stacked.append(unsqueeze.outputs[0])
-            items = stacked
-        replacement = ir.node("Concat", items, attributes={"axis": axis}, name=fresh_name(prefix, nodes))
-        graph.insert_before(concat, replacement)
+        result = concat_values(graph, concat, items, concat.attributes.get_int("axis"),
+                               bool(concat.attributes.get_int("new_axis", 0)), names, opset, prefix)
         out = concat.outputs[0]
         name = out.name
-        out.name = fresh_name(f"{name}_sequence", values)
-        replacement.outputs[0].name = name
-        replacement.outputs[0].type = out.type
-        ir.convenience.replace_all_uses_with(out, replacement.outputs[0], replace_graph_outputs=True)
+        out.name = names.value(f"{name}_sequence")
+        result.name, result.type = name, out.type
+        ir.convenience.replace_all_uses_with(out, result, replace_graph_outputs=True)
         graph.remove(concat, safe=True)
         for node in chain:  # readers first: each is unused once the one after it is gone
             graph.remove(node, safe=True)

@@ -31,7 +31,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir._cloner import Cloner
 
-from nncc.control_flow import all_graphs, describe_branch, fresh_name, taken_names
+from nncc.control_flow import FreshNames, all_graphs, describe_branch
 from nncc.irutils import constant_value, static_shape
 
 LOOPS = frozenset({"Loop", "Scan"})
@@ -42,19 +42,6 @@ MAX_UNROLLED_NODES = 100_000
 def loop_name(node: ir.Node) -> str:
     """The name ``--trip-count`` takes: the node's name, else its first output's."""
     return node.name or (node.outputs[0].name if node.outputs else node.op_type)
-
-
-class FreshNames:
-    """Fresh value and node names for the main graph (unique across every scope, as ONNX asks)."""
-
-    def __init__(self, model: ir.Model):
-        self.values, self.nodes = taken_names(model.graph, None)
-
-    def value(self, name: str) -> str:
-        return fresh_name(name, self.values)
-
-    def node(self, name: str) -> str:
-        return fresh_name(name, self.nodes)
 
 
 def _constant(graph: ir.Graph, names: FreshNames, name: str, array: np.ndarray) -> ir.Value:
@@ -122,21 +109,24 @@ def _run_body(graph: ir.Graph, loop: ir.Node, body: ir.Graph, bound: dict[ir.Val
     return [value_map[out] if out in value_map else out for out in body.outputs]
 
 
-def _stack(graph: ir.Graph, loop: ir.Node, parts: list[ir.Value], axis: int, names: FreshNames, opset: int) -> ir.Value:
-    """``parts`` (one per iteration) stacked on a new ``axis``: Unsqueeze each, then Concat."""
-    prefix = loop_name(loop)
-    expanded = []
-    axes = _constant(graph, names, f"{prefix}/stack_axes", np.array([axis], np.int64)) if opset >= 13 else None
-    for i, part in enumerate(parts):
-        kwargs = {} if opset >= 13 else {"axes": [axis]}
-        node = ir.node("Unsqueeze", [part, axes] if axes is not None else [part], attributes=kwargs,
-                       name=names.node(f"{prefix}/stack/{i}"))
-        node.outputs[0].name = names.value(f"{prefix}/stack/{i}")
-        graph.insert_before(loop, node)
-        expanded.append(node.outputs[0])
-    concat = ir.node("Concat", expanded, attributes={"axis": axis}, name=names.node(f"{prefix}/stack"))
+def concat_values(graph: ir.Graph, before: ir.Node, parts: list[ir.Value], axis: int, new_axis: bool,
+                  names: FreshNames, opset: int, prefix: str) -> ir.Value:
+    """Concat of ``parts`` inserted before ``before``; with ``new_axis`` each part is first
+    unsqueezed there (a stack). Unsqueeze takes ``axes`` as an input from opset 13, before
+    that as an attribute."""
+    if new_axis:
+        axes = _constant(graph, names, f"{prefix}/stack_axes", np.array([axis], np.int64)) if opset >= 13 else None
+        expanded = []
+        for i, part in enumerate(parts):
+            node = ir.node("Unsqueeze", [part, axes] if axes is not None else [part],
+                           attributes={} if axes is not None else {"axes": [axis]}, name=names.node(f"{prefix}/stack/{i}"))
+            node.outputs[0].name = names.value(f"{prefix}/stack/{i}")
+            graph.insert_before(before, node)
+            expanded.append(node.outputs[0])
+        parts = expanded
+    concat = ir.node("Concat", parts, attributes={"axis": axis}, name=names.node(prefix))
     concat.outputs[0].name = names.value(f"{prefix}/stacked")
-    graph.insert_before(loop, concat)
+    graph.insert_before(before, concat)
     return concat.outputs[0]
 
 
@@ -202,7 +192,7 @@ def _unroll_loop(model: ir.Model, node: ir.Node, trips: int, names: FreshNames) 
         carried = results[:n_carried]
         for k, value in enumerate(results[n_carried:]):
             scans[k].append(value)
-    stacked = [_stack(graph, node, parts, 0, names, _opset(model)) for parts in scans]
+    stacked = [concat_values(graph, node, parts, 0, True, names, _opset(model), loop_name(node)) for parts in scans]
     _take_over(graph, node, carried + stacked, names)
     return early_exit
 
@@ -256,7 +246,7 @@ def _unroll_scan(model: ir.Model, node: ir.Node, trips: int, names: FreshNames) 
         states = results[:n_state]
         for k, value in enumerate(results[n_state:]):
             scans[k].append(value)
-    stacked = [_stack(graph, node, parts[::-1] if reverse else parts, axis, names, _opset(model))
+    stacked = [concat_values(graph, node, parts[::-1] if reverse else parts, axis, True, names, _opset(model), prefix)
                for parts, axis, reverse in zip(scans, out_axes, out_dirs)]
     _take_over(graph, node, states + stacked, names)
 
