@@ -40,7 +40,7 @@ def print_warnings(model: str, warnings: list[dict[str, str]], strict: bool) -> 
             click.echo(f"nncc: warning: {model}: {warning['message']}", err=True)
     if not strict or not seen:
         return
-    incomplete = [w["message"].split(":", 1)[0] for w in warnings if w["kind"] == "coverage"]
+    incomplete = [w["target"] for w in warnings if w["kind"] == "coverage"]
     if incomplete:
         raise GateFailed(f"--strict: {', '.join(dict.fromkeys(incomplete))} did not cost the whole model")
     raise GateFailed(f"--strict: {len(seen)} warning(s) above")

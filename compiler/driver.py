@@ -111,7 +111,7 @@ def _warnings(result: CompileResult, raised: list[dict[str, str]]) -> list[dict[
                                                     f"initializer(s): {names}; the model's outputs are not meaningful"})
     cov = result.report["totals"]["coverage"]
     if not cov["complete"]:
-        found.append({"kind": "coverage", "message": f"{result.target.name}: {describe_coverage(cov)}"})
+        found.append({"kind": "coverage", "target": result.target.name, "message": f"{result.target.name}: {describe_coverage(cov)}"})
     return found
 
 

@@ -118,16 +118,19 @@ def _recurrent(node: ir.Node) -> str | None:
     return None
 
 
+def _reduction(node: ir.Node, a: tuple[int, ...], k_a: int, b: tuple[int, ...], k_b: int) -> str | None:
+    if k_a == k_b:
+        return None
+    return f"input {_name(node.inputs[0])} {list(a)} has {k_a} columns to reduce, {_name(node.inputs[1])} {list(b)} {k_b}"
+
+
 def _gemm(node: ir.Node) -> str | None:
     """Gemm: A' [M, K] times B' [K, N] (A', B' transposed when transA/transB)."""
     a, b = _shapes(node)[:2]
     if a is None or b is None or len(a) != 2 or len(b) != 2:
         return None
-    k_a = a[0] if node.attributes.get_int("transA", 0) else a[1]
-    k_b = b[1] if node.attributes.get_int("transB", 0) else b[0]
-    if k_a != k_b:
-        return f"input {_name(node.inputs[0])} {list(a)} has {k_a} columns to reduce, {_name(node.inputs[1])} {list(b)} {k_b}"
-    return None
+    return _reduction(node, a, a[0] if node.attributes.get_int("transA", 0) else a[1],
+                      b, b[1] if node.attributes.get_int("transB", 0) else b[0])
 
 
 def _matmul(node: ir.Node) -> str | None:
@@ -135,10 +138,7 @@ def _matmul(node: ir.Node) -> str | None:
     a, b = _shapes(node)[:2]
     if not a or not b:
         return None
-    k_b = b[0] if len(b) == 1 else b[-2]
-    if a[-1] != k_b:
-        return f"input {_name(node.inputs[0])} {list(a)} has {a[-1]} columns to reduce, {_name(node.inputs[1])} {list(b)} {k_b}"
-    return None
+    return _reduction(node, a, a[-1], b, b[0] if len(b) == 1 else b[-2])
 
 
 RULES: dict[str, Callable[[ir.Node], str | None]] = {
