@@ -37,8 +37,6 @@ from nncc.safety import check_fields, check_tensors
 
 # protobuf's cap on one serialized message: a larger .onnx file cannot be a model.
 MAX_PROTOBUF_BYTES = (2 << 30) - 1
-# Tensors above this many bytes in total are written as external data (protobuf's 2 GB cap).
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 # Weights above this are saved beside the model file (save_model): streamed, not copied.
 SAVE_EXTERNAL_DATA_BYTES = 64 << 20
 
