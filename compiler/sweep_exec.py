@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +26,8 @@ from collections.abc import Iterator
 from typing import Any
 
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# A loopback address Ray keeps as given (it replaces 127.0.0.1 and localhost by the machine's address).
+LOCAL_NODE_ADDRESS = "127.0.0.2"
 CRASHED = "worker process died (a crash, a signal or out of memory) while compiling this point"
 
 
@@ -187,11 +190,14 @@ class RayPool:
     one; anything else (``HOST:6379``, ``ray://HOST:10001``) is an existing cluster's address.
 
     A local instance has ``jobs`` CPUs, no dashboard, and its session files in a temporary
-    folder removed at the end. It is not confined to the loopback: Ray rewrites a loopback node
-    address to the machine's own (``resolve_ip_for_localhost``) and its gRPC servers listen on
-    every interface; Ray's token authentication (on by default for a local instance since Ray
-    2.5x, token in ~/.ray/auth_token) refuses clients without the token. Connecting to a
-    cluster by its address with token authentication needs RAY_AUTH_MODE=token, as Ray asks.
+    folder removed at the end. On Linux its node address is on the loopback, ``127.0.0.2``
+    (LOCAL_NODE_ADDRESS): Ray rewrites ``127.0.0.1`` and ``localhost`` to the machine's own
+    address (``resolve_ip_for_localhost``) but not the rest of 127.0.0.0/8, which Linux routes
+    to the loopback interface; elsewhere Ray picks the address. Ray's gRPC servers still listen
+    on every interface whatever the node address (no setting binds them), so what keeps other
+    machines out is Ray's token authentication (on by default for a local instance since Ray
+    2.5x, token in ~/.ray/auth_token). Connecting to a cluster by its address with token
+    authentication needs RAY_AUTH_MODE=token, as Ray asks.
 
     Model, config and data paths must be readable at the same place on every node (a shared
     file system), and nncc installed there."""
@@ -221,7 +227,8 @@ class RayPool:
         if not started:
             # Ray's socket paths must stay under 107 bytes: a short folder, not one inside DIR.
             self.temp_dir = tempfile.mkdtemp(prefix="nncc-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-            ray.init(num_cpus=max(1, jobs), include_dashboard=False, _temp_dir=self.temp_dir, **common)
+            loopback = {"_node_ip_address": LOCAL_NODE_ADDRESS} if sys.platform.startswith("linux") else {}
+            ray.init(num_cpus=max(1, jobs), include_dashboard=False, _temp_dir=self.temp_dir, **loopback, **common)
         self.remotes: dict[Any, Any] = {}
 
     def run(self, tasks: list[dict[str, Any]], fn=evaluate) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

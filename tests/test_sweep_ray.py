@@ -4,10 +4,11 @@ every point finishes on both, and the two result sets are identical."""
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 
 import pytest
-from nncc import models
+from nncc import models, sweep_exec
 from nncc.cli import main
 
 GRID = ["--grid", "crossbar_size=64,128,256", "--grid", "cell_bits=1,2", "--grid", "adc_bits_max=4,6,8"]
@@ -28,7 +29,17 @@ def test_the_36_point_sweep_is_the_same_on_the_local_pool_and_on_ray(tmp_path, c
     pytest.importorskip("ray")
     lenets = [str(models.bundled_path("lenet5")), str(models.bundled_path("lenet_caffe"))]
     assert main(["sweep", *lenets, "-t", "reram", *GRID, "--jobs", "2", "-o", str(tmp_path / "local")]) == 0
-    assert main(["sweep", *lenets, "-t", "reram", *GRID, "--jobs", "2", "--ray", "local", "-o", str(tmp_path / "ray")]) == 0
+    nodes = []
+    close = sweep_exec.RayPool.close
+
+    def close_noting_nodes(pool):  # which addresses the local instance's nodes had, before it stops
+        nodes.extend(node["NodeManagerAddress"] for node in pool.ray.nodes())
+        close(pool)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweep_exec.RayPool, "close", close_noting_nodes)
+        assert main(["sweep", *lenets, "-t", "reram", *GRID, "--jobs", "2", "--ray", "local", "-o", str(tmp_path / "ray")]) == 0
+    assert nodes == [sweep_exec.LOCAL_NODE_ADDRESS] and ipaddress.ip_address(nodes[0]).is_loopback
     out = capsys.readouterr().out
     assert out.count("36 points: 36 computed now, 0 already") == 2 and out.count("; 36 ok") == 2
     local, local_by = _results(tmp_path / "local")
