@@ -18,6 +18,7 @@ from nncc.errors import NnccError
 from nncc.files import write_text_atomic
 from nncc.loading import load_model
 from nncc.registry import TARGETS
+from nncc.verification import Verifier
 from nncc.render import fmt_count, fmt_joules, fmt_seconds, md_table
 from nncc.workload import label, with_batch
 
@@ -64,6 +65,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     old = _read_baseline(baseline) if baseline else None
     # Loaded, checked and shape-inferred once: a bad model fails here, and each target compiles a copy.
     loaded = load_model(model, options.input_shapes, input_values=options.input_values)
+    # The original and each distinct compiled model run in onnxruntime once for all targets.
+    verifier = Verifier(loaded, model) if options.verify_samples > 0 or options.eval_data else None
     results: dict[str, Any] = {}
     task = progress.add_task("comparing", total=len(names)) if progress else None
     for name in names:
@@ -78,7 +81,7 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         values = {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)
         try:
             target = cls.configure(config_file, values)
-            result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded)
+            result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded, verifier=verifier)
             results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]],
                              "warnings": result.report["warnings"]}
         except NnccError as e:  # this target's limit; the others still report

@@ -23,6 +23,16 @@ _SHARED_LOCATION = "nncc-shared-initializer"  # never read: onnxruntime takes th
 
 def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: object = "model") -> ort.InferenceSession:
     """An onnxruntime CPU session for an in-memory model, sharing its large weights."""
+    try:
+        proto, shared = prepare(model)
+    except Exception as e:  # a graph onnx-ir cannot serialize
+        raise NnccError(where, f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
+    return session_from(proto, shared, threads, optimize, where)
+
+
+def session_from(proto: bytes, shared: dict[str, np.ndarray], threads: int = 1, optimize: bool = True,
+                 where: object = "model") -> ort.InferenceSession:
+    """A session for what :func:`prepare` gave."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -31,9 +41,7 @@ def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: obj
     options.log_severity_level = 4
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    stamp_runtime_ir_version(model)
     try:
-        proto, shared = _proto_sharing_weights(model)
         if shared:
             options.add_external_initializers(list(shared), [ort.OrtValue.ortvalue_from_numpy(a) for a in shared.values()])
         sess = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
@@ -43,9 +51,11 @@ def session(model: ir.Model, threads: int = 1, optimize: bool = True, where: obj
     return sess
 
 
-def _proto_sharing_weights(model: ir.Model) -> tuple[bytes, dict[str, np.ndarray]]:
-    """The serialized model with its large main-graph initializers as data-less external
-    tensors, and those initializers' arrays by name."""
+def prepare(model: ir.Model) -> tuple[bytes, dict[str, np.ndarray]]:
+    """What onnxruntime is given for ``model``: the serialized model with its large main-graph
+    initializers as data-less external tensors, and those initializers' arrays by name (shared,
+    not copied: a session reads them in place)."""
+    stamp_runtime_ir_version(model)
     held: list[tuple[ir.Value, ir.TensorProtocol]] = []
     shared: dict[str, np.ndarray] = {}
     for value in model.graph.initializers.values():
@@ -108,18 +118,27 @@ def sample_inputs(model: ir.Model, count: int, seed: int = 0) -> list[dict[str, 
 
 def compare_outputs(reference: ort.InferenceSession, candidate: ort.InferenceSession, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """Max absolute and relative (to the reference's largest magnitude) error over all outputs."""
-    max_abs = 0.0
-    max_ref = 0.0
     names = [o.name for o in reference.get_outputs()]
+    wanted = {i.name for i in candidate.get_inputs()}
+    ref, got = [], []
     for feed in feeds:
         try:
-            ref = reference.run(None, feed)
+            ref.append(reference.run(None, feed))
         except Exception as e:  # onnxruntime's own exception types
             raise NnccError("--verify", f"onnxruntime cannot run the original model on sampled inputs "
                             f"({str(e).splitlines()[0]}); fix the inputs it needs with --input-value NAME=VALUE, "
                             "or skip verification with --verify 0") from None
-        got = candidate.run(None, {k: v for k, v in feed.items() if k in {i.name for i in candidate.get_inputs()}})
-        for name, a, b in zip(names, ref, got):
+        got.append(candidate.run(None, {k: v for k, v in feed.items() if k in wanted}))
+    return output_errors(ref, got, names)
+
+
+def output_errors(reference: list[list[np.ndarray]], got: list[list[np.ndarray]], names: list[str]) -> dict[str, Any]:
+    """Max absolute and relative (to the reference's largest magnitude) error over all outputs
+    of all samples (``reference[sample][output]``)."""
+    max_abs = 0.0
+    max_ref = 0.0
+    for ref_outputs, got_outputs in zip(reference, got):
+        for name, a, b in zip(names, ref_outputs, got_outputs):
             a = np.asarray(a, dtype=np.float64)
             b = np.asarray(b, dtype=np.float64)
             if a.shape != b.shape:
@@ -131,7 +150,7 @@ def compare_outputs(reference: ort.InferenceSession, candidate: ort.InferenceSes
                     diff = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
                 max_abs = max(max_abs, float(np.max(diff)), key=lambda e: (np.isnan(e), e))
                 max_ref = max(max_ref, float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a))))
-    return {"samples": len(feeds), "max_abs_error": max_abs, "max_rel_error": max_abs / max_ref if max_ref > 0 else max_abs}
+    return {"samples": len(reference), "max_abs_error": max_abs, "max_rel_error": max_abs / max_ref if max_ref > 0 else max_abs}
 
 
 # onnxruntime's input type names -> the numpy type a feed of labelled samples is cast to.
