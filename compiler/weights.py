@@ -316,6 +316,23 @@ def vector_blocks(matrix: np.ndarray, vector: int) -> np.ndarray:
     return padded.reshape(rows, count, vector)
 
 
+def nonzeros_before(matrix: np.ndarray) -> np.ndarray:
+    """[rows, K + 1]: per row, how many of the first j weights are nonzero (column j). The count
+    of any vector of any length is a difference of two of its columns (:func:`vector_counts`):
+    one pass over the weights serves every vector length."""
+    before = np.zeros((matrix.shape[0], matrix.shape[1] + 1), dtype=np.int32)
+    np.cumsum(matrix != 0, axis=1, dtype=np.int32, out=before[:, 1:])
+    return before
+
+
+def vector_counts(before: np.ndarray, vector: int) -> np.ndarray:
+    """[rows, n_vectors]: the nonzero weights of each vector of :func:`vector_blocks`, from
+    :func:`nonzeros_before` (the zero padding of the last vector counts nothing)."""
+    k = before.shape[1] - 1
+    starts = np.arange(0, k, vector)
+    return before[:, np.minimum(starts + vector, k)] - before[:, starts]
+
+
 def layer_name(node: ir.Node) -> str:
     """A node's name in the layer view, the pass stats and the reports: its own name, else its
     first output's (a value name is unique in a graph, and stays while passes insert nodes)."""

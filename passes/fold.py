@@ -87,7 +87,8 @@ class FoldBatchNorm(NnccPass):
                 bias = np.broadcast_to(bias, scale.shape)
             shape = [1] * weight.ndim
             shape[axis] = -1
-            new_w = (weight.astype(np.float64) * scale.reshape(shape)).astype(weight.dtype)
+            # In float64 without a float64 copy of the weight first (exact either way: a float32 widens exactly).
+            new_w = np.multiply(weight, scale.reshape(shape), dtype=np.float64).astype(weight.dtype)
             new_b = ((bias.astype(np.float64) - mean) * scale + beta).astype(weight.dtype)
             w_init = add_initializer(graph, f"{held.value.name}_bnfold", new_w)
             b_init = add_initializer(graph, f"{producer.name or producer.outputs[0].name}_bias_bnfold", new_b)

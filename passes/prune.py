@@ -26,7 +26,7 @@ from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array
 from nncc.pass_base import NnccPass
 from nncc.weight_refs import WeightRef, weight_refs
-from nncc.weights import WeightLayout, vector_blocks
+from nncc.weights import WeightLayout, nonzeros_before, vector_blocks, vector_counts
 
 def replace_weight(graph: ir.Graph, ref: WeightRef, array: np.ndarray) -> None:
     """Point every reader of ``ref`` at ``array``; the initializer keeps its name."""
@@ -51,7 +51,7 @@ def vector_sparsity_pattern(weight: np.ndarray, vector: int, layout: WeightLayou
     of full vectors with exactly N non-zeros.
     """
     matrix = layout.gemm_view(weight)
-    nonzero = np.count_nonzero(vector_blocks(matrix, vector), axis=-1)
+    nonzero = vector_counts(nonzeros_before(matrix), vector)
     full_nonzero = nonzero[:, :matrix.shape[1] // vector]
     n = int(nonzero.max(initial=0)) if keep is None else int(keep)
     return {

@@ -349,3 +349,15 @@ def test_zoo_compiles(name, tmp_path):
     assert totals["speedup_vs_dense"] >= 1.0
     costed = {r.name for r in result.cost.layers} | {u.name for u in result.cost.unsupported}
     assert len(costed) == result.model.graph.num_nodes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 70), st.sampled_from([2, 4, 8, 16, 32, 64]), st.floats(0.0, 1.0), st.integers(0, 2**31))
+def test_vector_counts_are_the_nonzeros_of_each_padded_vector(rows, k, vector, zeros, seed):
+    """The counts from one cumulative sum are those of the zero-padded vector blocks."""
+    from nncc.weights import nonzeros_before, vector_blocks, vector_counts
+
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((rows, k)).astype(np.float32) * (rng.random((rows, k)) >= zeros)
+    np.testing.assert_array_equal(vector_counts(nonzeros_before(matrix), vector),
+                                  np.count_nonzero(vector_blocks(matrix, vector), axis=-1))

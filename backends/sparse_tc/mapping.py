@@ -54,7 +54,7 @@ from nncc.irutils import const_array, static_shape
 from nncc.ops import (DATA_OPS, DEFAULT_DOMAINS, ELEMENTWISE_OPS, EPILOGUE_OPS, INTEGER_OPS, NO_OPS, POOL_OPS,
                       TRANSCENDENTAL_OPS, WEIGHTED_OPS, is_recurrent)
 from nncc.weight_refs import weight_refs
-from nncc.weights import vector_blocks
+from nncc.weights import nonzeros_before, vector_counts
 
 # The weighted ops this target runs as FP16 HMMA GEMMs (im2col / implicit-GEMM convs, GEMMs).
 GEMM_OPS = frozenset({"Conv", "Gemm", "MatMul"})
@@ -123,18 +123,18 @@ def tensor_bytes(value: ir.Value | None, value_bytes: int) -> int:
 
 def measure_pattern(matrix: np.ndarray, vector: int) -> SparsePattern:
     """N-of-L pattern of a GEMM-view weight [rows, K] (the last short vector is zero-padded)."""
-    nonzero_mask = matrix != 0
-    counts = np.count_nonzero(vector_blocks(nonzero_mask, vector), axis=-1)
+    before = nonzeros_before(matrix)
+    counts = vector_counts(before, vector)
     keep = int(counts.max(initial=0))
     full = counts[:, : matrix.shape[1] // vector]
     detected, detected_keep, best = vector, keep, keep / vector
     for length in DETECT_LENGTHS:
-        c = int(np.count_nonzero(vector_blocks(nonzero_mask, length), axis=-1).max(initial=0))
+        c = int(vector_counts(before, length).max(initial=0))
         if c / length < best - 1e-12 or (abs(c / length - best) <= 1e-12 and length < detected):
             detected, detected_keep, best = length, c, c / length
     return SparsePattern(
         vector=vector, keep=keep, rows=int(matrix.shape[0]), vectors_per_row=int(counts.shape[1]),
-        density=float(np.count_nonzero(nonzero_mask) / nonzero_mask.size) if nonzero_mask.size else 1.0,
+        density=float(before[:, -1].sum() / matrix.size) if matrix.size else 1.0,
         balanced_fraction=float(np.mean(full == keep)) if full.size else 1.0,
         detected_vector=detected, detected_keep=detected_keep)
 
