@@ -22,6 +22,7 @@ WRITER = """
 import itertools, pathlib, sys
 from nncc.files import replace_folder_atomically
 out = pathlib.Path(sys.argv[1])
+print("started", flush=True)  # imports done: the parent times its kill from here
 for version in itertools.count(int(sys.argv[2])):
     with replace_folder_atomically(out) as tmp:
         for i in range(%d):
@@ -51,10 +52,14 @@ def _kill_writer_repeatedly(tmp_path, kills: int, seed: int) -> list[int]:
     seen = []
     version = 1
     for _ in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), str(version)])
-        time.sleep(rng.uniform(0.05, 0.35))  # start-up is ~0.05 s: kills land before, during and between versions
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), str(version)], stdout=subprocess.PIPE, text=True)
+        # From the end of the writer's start-up (slow on a busy machine), so that kills land
+        # before, during and between versions whatever the load.
+        proc.stdout.readline()
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         seen.append(_complete_version(out))
         version = seen[-1] + 1_000  # the next writer's versions are new ones
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "out"]
