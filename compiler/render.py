@@ -122,7 +122,8 @@ def verification_lines(v: dict[str, Any]) -> list[str]:
     lines = []
     if "max_abs_error" in v:
         tol = "" if v.get("tolerance") is None else f", tolerance {v['tolerance']:.3g}"
-        lines.append(f"{v['samples']} samples against the original in onnxruntime: max abs error {v['max_abs_error']:.3g}, "
+        same = " (no pass changed the model: the original's own outputs)" if v.get("unchanged") else ""
+        lines.append(f"{v['samples']} samples against the original in onnxruntime{same}: max abs error {v['max_abs_error']:.3g}, "
                      f"max rel error {v['max_rel_error']:.3g}{tol}: **{v['status']}**.")
     if "accuracy" in v:
         a = v["accuracy"]

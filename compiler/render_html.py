@@ -151,6 +151,8 @@ def verification_section(v: dict[str, Any]) -> list[str]:
         rows += [["status", badge(v.get("status"))], ["samples", v.get("samples")],
                  ["max abs error", f"{v['max_abs_error']:.3g}"], ["max rel error", f"{v['max_rel_error']:.3g}"],
                  ["tolerance", "none (recorded only)" if v.get("tolerance") is None else f"{v['tolerance']:.3g}"]]
+        if v.get("unchanged"):
+            rows.append(["compiled model", "identical to the original (no pass changed it): the original's own outputs"])
     if "accuracy" in v:
         a = v["accuracy"]
         rows += [["top-1 original", f"{a['top1_original']:.2%}"], ["top-1 compiled", f"{a['top1_compiled']:.2%}"],
