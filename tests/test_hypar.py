@@ -4,6 +4,7 @@ brute force, ternary gradients, scaling, the DAG edges, the artifact, the fit (a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -11,17 +12,24 @@ import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
-
 from nncc import models
-from nncc.backends.hypar import HyparConfig, HyparTarget
-from nncc.backends.hypar import fit
+from nncc.backends.hypar import HyparConfig, HyparTarget, fit
 from nncc.backends.hypar.graph import LayerSpec
 from nncc.backends.hypar.mapping import plan_all, precision
-from nncc.backends.hypar.partition import DP, MP, Level, Precision, brute_force, dynamic_programming, hierarchical, total
+from nncc.backends.hypar.partition import (
+    DP,
+    MP,
+    Level,
+    Precision,
+    brute_force,
+    dynamic_programming,
+    hierarchical,
+    total,
+)
 from nncc.cli import main
 from nncc.driver import CompileOptions, compile_model
 from nncc.loading import load_model
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _save(tmp_path, nodes, x_shape, y_shape, inits, name="m.onnx"):
@@ -77,8 +85,9 @@ def test_conv_chain_by_hand(conv_bn_path):
     plans = result.mapping.plans["hypar"]
     assert [p.assignment for p in plans] == [[DP, DP]] * 4
     assert [p.bytes for p in plans] == [6624.0] * 4
-    # htree: level h has 2^h group pairs on one link each, in parallel.
-    assert result.report["totals"]["comm_s"] == pytest.approx(4 * 6624 / c.link_bytes_per_s)
+    # htree (the paper's H tree): level h has 2^h group pairs, each on one link of link_bytes_per_s / 2^h.
+    assert result.report["totals"]["comm_s"] == pytest.approx(6624 * (1 + 2 + 4 + 8) / c.link_bytes_per_s)
+    assert [lvl["link_bytes_per_s"] for lvl in result.report["totals"]["levels"]] == [c.link_bytes_per_s / 2**h for h in range(4)]
     assert result.report["totals"]["comm_bytes"] == 6624 * (1 + 2 + 4 + 8)
     # compute: 3 passes x 256 samples x MACs on 16 accelerators.
     conv = next(r for r in result.cost.layers if r.name == "conv1")
@@ -88,6 +97,70 @@ def test_conv_chain_by_hand(conv_bn_path):
     relu = next(r for r in result.cost.layers if r.name == "relu1")
     assert relu.latency_s == pytest.approx(2 * 256 * 288 / 16 / c.elementwise_per_s) and relu.folded_into == "conv1"
     assert result.cost.energy_j == pytest.approx(result.report["totals"]["energy_j"])
+
+
+def test_uniform_topology_gives_every_pair_a_full_rate_link(conv_bn_path):
+    c = HyparConfig()
+    result = compile_model(conv_bn_path, HyparTarget.configure(sets={"topology": "uniform"}), [], CompileOptions(verify_samples=0))
+    # level h: 2^h pairs in parallel, each on its own full-rate link: 4 levels x one level's bytes.
+    assert result.report["totals"]["comm_s"] == pytest.approx(4 * 6624 / c.link_bytes_per_s)
+    assert result.report["totals"]["comm_bytes"] == 6624 * (1 + 2 + 4 + 8)
+
+
+def test_htree_time_grows_with_the_array_as_the_papers_fig11():
+    # The paper's Fig. 11 (VGG-E): data parallelism's speedup over one accelerator falls from ~4.4x at 8
+    # accelerators to 1.2x at 64 as its traffic grows with N. In the H tree each level's links share one
+    # link's bandwidth, so dp's communication time grows ~N and its speedup peaks and falls; with a
+    # full-rate link per pair ('uniform') it grows only with log2 N and the speedup never falls.
+    from nncc.backends.hypar.cost import summary
+    specs = fit.paper_networks()["vgg_e"]
+    edges = fit.chain_edges(specs)
+
+    def speedups(topology):
+        base = dataclasses.replace(HyparConfig(), topology=topology, accelerators=1)
+        one = summary(specs, [], base)["latency_s"]
+        out = []
+        for n in (2, 4, 8, 16, 32, 64):
+            config = dataclasses.replace(base, accelerators=n)
+            out.append(one / summary(specs, plan_all(specs, edges, config)["dp"], config)["latency_s"])
+        return out
+
+    htree, uniform = speedups("htree"), speedups("uniform")
+    assert htree[-1] < max(htree) and htree[-1] < htree[-2]
+    assert all(a < b for a, b in itertools.pairwise(uniform))
+
+
+def test_compute_energy_follows_the_layer_width():
+    # Horowitz (45 nm): a MAC costs 4.6 pJ in fp32, 1.5 pJ in fp16, 0.23 pJ in int8; element-wise ops 0.9, 0.4, 0.03.
+    c = HyparConfig()
+    assert [c.mac_pj(b) for b in (32, 16, 8, 4)] == [4.6, 1.5, 0.23, 0.23]
+    assert [c.elementwise_pj(b) for b in (32, 16, 8)] == [0.9, 0.4, 0.03]
+    from nncc.backends.hypar.cost import compute_cost
+    t32, e32 = compute_cost(1e6, c)
+    t16, e16 = compute_cost(1e6, c, bits=16)
+    _, e16_cfg = compute_cost(1e6, dataclasses.replace(c, data_bits=16))
+    assert t16 == t32 and e16 == pytest.approx(e32 * 1.5 / 4.6) and e16_cfg == e16
+
+
+def test_float16_model_costs_fp16_macs(tmp_path):
+    # The same MLP in float16: same MACs and time, Horowitz's fp16 MAC energy instead of fp32's.
+    rng = np.random.default_rng(0)
+    w1, w2 = (rng.normal(size=(1000, 1000)) * 0.01).astype(np.float16), (rng.normal(size=(10, 1000)) * 0.01).astype(np.float16)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Gemm", ["r", "w2"], ["y"], name="fc2", transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 1000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 10])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    path = tmp_path / "mlp16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    half, full = _compile(path, accelerators=2, batch=16), _compile(_mlp(tmp_path), accelerators=2, batch=16)
+    fc1h = next(r for r in half.cost.layers if r.name == "fc1")
+    fc1f = next(r for r in full.cost.layers if r.name == "fc1")
+    assert fc1h.compute_s == pytest.approx(fc1f.compute_s)
+    c = HyparConfig()
+    compute_j = fc1h.energy_j - fc1h.comm_energy_j
+    assert compute_j == pytest.approx(3 * 16 * 1e6 * c.pj_per_mac_fp16 * 1e-12)
 
 
 def test_pairwise_topology_spreads_a_level_over_mirror_links(conv_bn_path):
@@ -172,7 +245,7 @@ def test_ternary_never_more_comm_and_more_accelerators_never_more_compute(layers
         assert sum(p.bytes for p in tern["dp"]) <= sum(p.bytes for p in fp["dp"])
     from nncc.backends.hypar.cost import summary
     compute = [summary(specs, [], dataclasses.replace(base, accelerators=n))["compute_s"] for n in (1, 2, 4, 8, 16, 64)]
-    assert all(a >= b for a, b in zip(compute, compute[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(compute))
 
 
 def test_hypar_never_worse_than_dp_or_mp_at_the_first_level():
@@ -233,7 +306,7 @@ def test_cli_artifact_and_set(tmp_path, capsys):
     assert plan["gradient"] == "ternary" and len(plan["hypar"]) == 3 and len(plan["dp"]) == 3
     assert plan["hypar"][0]["layers"][0]["choice"] in ("dp", "mp") and "amounts" in plan["hypar"][0]["layers"][0]
     report = json.loads((out / "report.json").read_text())
-    assert [row.get("choices") for row in report["layers"]][0].count("/") == 2
+    assert next(row.get("choices") for row in report["layers"]).count("/") == 2
     assert main(["compile", str(_mlp(tmp_path)), "-t", "hypar", "-o", str(out), "--set", "accelerators=6"]) == 2
     assert "power of two" in capsys.readouterr().err
     # fc1's weights alone are 3 x 4 MB (weights, gradient, momentum) on each accelerator: over a 1 MB HMC.
@@ -244,17 +317,45 @@ def test_cli_artifact_and_set(tmp_path, capsys):
 
 def test_no_link_constant_is_fitted_and_the_fit_still_inverts_the_model():
     # The defaults are the HMC spec's link (16 lanes x 15 Gb/s), not the fit's; the fit, an analysis
-    # now, still finds the link at which the eight-network means equal the paper's.
+    # now, still finds the link (or accelerator) at which the eight-network means equal the paper's.
     c = HyparConfig()
     assert c.link_bytes_per_s == 16 * 15e9 / 8
     assert all("fitted" not in f.metadata.get("source", "") for f in dataclasses.fields(c))
     fitted = fit.fit_constants()
     assert fitted["perf"] == pytest.approx(fit.PAPER_PERF, rel=1e-3)
     assert fitted["energy"] == pytest.approx(fit.PAPER_ENERGY, rel=1e-3)
-    assert fitted["link_bytes_per_s"] < c.link_bytes_per_s / 10 and fitted["link_pj_per_bit"] > 10 * c.link_pj_per_bit
+    assert fitted["link_bytes_per_s"] < c.link_bytes_per_s / 4 and fitted["link_pj_per_bit"] > 5 * c.link_pj_per_bit
     gains = fit.network_gains(dataclasses.replace(c, link_bytes_per_s=fitted["link_bytes_per_s"],
                                                   link_pj_per_bit=fitted["link_pj_per_bit"]))
     assert fit.mean([g[0] for g in gains.values()]) == pytest.approx(fit.PAPER_PERF, rel=1e-3)
+    # A faster accelerator is the same lever as a slower link: the ratio of the two is what counts.
+    assert fitted["macs_per_s"] / c.macs_per_s == pytest.approx(c.link_bytes_per_s / fitted["link_bytes_per_s"], rel=0.02)
+
+
+def test_paper_reference_is_the_eight_rebuilt_networks():
+    # The abstract's 3.39x / 1.51x is over ten networks and includes the synthetic SFC's 23.48x / 10.27x;
+    # over the eight rebuilt here the paper's Figs. 6-7 give 3.10x / 1.25x.
+    assert sorted(fit.PAPER_GAINS) == sorted(fit.paper_networks())
+    ten = {**fit.PAPER_GAINS, **fit.PAPER_GAINS_SYNTHETIC}
+    assert fit.mean([g[0] for g in ten.values()]) == pytest.approx(fit.PAPER_PERF_10, abs=0.01)
+    assert fit.mean([g[1] for g in ten.values()]) == pytest.approx(fit.PAPER_ENERGY_10, abs=0.01)
+    assert fit.PAPER_PERF == pytest.approx(3.10, abs=0.01) and fit.PAPER_ENERGY == pytest.approx(1.25, abs=0.01)
+
+
+def test_traffic_matches_the_papers_fig8():
+    # Fig. 8, GB per step, both directions over all links. All-dp is 4 B x 2 directions x 15 pairs per
+    # weight (data_bits was read off it); HyPar's plans (batch 256) check within 10%, except the paper's
+    # AlexNet, whose 2.00 GB of dp traffic implies ~16.7 M weights, not the standard 62 M rebuilt here.
+    got = fit.traffic_gb(HyparConfig())
+    for name, (mp, dp, hy) in fit.FIG8.items():
+        if name == "alexnet":
+            assert got[name][0] == pytest.approx(mp, rel=0.01)  # its all-mp traffic does match
+            continue
+        assert got[name][1] == pytest.approx(dp, rel=0.01)
+        assert got[name][2] == pytest.approx(hy, rel=0.10)
+    # At batch 64 HyPar's VGG traffic falls 20-30% short: the batch of 256 is what Fig. 8 shows.
+    small = fit.traffic_gb(dataclasses.replace(HyparConfig(), batch=64))
+    assert all(small[n][2] < 0.85 * fit.FIG8[n][2] for n in ("vgg_a", "vgg_b", "vgg_c", "vgg_d"))
 
 
 def test_leave_one_out_fits_seven_and_predicts_the_eight_network_mean():
@@ -264,8 +365,10 @@ def test_leave_one_out_fits_seven_and_predicts_the_eight_network_mean():
         seven = {n: s for n, s in fit.paper_networks().items() if n != held}
         config = dataclasses.replace(HyparConfig(), link_bytes_per_s=r["link_bytes_per_s"],
                                      link_pj_per_bit=r["link_pj_per_bit"])
-        # fitted on the seven: their mean is the paper's; the eighth moves the eight-network mean.
-        assert fit.mean([g[0] for g in fit.network_gains(config, seven).values()]) == pytest.approx(fit.PAPER_PERF, rel=1e-3)
+        # fitted on the seven: their mean is the paper's mean of the same seven (Figs. 6-7); then the
+        # eighth is predicted and the eight-network mean compared with the paper's.
+        paper_seven = fit.mean([fit.PAPER_GAINS[n][0] for n in seven])
+        assert fit.mean([g[0] for g in fit.network_gains(config, seven).values()]) == pytest.approx(paper_seven, rel=1e-3)
         assert r["perf_error"] == pytest.approx(r["perf"] / fit.PAPER_PERF - 1)
     # leaving out AlexNet (the largest gain) lowers the fitted bandwidth: the rest need a slower link.
     assert loo["alexnet"]["link_bytes_per_s"] < fit.fit_constants()["link_bytes_per_s"] < loo["cifar_c"]["link_bytes_per_s"]

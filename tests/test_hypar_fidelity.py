@@ -15,7 +15,6 @@ import dataclasses
 import math
 
 import pytest
-
 from nncc.backends.hypar import HyparConfig, accpar, fit
 from nncc.backends.hypar.fidelity import ACCPAR_TOTAL, REFERENCES
 from nncc.backends.hypar.partition import DP, MP, Level, total
@@ -76,12 +75,16 @@ def test_accpar_references_reproduce_exactly_and_sum_the_levels():
 
 
 def test_paper_gains_are_measured_with_the_spec_link_not_fitted():
-    # What benchmarks/hypar.py reports: with the HMC-spec link the mean gains fall well short of the
-    # paper's (3.39x, 1.51x). Pinned to four digits so a change to the model or constants shows here.
+    # What benchmarks/hypar.py reports: with the HMC-spec link in the paper's H tree the mean gains fall
+    # short of the paper's on the same eight networks (3.10x, 1.25x). Pinned to four digits so a change
+    # to the model or constants shows here.
     checks = {c.ref.reference: c for c in run(REFERENCES) if not c.ref.simulator}
     perf, energy = checks[fit.PAPER_PERF].value, checks[fit.PAPER_ENERGY].value
-    assert perf == pytest.approx(1.2685, abs=1e-4) and energy == pytest.approx(1.0355, abs=1e-4)
-    assert not checks[fit.PAPER_PERF].within_band  # 0.37x of the paper's: outside the 2x band
+    assert perf == pytest.approx(1.7716, abs=1e-4) and energy == pytest.approx(1.0355, abs=1e-4)
+    assert not checks[fit.PAPER_PERF].within_band  # 0.37x of the paper's excess gain: outside the 2x band
+    # Fig. 8's HyPar traffic is reproduced within the band.
+    traffic = [c for c in run(REFERENCES) if c.ref.unit == "GB"]
+    assert len(traffic) == 3 and all(c.within_band and 0.9 < c.ratio < 1.1 for c in traffic)
     # Faster links (the next HMC generation's ~28-30 Gb/s lanes) only shrink the gain: communication is what HyPar saves.
     faster = fit.network_gains(dataclasses.replace(HyparConfig(), link_bytes_per_s=60e9))
     assert math.exp(sum(math.log(g[0]) for g in faster.values()) / len(faster)) < perf

@@ -3,9 +3,12 @@
 Compute: every split halves each layer's work (dp halves the batch, mp the input channels),
 so an accelerator does 1/N of the training MACs (forward, error backward, weight gradient:
 ``training_passes`` x the forward MACs) whatever the plan; element-wise ops cost one op per
-output element forward and one backward. Communication: level h has 2^h group pairs
-working at once; under 'htree' each pair has one link, under 'pairwise' the pair's bytes
-spread over accelerators/2^(h+1) mirror links. A step's latency is compute + communication
+output element forward and one backward; their energy per op is Horowitz's at the layer's
+data width (int8, fp16 or fp32: ``HyparConfig.mac_pj``). Communication: level h (0 = top)
+has 2^h group pairs working at once; under 'htree' (the paper's H tree) each pair has one
+link of link_bytes_per_s / 2^h -- a level's links together carry one link's bandwidth --,
+under 'uniform' one full-rate link, under 'pairwise' the pair's bytes spread over
+accelerators/2^(h+1) full-rate mirror links. A step's latency is compute + communication
 (no overlap [U]: HyPar's gains come from communication, which a sum keeps visible);
 energy is MACs x pJ/MAC + element-wise ops x pJ/op + bits on all links x pJ/bit.
 
@@ -18,8 +21,10 @@ over one direction's bandwidth and the energy counts both directions' bits.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+import onnx_ir as ir
 from nncc.analysis import Layer
 from nncc.cost import CostReport, LayerCost
 
@@ -56,11 +61,16 @@ class PartitionedCost(LayerCost):
 
 
 def links_per_pair(config: HyparConfig, h: int) -> int:
-    return 1 if config.topology == "htree" else max(1, config.accelerators // 2 ** (h + 1))
+    return max(1, config.accelerators // 2 ** (h + 1)) if config.topology == "pairwise" else 1
+
+
+def link_rate(config: HyparConfig, h: int) -> float:
+    """Bytes/s of one of level ``h``'s links, each direction: the H tree halves it at each level down."""
+    return config.link_bytes_per_s / 2**h if config.topology == "htree" else config.link_bytes_per_s
 
 
 def level_time(config: HyparConfig, h: int, nbytes: float) -> float:
-    return nbytes / (config.link_bytes_per_s * links_per_pair(config, h))
+    return nbytes / (link_rate(config, h) * links_per_pair(config, h))
 
 
 def level_energy(config: HyparConfig, h: int, nbytes: float) -> float:
@@ -68,10 +78,12 @@ def level_energy(config: HyparConfig, h: int, nbytes: float) -> float:
 
 
 def compute_cost(spec_macs: float, config: HyparConfig, passes: int | None = None, per_s: float | None = None,
-                 pj: float | None = None) -> tuple[float, float]:
-    """(seconds on one accelerator, joules on all) of ``spec_macs`` per-sample operations."""
+                 pj: float | None = None, bits: int = 0) -> tuple[float, float]:
+    """(seconds on one accelerator, joules on all) of ``spec_macs`` per-sample operations; MACs cost
+    ``pj`` or else Horowitz's figure at ``bits`` (0: the config's data width)."""
     ops = (passes or config.training_passes) * config.batch * spec_macs
-    return ops / config.accelerators / (per_s or config.macs_per_s), ops * (config.pj_per_mac if pj is None else pj) * 1e-12
+    pj = config.mac_pj(bits or config.data_bits) if pj is None else pj
+    return ops / config.accelerators / (per_s or config.macs_per_s), ops * pj * 1e-12
 
 
 def layer_comm(plans: Sequence[LevelPlan], i: int, config: HyparConfig) -> tuple[float, float, float]:
@@ -88,7 +100,7 @@ def layer_comm(plans: Sequence[LevelPlan], i: int, config: HyparConfig) -> tuple
 def summary(specs: Sequence[LayerSpec], plans: Sequence[LevelPlan], config: HyparConfig,
             other_s: float = 0.0, other_j: float = 0.0) -> dict[str, float]:
     """Step totals of one plan; ``other_*`` is the non-weighted work (the same under every plan)."""
-    compute = [compute_cost(s.macs, config) for s in specs]
+    compute = [compute_cost(s.macs, config, bits=s.data_bits) for s in specs]
     comm_s = sum(level_time(config, p.level, p.bytes) for p in plans)
     comm_j = sum(level_energy(config, p.level, p.bytes) for p in plans)
     compute_s = sum(c[0] for c in compute) + other_s
@@ -104,13 +116,24 @@ def gains(plans: dict[str, Sequence[LevelPlan]], specs, config: HyparConfig, oth
             "energy": dp["energy_j"] / hy["energy_j"] if hy["energy_j"] else 1.0}
 
 
+def _row_bits(row: Layer) -> int:
+    """A non-weighted op's data width from its output: 16 for float16/bfloat16, 8 for 8-bit integers, else 0
+    (the config's)."""
+    out = row.node.outputs[0] if row.node.outputs else None
+    dtype = out.dtype if out is not None else None
+    if dtype in (ir.DataType.FLOAT16, ir.DataType.BFLOAT16):
+        return 16
+    return 8 if dtype in (ir.DataType.INT8, ir.DataType.UINT8) else 0
+
+
 def _other(row: Layer, config: HyparConfig, model_batch: int) -> tuple[float, float, int]:
     """Non-weighted op: (seconds, joules, per-sample MACs) -- activation x activation products or element-wise."""
+    bits = _row_bits(row)
     if row.macs > 0:  # e.g. attention's MatMul of two activations: no weight, so no parallelism choice
-        t, e = compute_cost(row.macs / model_batch, config)
+        t, e = compute_cost(row.macs / model_batch, config, bits=bits)
         return t, e, row.macs
     t, e = compute_cost(row.elementwise_ops / model_batch, config, ELEMENTWISE_PASSES, config.elementwise_per_s,
-                        config.pj_per_elementwise)
+                        config.elementwise_pj(bits or config.data_bits))
     return t, e, 0
 
 
@@ -128,7 +151,7 @@ def estimate(mapping, config: HyparConfig) -> CostReport:
                                    comm_s=0.0))
             continue
         spec = g.specs[i]
-        ct, ce = compute_cost(spec.macs, config)
+        ct, ce = compute_cost(spec.macs, config, bits=spec.data_bits)
         mt, me, mb = layer_comm(plans, i, config)
         first = plans[0].amounts[i] if plans else {}
         rows.append(PartitionedCost(
@@ -141,6 +164,7 @@ def estimate(mapping, config: HyparConfig) -> CostReport:
     sums = result["sums"]
     train_macs = sum(config.training_passes * config.batch * s.macs for s in g.specs)
     levels = [{"level": p.level, "groups": 2 ** (p.level + 1), "links": 2**p.level * links_per_pair(config, p.level),
+               "link_bytes_per_s": link_rate(config, p.level),
                "dp_layers": p.assignment.count(DP), "mp_layers": p.assignment.count(MP),
                "train_macs_per_group": train_macs / 2 ** (p.level + 1),
                "bytes_per_pair": p.bytes, "bytes_all_links": p.bytes * 2**p.level,

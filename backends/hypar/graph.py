@@ -20,11 +20,11 @@ or activation of dtype float16), else the config's ``data_bits`` (0 in the spec)
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import networkx as nx
 import onnx_ir as ir
-
 from nncc.analysis import Layer, recurrence
 from nncc.irutils import static_shape
 from nncc.ops import CONTRIB_RECURRENT, INTEGER_OPS, NO_OPS, RECURRENT_OPS
@@ -61,7 +61,7 @@ class LayerGraph:
     @property
     def chain_edges(self) -> set[tuple[str, str]]:
         names = [s.name for s in self.specs]
-        return {(u, v) for u, v in zip(names, names[1:]) if self.dag.has_edge(u, v)}
+        return {(u, v) for u, v in itertools.pairwise(names) if self.dag.has_edge(u, v)}
 
     @property
     def skip_edges(self) -> set[tuple[str, str]]:

@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any, ClassVar
 
 import onnx_ir as ir
-
 from nncc.analysis import Layer, layers
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported

@@ -10,7 +10,6 @@ defaults) and ``fidelity`` checks the target against the paper and the authors' 
 from __future__ import annotations
 
 import onnx_ir as ir
-
 from nncc.backends.base import Target
 from nncc.calibration import Calibration
 from nncc.cost import CostReport
