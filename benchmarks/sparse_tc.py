@@ -1,7 +1,12 @@
 """Sparse Tensor Core (Zhu et al., MICRO 2019) on the nncc zoo: speedups per mode and keep, the
 fit of the two overhead constants, and LeNet-5/MNIST accuracy after ``vector-sparsify``.
 
-    .venv/bin/python benchmarks/sparse_tc.py [--fit] [--quick] [--models resnet18,vgg16,alexnet]
+    .venv/bin/python benchmarks/sparse_tc.py [--fit] [--quick] [--loo] [--a100] [--models resnet18,vgg16,alexnet]
+
+--loo: the two overheads left out one network at a time over AlexNet, VGG-16, ResNet-18 and
+ResNet-50 (backends/sparse_tc/fidelity.py ``loo_table``; a few minutes). --a100: the measured
+A100 2:4 GEMM speedups beside config.a100()'s (spec constants, decode cost 0) and beside the
+Zhu-fitted hardware overhead carried over (``a100_transfer``; instant).
 
 Paper [V, abstract]: the VectorSparse pruning gives +63% performance on stock Tensor Cores
 (1.63x), the added instruction and micro-architecture another +58% (2.58x in all).
@@ -102,9 +107,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true", help="refit the two overhead constants on the paper workload")
     ap.add_argument("--quick", action="store_true", help="keep=4 only, no LeNet sweep")
     ap.add_argument("--batch", type=int, default=PAPER_BATCH)
+    ap.add_argument("--loo", action="store_true", help="leave-one-network-out of the two overheads over four networks, then exit")
+    ap.add_argument("--a100", action="store_true", help="measured A100 2:4 GEMM speedups against the model, then exit")
     args = ap.parse_args(argv)
     names = tuple(n for n in args.models.split(",") if n)
     start = time.time()
+    if args.a100 or args.loo:
+        from nncc.backends.sparse_tc import fidelity
+        if args.a100:
+            print("A100 2:4 over dense, one square FP16 GEMM: measured | config.a100() (decode 0) | Zhu-fitted hardware_overhead")
+            for label, row in fidelity.a100_transfer().items():
+                print(f"  {label:16} {row['measured']:6.3f}x | {row['spec']:6.3f}x | {row['zhu_fitted']:6.3f}x")
+        if args.loo:
+            print(f"leave one network out, keep {PAPER_KEEP}/16, batch {PAPER_BATCH}; each network assumed to show the paper's ratio [U]")
+            print(f"{'mode':9} {'held out':9} {'fit on rest':>11} {'predicted':>9} {'gain err':>8} {'own':>6}")
+            for mode, rows in fidelity.loo_table().items():
+                for name, r in rows.items():
+                    print(f"{mode:9} {name:9} {r['fitted']:11.4f} {r['predicted']:8.2f}x {100 * r['error']:+7.0f}% {r['own']:6.3f}")
+        print(f"\n({time.time() - start:.0f} s)", file=sys.stderr)
+        return 0
     if args.fit:
         print("fitted constants (paste into config.py):", fit())
     print(f"\nspeedup over dense HMMA, batch {args.batch} (whole network | GEMM kernels only); paper: "

@@ -132,3 +132,28 @@ class SparseTcConfig(HardwareConfig):
     def overhead(self, mode: str | None = None) -> float:
         mode = mode or self.mode
         return {"software": self.software_overhead, "hardware": self.hardware_overhead}.get(mode, 0.0)
+
+
+# The A100 (SXM4 40 GB) with its 2:4 Sparse Tensor Cores, from the spec sheet only (NVIDIA A100 Tensor Core
+# GPU Architecture whitepaper, 2020; docs/sources.md, "Sparse Tensor Core"): nothing here
+# was fitted to any figure. ``a100()`` applies it; the fields not named keep the V100 values
+# (tiles, launch, energies: not checked on the A100, [U] there).
+A100: dict[str, object] = {
+    "sm_count": 108,                 # [V]: 108 SMs in A100 (128 in the full GA100)
+    "tensor_cores_per_sm": 4,        # [V]: 4 third-generation Tensor Cores per SM
+    "fma_per_tc_cycle": 256,         # [V]: each performs 256 FP16/FP32 FMA per clock (1024 per SM)
+    "clock_hz": 1.41e9,              # [V]: 1410 MHz boost; 108 x 1024 x 2 x 1.41 GHz = 312 TFLOPS dense FP16
+    "cuda_fma_per_sm_cycle": 256,    # [V]: 78 TFLOPS FP16 on the CUDA cores = 108 x 256 x 2 x 1.41 GHz
+    "hbm_bandwidth": 1555e9,         # [V]: 40 GB HBM2 at 1555 GB/s
+    "l2_bandwidth": 2.3 * 2155e9,    # [V]: "2.3x the L2 cache read bandwidth of V100", on the V100's measured 2155 GB/s [U]
+    "vector_length": 4,              # [V]: 2:4 structured sparsity, two non-zeros in every four along the reduction
+    "hardware_overhead": 0.0,        # [V]: sparse Tensor Core peak 624 = 2 x 312 TFLOPS dense FP16: the math runs at
+                                     #      the kept fraction with no decode cost in the pipe (2-bit metadata per
+                                     #      kept value, log2(4): index_bits)
+    "mode": "hardware",
+}
+
+
+def a100() -> SparseTcConfig:
+    """An A100 with 2:4 Sparse Tensor Cores (``A100`` above, each value's source beside it)."""
+    return dataclasses.replace(SparseTcConfig(), **A100)

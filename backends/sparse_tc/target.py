@@ -15,7 +15,7 @@ from nncc.pass_base import NnccPass
 from nncc.registry import PASSES
 
 from . import cost, mapping
-from .config import SparseTcConfig
+from .config import SparseTcConfig, a100
 
 
 class SparseTensorCoreTarget(Target):
@@ -27,6 +27,8 @@ class SparseTensorCoreTarget(Target):
     name = "sparse-tc"
     Config = SparseTcConfig
     batch_field = "batch"
+    # a100: the A100's spec-sheet figures with 2:4 sparsity (config.A100); V100 by default.
+    profiles = {"v100": SparseTcConfig, "a100": a100}
     summary = ("V100-class GPU, HMMA tiles/waves; vector-wise N-of-16 sparse weights (Zhu et al. MICRO 2019) "
                "as --set mode=dense|software|hardware")
 
