@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import onnx_ir as ir
 
-from nncc.irutils import constant_value
+from nncc.irutils import constant_value, fresh_name
 
 # In no opset_import: onnxscript's folder leaves a node of this domain alone but still folds
 # inside its subgraphs. Only ever set for the duration of holding_ifs.
@@ -54,14 +54,6 @@ def taken_names(graph: ir.Graph, skip: ir.Node) -> tuple[set[str], set[str]]:
                 nodes.add(node.name)
             values.update(v.name for v in node.outputs if v.name)
     return values, nodes
-
-
-def fresh_name(name: str, taken: set[str]) -> str:
-    new, i = name, 1
-    while new in taken:
-        new, i = f"{name}_{i}", i + 1
-    taken.add(new)
-    return new
 
 
 class FreshNames:

@@ -93,19 +93,29 @@ def drop_unused_initializers(graph: ir.Graph) -> int:
     return len(unused)
 
 
-def unique_name(graph: ir.Graph, base: str) -> str:
-    """A value name not yet used in ``graph`` (initializers, inputs, node outputs)."""
-    taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    return name
+def fresh_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``, ... : the first not in ``taken``, which it joins."""
+    new, i = name, 1
+    while new in taken:
+        new, i = f"{name}_{i}", i + 1
+    taken.add(new)
+    return new
 
 
-def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray) -> ir.Value:
-    """Register ``array`` as a new initializer (unique name, size-capped like every pass-made tensor)."""
+def unique_name(graph: ir.Graph, base: str, taken: set[str] | None = None) -> str:
+    """A value name not yet used in ``graph`` (initializers, inputs, node outputs). ``taken``: a
+    set of the graph's names that the caller keeps up to date (a pass adding many values),
+    instead of reading every node's outputs again for each name."""
+    if taken is None:
+        taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
+    return fresh_name(base, taken)
+
+
+def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray, taken: set[str] | None = None) -> ir.Value:
+    """Register ``array`` as a new initializer (unique name, size-capped like every pass-made
+    tensor); ``taken`` as for :func:`unique_name`."""
     check_created_tensor(int(array.nbytes), "pass", f"initializer '{base_name}'")
-    value = ir.Value(name=unique_name(graph, base_name), shape=ir.Shape(array.shape),
+    value = ir.Value(name=unique_name(graph, base_name, taken), shape=ir.Shape(array.shape),
                      type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), const_value=ir.tensor(array))
     graph.register_initializer(value)
     return value
