@@ -111,6 +111,11 @@ def test_counts_match_a_brute_force_evaluation(filters, k, values, group, seed):
     codes = np.random.default_rng(seed).integers(-values, values + 1, size=(filters, k))
     s = filter_stats(codes, group=group)
     assert (s.mults, s.adds, s.entries, s.base_cycles) == _reference(codes, group)
+    # every multiply takes one group of activations, and every non-zero weight puts its
+    # activation in exactly one group of its filter
+    assert sum(s.group_sizes.values()) == s.mults
+    assert sum(n * count for n, count in s.group_sizes.items()) == s.nnz
+    assert s.mults_performed(1.0) == pytest.approx(s.mults)
 
 
 @settings(max_examples=60, deadline=None)
@@ -174,6 +179,41 @@ def test_the_1x4_conv_cost_by_hand(tmp_path):
     report_row = result.report["layers"][0]
     assert report_row["ucnn"]["jump_bits"] == 3 and "jump_bits" not in report_row["baseline"]
     assert report_row["baseline"]["rf_reads"] == 12 + 9 * 3 and report_row["positions"] == 3
+
+
+def test_ucnn_gates_multiplies_on_all_zero_sums(tmp_path):
+    # [2, 2, 0, -1]: the multiply by 2 sums two activations, the one by -1 a single one. At
+    # density 0.5 they are skipped with probability 0.25 and 0.5: 1.25 multiplies per position.
+    s = filter_stats(np.array([[2, 2, 0, -1]]))
+    assert s.group_sizes == {1: 1, 2: 1} and s.mults_performed(0.5) == pytest.approx(1.25)
+    path = _conv_1x4(tmp_path, [2, 2, 0, -1])
+    gated = _compile(path, activation_density=0.5).cost.layers[0].ucnn
+    plain = _compile(path, activation_density=0.5, gate_zero_sums=False).cost.layers[0].ucnn
+    assert (gated.mults, plain.mults) == (pytest.approx(3 * 1.25), 6)
+    # adds: 3 x (1 activation add x 0.5 + 1 product add x 1.25 / 2)
+    assert gated.adds == pytest.approx(3 * (0.5 + 1.25 / 2)) and plain.adds == pytest.approx(3 * (0.5 + 1))
+    assert gated.cycles == plain.cycles and gated.energy_j < plain.energy_j  # energy saved, never cycles
+    c = UcnnConfig()
+    mac = c.e_mac16_pj
+    assert plain.rf_j - gated.rf_j == pytest.approx(3 * (2 - 1.25) * 48 / 16 * mac * 1e-12)
+    # G = 2: f1 multiplies on S(1) (2 activations) and S(2); f2 on three single activations
+    assert filter_stats(np.array([[1, 1, 2, 0], [3, 0, 3, 3]]), group=2).group_sizes == {1: 4, 2: 1}
+
+
+def test_activations_cross_dram_run_length_coded(tmp_path):
+    # density 0.5: half the elements as (5-bit run, 16-bit value) pairs, plus a pair per 32 zeros
+    share = (0.5 + 0.5 ** 32) * 21 / 16
+    path = _conv_1x4(tmp_path, [2, 2, 0, -1])
+    coded = _compile(path, activation_density=0.5).cost.layers[0]
+    dense = _compile(path, activation_density=0.5, compress_activations=False).cost.layers[0]
+    mac = UcnnConfig().e_mac16_pj
+    for design in ("ucnn", "baseline"):  # 6 inputs + 3 outputs, the same in both designs
+        saved = getattr(dense, design).dram_j - getattr(coded, design).dram_j
+        assert saved == pytest.approx(9 * 16 * (1 - share) / 16 * 200 * mac * 1e-12)
+    # never more than dense: at density 1 the pairs cost 21 bits an element, so dense is kept
+    full = _compile(path, activation_density=1.0).cost.layers[0].baseline
+    assert full.dram_j == pytest.approx(_compile(path, activation_density=1.0, compress_activations=False)
+                                        .cost.layers[0].baseline.dram_j)
 
 
 def test_baseline_gating_saves_energy_never_cycles(tmp_path):

@@ -72,9 +72,24 @@ class UcnnConfig(HardwareConfig):
     density_samples: int = hw(64, source="nncc estimation setting: model runs on --calib/--eval data that measure each "
                                           "layer's input activation density (replacing activation_density)",
                               unit="runs", minimum=1)
-    rlc_run_bits: int = hw(5, source=f"{EYERISS_CHIP} [V]: run-length coding with 5-bit runs (used here for the baseline's "
-                                     "compressed weights in DRAM; a layer keeps the smaller of dense and RLC)",
+    gate_zero_sums: bool = hw(True, source=f"[U] nncc design, the baseline's gating carried over: Eyeriss gates its "
+                                           f"datapath on zero data [V {EYERISS_CHIP} abstract: 'data gating'], and UCNN "
+                                           "is compared with a 'similarly provisioned' baseline [V UCNN abstract]; UCNN "
+                                           "skips a multiply (and its unique-weight read and partial-sum update) whose "
+                                           "sum of activations is zero, i.e. all n of them zero: probability (1-d)^n at "
+                                           "activation density d. Whether the paper's PE does this was not read; "
+                                           "false: every multiply is performed", choices=(True, False))
+    rlc_run_bits: int = hw(5, source=f"{EYERISS_CHIP} [V]: run-length coding with 5-bit runs (used here for the feature "
+                                     "maps in DRAM, both designs, and for the baseline's compressed weights in DRAM [U: "
+                                     "an nncc addition]; each keeps the smaller of dense and RLC)",
                            unit="bit", minimum=1)
+    compress_activations: bool = hw(True, source=f"{EYERISS_CHIP} [V, ISSCC 2016 text as summarized (study.space): "
+                                                 "output feature maps are rectified and run-length compressed before "
+                                                 "DRAM, which halves the average image bandwidth]: input and output "
+                                                 "activations of a factorized layer cross DRAM as RLC at activation "
+                                                 "density d, in both designs (UCNN provisioned alike [U]); the output's "
+                                                 "density taken as d [U]. false: dense activations",
+                                    choices=(True, False))
     pe_area_overhead: str = hw("17-24%", source=f"{UCNN} [V abstract]: UCNN PE area +17-24% over the baseline PE; "
                                                 "reported, not modelled (no absolute area)")
 

@@ -14,16 +14,21 @@ MAC scaled by the word's bits / 16 (Eyeriss normalized table, see config.py):
     weights    = dense on chip; in DRAM the smaller of dense and run-length coded
   UCNN (factorized, mapping.py's counts per position: E entries, M multiplies, adds, cycles):
     cycles     = P cycles / PEs          (one indirection entry per PE per cycle: zero weights skipped)
-    arithmetic = P (M e_mult + act_adds d e_add + psum_adds e_add)
+    M'         = sum over multiplies of 1 - (1 - d)^n, n the activations summed for it: the
+                 multiplies left when one on an all-zero sum is gated (``gate_zero_sums``; the
+                 baseline's zero gating applied to UCNN's multiplies; M' = M when d = 1 or off)
+    arithmetic = P (M' e_mult + act_adds d e_add + psum_adds (M'/M) e_add)
     RF         = P (E + padding) indirection entry reads (jump + G transition bits) + P E activation reads
-                 + P M (unique weight read + psum read/write)
+                 + P M' (unique weight read + psum read/write)
     weights    = the indirection + unique-weight tables, on chip and in DRAM
   both:
     a recurrent layer's gate work: + vector_ops / PEs cycles, vector_ops adds
     global buffer + NoC: weights once; the layer's input once per pass, a pass being one
                  filling of the PEs' weight scratch pads (passes = ceil(weight bytes / (PEs x
                  rf_weight_bytes))): smaller tables mean fewer re-reads of the input [U]
-    DRAM:        weights once, input and output activations once each (ideal reuse) [U]
+    DRAM:        weights once, input and output activations once each (ideal reuse) [U], the
+                 activations run-length coded at density d in both designs (``compress_activations``,
+                 Eyeriss's feature-map compression; ``activation_rlc_share``)
 
 Jump width: per layer, the width with the least energy x cycles (``ucnn_cost``).
 Throughput-normalized energy [U: the paper's term; defined here as energy x cycles, i.e. the
@@ -78,6 +83,18 @@ def _energy_unit(config: Any, wb: int | None = None, ab: int | None = None) -> t
     return c.e_mult16_pj * wb * ab / 256, c.e_add16_pj * ab / 16
 
 
+def activation_rlc_share(config: Any, density: float, ab: int) -> float:
+    """DRAM bits of run-length-coded activations per dense bit (1: not compressed). Eyeriss
+    stores feature maps in DRAM as (run of zeros, value) pairs [V, see config.compress_activations]:
+    per element, density pairs plus one for each full run of 2^r zeros (about (1 - density)^(2^r)),
+    each of ab + r bits; a layer keeps the smaller of coded and dense."""
+    if not config.compress_activations:
+        return 1.0
+    r = config.rlc_run_bits
+    pairs = density + (1.0 - density) ** (1 << r)
+    return min(1.0, pairs * (ab + r) / ab)
+
+
 def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = None) -> DesignCost:
     """Cycles, energy (J, by part) and operation counts of one layer on one design
     (UCNN: with indirection jumps of ``jump`` bits, default the smallest table's width)."""
@@ -117,18 +134,22 @@ def design_cost(row: UcnnLayer, config: Any, design: str, jump: int | None = Non
         else:
             jump = jump or s.jump_bits
             cycles = math.ceil(p * s.cycles(jump) / c.pes)
-            mults, adds = p * s.mults, p * (s.act_adds * d + s.psum_adds)
+            # zero-sum gating: a multiply (with its unique-weight read and partial-sum update) is
+            # skipped when its sum of activations is zero, as the baseline skips a MAC on a zero operand
+            performed = s.mults_performed(d) if c.gate_zero_sums else float(s.mults)
+            share = performed / s.mults if s.mults else 0.0
+            mults, adds = p * performed, p * (s.act_adds * d + s.psum_adds * share)
             parts["arithmetic"] = mults * e_mult + adds * e_add
             table = s.entries + s.pad_entries(jump)
-            rf_bits = p * (table * (jump + c.group) + s.entries * ab + s.mults * (wb + 2 * ab))
+            rf_bits = p * (table * (jump + c.group) + s.entries * ab + performed * (wb + 2 * ab))
             chip_weight_bits = dram_weight_bits = s.table_bits(jump)
-            counts.update(mults=mults, adds=adds, table_reads=p * table, rf_reads=p * (table + s.entries + 3 * s.mults),
+            counts.update(mults=mults, adds=adds, table_reads=p * table, rf_reads=p * (table + s.entries + 3 * performed),
                           jump_bits=jump, pad_entries=s.pad_entries(jump))
         parts["rf"] = rf_bits / 16 * c.rf_x * word
         passes = max(1, math.ceil(chip_weight_bits / 8 / (c.pes * c.rf_weight_bytes)))
         glb_bits = chip_weight_bits + (row.input_elems * passes + row.output_elems) * ab
         parts["glb_noc"] = glb_bits / 16 * (c.glb_x + c.noc_x) * word
-        dram_bits = dram_weight_bits + (row.input_elems + row.output_elems) * ab
+        dram_bits = dram_weight_bits + (row.input_elems + row.output_elems) * ab * activation_rlc_share(c, d, ab)
         parts["dram"] = dram_bits / 16 * c.dram_x * word
         counts.update(input_passes=passes, weight_dram_bytes=math.ceil(dram_weight_bits / 8))
         if row.vector_ops:  # a recurrent layer's gate work on the adders, the same in both designs

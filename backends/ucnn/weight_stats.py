@@ -30,6 +30,8 @@ class WeightStats:
     weight_bits: int = 16
     jump_bits: int = 0         # width of one indirection entry's jump: the smallest table (cost.py may pick another)
     padding: dict[int, int] = dataclasses.field(default_factory=dict)  # jump width -> padding entries
+    # activations summed per multiply -> multiplies (sum = mults): what zero-sum gating needs (cost.py)
+    group_sizes: dict[int, int] = dataclasses.field(default_factory=dict, repr=False)
 
     def pad_entries(self, jump: int | None = None) -> int:
         """Extra entries for jumps longer than 2^jump - 1."""
@@ -43,6 +45,15 @@ class WeightStats:
         j = jump or self.jump_bits
         return (self.entries + self.pad_entries(j)) * (j + self.group) + self.mults * self.weight_bits
 
+    def mults_performed(self, density: float) -> float:
+        """Expected multiplies per position when a multiply is skipped for an all-zero sum of
+        activations: a group of n activations, each non-zero with probability ``density``
+        (independently), sums to zero with probability (1 - density)^n (post-ReLU activations are
+        non-negative, so only all-zero groups sum to zero)."""
+        if not self.group_sizes:
+            return float(self.mults)
+        return float(sum(count * (1.0 - (1.0 - density) ** n) for n, count in self.group_sizes.items()))
+
     @property
     def nnz(self) -> int:
         return self.filters * self.k - self.zeros
@@ -53,9 +64,11 @@ class WeightStats:
 
     def add(self, other: WeightStats) -> None:
         for f in dataclasses.fields(self):
-            if f.name not in ("k", "unique_max", "jump_bits", "group", "weight_bits", "padding"):
+            if f.name not in ("k", "unique_max", "jump_bits", "group", "weight_bits", "padding", "group_sizes"):
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         self.unique_max = max(self.unique_max, other.unique_max)
+        for n, count in other.group_sizes.items():
+            self.group_sizes[n] = self.group_sizes.get(n, 0) + count
 
 
 def quantize_codes(weight: np.ndarray, bits: int) -> np.ndarray:
@@ -127,11 +140,13 @@ def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightSta
     per_filter_unique = _distinct_rows(codes, ignore=0)
     stats = WeightStats(filters=f, k=k, zeros=int(f * k - nonzero.sum()), unique=int(per_filter_unique.sum()),
                         unique_max=int(per_filter_unique.max(initial=0)))
+    sizes = np.zeros(1, dtype=np.int64)   # histogram: activations summed per multiply -> multiplies
     if g == 1:
         active = nonzero
         leaf = np.where(active, codes, np.iinfo(np.int64).max)
         mults = [per_filter_unique]
         d1 = per_filter_unique
+        sizes = _add_histograms(sizes, _group_size_histogram(leaf))
     else:
         blocks = -(-f // g)
         padded = np.zeros((blocks * g, k), dtype=np.int64)
@@ -145,8 +160,11 @@ def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightSta
             prefix = prefix * (k + 1) + ranks[:, level]
             if level == 0:
                 d1 = _distinct_rows(np.where(active, prefix, -1), ignore=-1)
-            # filter `level` multiplies once per distinct prefix whose own weight is non-zero
-            mults.append(_distinct_rows(np.where(active & nz[:, level], prefix, -1), ignore=-1))
+            # filter `level` multiplies once per distinct prefix whose own weight is non-zero,
+            # on the sum of the activations under that prefix
+            own = active & nz[:, level]
+            mults.append(_distinct_rows(np.where(own, prefix, -1), ignore=-1))
+            sizes = _add_histograms(sizes, _group_size_histogram(np.where(own, prefix, np.iinfo(np.int64).max)))
         leaf = np.where(active, prefix, np.iinfo(np.int64).max)
     entries = active.sum(axis=1)
     m = np.stack(mults)                                    # [G, blocks]
@@ -155,6 +173,7 @@ def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightSta
     stats.act_adds = int((entries - d1).sum())
     stats.psum_adds = int(np.maximum(m - 1, 0).sum())
     stats.base_cycles = int(np.maximum(entries, -(-m.max(axis=0) // multipliers)).sum())
+    stats.group_sizes = {int(n): int(c) for n, c in enumerate(sizes) if n and c}
     # Jumps: positions sorted by (group, position); a stable sort by group keeps positions ascending.
     order = np.argsort(leaf, axis=1, kind="stable")
     ordered = np.take_along_axis(leaf, order, axis=1)
@@ -164,6 +183,28 @@ def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightSta
     previous[:, 1:] = order[:, :-1]
     jumps = order - np.where(same, previous, -1)
     return stats, jumps[ordered != np.iinfo(np.int64).max]
+
+
+def _group_size_histogram(keys: np.ndarray) -> np.ndarray:
+    """Counts of the group sizes of equal keys per row (int64 max = no entry): entry n is the
+    number of groups holding n entries."""
+    sentinel = np.iinfo(np.int64).max
+    ordered = np.sort(keys, axis=1)
+    valid = ordered != sentinel
+    start = np.ones(ordered.shape, dtype=bool)
+    start[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    start &= valid
+    if not start.any():
+        return np.zeros(1, dtype=np.int64)
+    ids = np.cumsum(start.ravel()) - 1          # groups never cross rows: every row starts one
+    return np.bincount(np.bincount(ids[valid.ravel()]))
+
+
+def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros(max(a.size, b.size), dtype=np.int64)
+    out[:a.size] += a
+    out[:b.size] += b
+    return out
 
 
 def rlc_bits(codes: np.ndarray, weight_bits: int, run_bits: int) -> int:
