@@ -64,6 +64,11 @@ REFERENCES: list[Reference] = [
     _tflite("Inception v1 (GoogLeNet) latency, 8-bit", 154.5, "light_inception_v1", True,
             "nncc: the onnx wheel's Inception v1 (with LRN) quantized by nncc; TFLite's Inception_V1_quant is "
             "TF-slim's graph (BatchNorm, no LRN) [U differences]"),
+    _tflite("Inception v2 latency, 8-bit", 235.0, "light_inception_v2", True,
+            "nncc: the onnx wheel's BN-Inception quantized by nncc; TFLite's Inception_V2_quant is TF-slim's graph [U differences]"),
+    _tflite("DenseNet latency, float", 894.0, "light_densenet121", False,
+            "nncc: the onnx wheel's DenseNet-121 (2.83 G MACs); TFLite's DenseNet (43.6 MB, 64.2% top-1) is not named "
+            "further [U which depth]; " + _TFLITE_2018),
     Reference(
         target="mobile-cpu", quantity="MobileNet V2 latency, 8-bit, LPIRC 2018 winner", reference=27e-3, unit="s",
         source=f"{SECTION}: LPIRC 2018, arXiv 1903.06791 (27 ms on one Pixel 2 core) [V]",
