@@ -163,19 +163,27 @@ def load_model(
     except NnccError as e:
         raise NnccError(path, e.what + _if_input_hint(model)) from None
     validate(model, path)
+    freeze_weights(model)
     return model
 
 
 def copy_model(model: ir.Model) -> ir.Model:
-    """An independent copy (weights included) of a loaded model: a fraction of loading it again,
-    which re-runs the checker, folding and shape inference. Weights still in external files stay
-    there, read from the same folder."""
-    copy = ir.from_proto(ir.to_proto(model))
-    bases = {t.base_dir for t in ir.external_data._all_tensors(model.graph, include_attributes=True)
-             if isinstance(t, ir.ExternalTensor)}
-    if bases:
-        ir.external_data.set_base_dir(copy.graph, bases.pop())
-    return copy
+    """A copy of a loaded model whose graph can be rewritten without touching ``model``: new
+    nodes and values, the same weight tensors (a pass replaces a weight, never writes into one:
+    :func:`freeze_weights` makes an array written in place raise). No serialization, no second
+    copy of the weights: compare copies the model once per target."""
+    return model.clone()
+
+
+def freeze_weights(model: ir.Model) -> None:
+    """Make the numpy arrays behind ``model``'s initializers read-only, so that code writing
+    into a weight shared by copies (:func:`copy_model`) fails loudly instead of changing them all."""
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            raw = getattr(tensor, "raw", None)
+            if isinstance(raw, np.ndarray):
+                raw.flags.writeable = False
 
 
 def _if_input_hint(model: ir.Model) -> str:
