@@ -56,7 +56,10 @@ class Calibration:
 
     def _record(self, lay: Layer, x: np.ndarray, run: int, per_run: int) -> None:
         low, high = self.stats.get(lay.name, (np.inf, 0.0))
-        self.stats[lay.name] = (min(low, float(x.min())), max(high, float(np.abs(x).max())))
+        x_min = float(x.min())
+        # max |x| without an |x| copy of the tensor: the larger of max x and -min x (abs() keeps
+        # 0.0 for an all-zero tensor, where -min x may be -0.0; a NaN stays NaN either way).
+        self.stats[lay.name] = (min(low, x_min), max(high, abs(max(float(x.max()), -x_min))))
         node = lay.node
         if lay.op == "Conv":
             w_shape = lay.input_shapes[1]

@@ -55,15 +55,6 @@ def quantize_inputs(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.
     return np.clip(np.rint(x / scale * (2 ** bits - 1)), 0, 2 ** bits - 1).astype(np.int64)
 
 
-def _distinct_rows(planes: np.ndarray) -> np.ndarray:
-    """The distinct rows of a 0/1 matrix, in no particular order: rows packed to bytes and
-    compared as fixed-width byte strings (much faster than numpy's row-wise unique)."""
-    packed = np.packbits(planes, axis=1)
-    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first = np.unique(keys, return_index=True)
-    return planes[first]
-
-
 def _bit_planes(codes: np.ndarray, bits: int) -> np.ndarray:
     """[V x rows] codes below 2^bits -> [V*bits x rows] 0/1 planes (in no particular order)."""
     if bits <= 8:  # one byte per code: numpy unpacks the bits in a single pass
@@ -72,59 +63,134 @@ def _bit_planes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.concatenate([((codes >> b) & 1) for b in range(bits)]).astype(np.uint8)
 
 
-class _ColumnBound:
-    """The most a plane with ``p`` ones can add up in each column: the sum of its ``p`` largest
-    cells, from how many cells of each level the column holds (cells are small integers)."""
+def _packed_planes(codes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """([V*bits x ceil(rows/8)] bit planes packed 8 rows a byte, [rows] 1 bits per row over all planes).
 
-    def __init__(self, phys: np.ndarray):
-        top = int(phys.max(initial=0))
-        self.counts = [(phys == level).sum(axis=0) for level in range(top, 0, -1)]  # highest level first
+    Packed planes are what the search needs (distinct planes, ones per plane): for codes of a
+    byte or less, one shift, mask and packbits per bit is ~40x faster than unpacking every bit
+    of every code and transposing the result."""
+    if bits > 8:
+        planes = _bit_planes(codes, bits)
+        return np.packbits(planes, axis=1), planes.sum(axis=0, dtype=np.int64)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)  # codes < 2^bits <= 256: exact
+    out = np.empty((bits, len(codes), -(-codes.shape[1] // 8)), dtype=np.uint8)
+    plane = np.empty_like(codes)
+    for b in range(bits):
+        np.right_shift(codes, b, out=plane)
+        np.bitwise_and(plane, 1, out=plane)
+        out[b] = np.packbits(plane, axis=1)
+    if bits < 8:  # the planes hold only the low ``bits`` bits: so does the count
+        np.bitwise_and(codes, 2 ** bits - 1, out=plane)
+        codes = plane
+    return out.reshape(bits * len(codes), -1), _popcount(codes).sum(axis=0, dtype=np.int64)
 
-    def __call__(self, ones: int, cols: np.ndarray) -> np.ndarray:
-        left = np.full(cols.size, ones, dtype=np.int64)
-        bound = np.zeros(cols.size)
-        for level, count in zip(range(len(self.counts), 0, -1), self.counts):
-            take = np.minimum(count[cols], left)
+
+def _popcount(a: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(a)
+    return _POP8[a]
+
+
+_POP8 = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
+
+
+def _distinct_rows(packed: np.ndarray) -> np.ndarray:
+    """Indices of distinct rows of a packed 0/1 matrix (may keep a few duplicates: harmless, a
+    duplicate plane only repeats a column sum). Rows are hashed to one 64-bit key and sorted by
+    it; neighbours that are fully equal are dropped (much faster than numpy's unique over
+    byte strings or rows)."""
+    if not len(packed):
+        return np.arange(0)
+    width = -(-packed.shape[1] // 8) * 8
+    wide = np.zeros((len(packed), width), dtype=np.uint8)
+    wide[:, :packed.shape[1]] = packed
+    words = wide.view(np.uint64)
+    key = words[:, 0].copy()
+    for i in range(1, words.shape[1]):
+        key *= np.uint64(0x9E3779B97F4A7C15)  # wraps: any mixing will do, equality is checked below
+        key ^= words[:, i]
+    order = np.argsort(key)
+    ordered = words[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    return order[new]
+
+
+class _LevelBound:
+    """The most a plane with ``p`` ones can add up in each of some columns: the sum of its ``p``
+    largest cells, from how many cells of each level the column holds (cells are small
+    integers). ``cells``: float32, one row per column; counts by one BLAS product per level."""
+
+    def __init__(self, cells: np.ndarray):
+        self.levels = range(int(cells.max(initial=0)), 0, -1)  # highest level first
+        one = np.ones(cells.shape[1], dtype=np.float32)
+        self.counts = np.array([(cells == level).astype(np.float32) @ one for level in self.levels],
+                               dtype=np.int64).reshape(len(self.levels), len(cells))  # counts < 2^24: exact
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.counts = self.counts[:, mask]
+
+    def __call__(self, ones: int) -> np.ndarray:
+        left = np.full(self.counts.shape[1], ones, dtype=np.int64)
+        bound = np.zeros(self.counts.shape[1])
+        for level, count in zip(self.levels, self.counts):
+            take = np.minimum(count, left)
             bound += level * take
             left -= take
         return bound
 
 
 def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.ndarray, floor: np.ndarray,
-               chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+               chunk: int = 256, col_sums: np.ndarray | None = None,
+               cells_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For one crossbar row block: per slice, the larger of ``floor`` (what earlier row blocks
     reached) and this block's largest column sum over the input vectors ``codes`` [V x rows]
     and all their bit planes; and the density of 1 bits per row (for the read energy).
+    ``phys`` holds the block's cells (integers; any numeric dtype).
 
     Exact -- the figures of computing every column sum of every plane -- but faster: equal
     planes count once, planes go most ones first, and a column leaves the computation as soon
     as no remaining plane can lift it above its slice's maximum so far (a plane with p ones
     adds at most the column's p largest cells). Column sums are integers below 2^24: float32
-    is exact."""
+    is exact. Where the caller has them: ``col_sums``, the block's column sums, and
+    ``cells_t``, ``phys`` transposed as float32."""
     best = np.array(floor, dtype=np.float64)
     rows = phys.shape[0]
     if len(codes) == 0:
         return best, np.full(rows, 0.5)
-    planes = _bit_planes(codes, bits)
-    density = planes.sum(axis=0, dtype=np.float64) / len(planes)
-    planes = _distinct_rows(planes)
-    ones = planes.sum(axis=1, dtype=np.int64)
+    packed, row_ones = _packed_planes(codes, bits)
+    density = row_ones.astype(np.float64) / len(packed)  # the count of 1s is an exact integer: same as a float sum
+    packed = packed[_distinct_rows(packed)]
+    ones = _popcount(packed).sum(axis=1, dtype=np.int64)
     order = np.argsort(-ones, kind="stable")
-    planes, ones = planes[order], ones[order]
-    planes, ones = planes[ones > 0], ones[ones > 0]
-    if not len(planes):
+    packed, ones = packed[order], ones[order]
+    packed, ones = packed[ones > 0], ones[ones > 0]
+    if not len(packed):
         return best, density
-    bound = _ColumnBound(phys)
-    cells = phys.astype(np.float32)
-    cols = np.arange(phys.shape[1])
-    cols = cols[bound(int(ones[0]), cols) > best[col_slice]]
-    for start in range(0, len(planes), chunk):
-        if not cols.size:
+    planes = np.unpackbits(packed, axis=1, count=rows).astype(np.float32)  # only the distinct planes are unpacked
+    # The cells one row per column (float32, exact small integers), filtered along with the
+    # live columns ``cols`` rather than gathered and converted for every chunk of planes.
+    cells = cells_t if cells_t is not None else phys.T.astype(np.float32)
+    if col_sums is None:
+        col_sums = cells @ np.ones(rows, dtype=np.float32)  # integers below 2^24: exact
+    # Two bounds on what the densest plane adds to a column: its sum (cheap, for every column),
+    # then its ``ones`` largest cells (counted per level) for the columns the sum leaves.
+    cols = np.flatnonzero(col_sums > best[col_slice])
+    cells = cells[cols]
+    bound = _LevelBound(cells)
+    for start in range(0, len(planes) + chunk, chunk):
+        keep = bound(int(ones[start]) if start < len(ones) else 0) > best[col_slice[cols]]
+        if not keep.all():
+            cols, cells = cols[keep], cells[keep]
+            bound.keep(keep)
+        if not cols.size or start >= len(planes):
             break
-        sums = planes[start:start + chunk].astype(np.float32) @ cells[:, cols]
-        np.maximum.at(best, col_slice[cols], sums.max(axis=0))
-        rest = int(ones[start + chunk]) if start + chunk < len(ones) else 0
-        cols = cols[bound(rest, cols) > best[col_slice[cols]]]
+        top = (planes[start:start + chunk] @ cells.T).max(axis=0)
+        slices = col_slice[cols]
+        for s in range(len(best)):  # np.maximum.at(best, slices, top), without ufunc.at's per-element cost
+            here = top[slices == s]
+            if here.size:
+                best[s] = max(best[s], float(here.max()))
     return best, density
 
 
@@ -143,15 +209,25 @@ def conv_patches(x: np.ndarray, w_shape: tuple[int, ...], attrs: dict, out_spati
     strides = attrs.get("strides", [1, 1])
     dil = attrs.get("dilations", [1, 1])
     pads = _pads(attrs, x.shape[2:], k, strides, dil, out_spatial)
-    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     oh, ow = out_spatial
     run, rest = np.divmod(picks, oh * ow)
     r, c = np.divmod(rest, ow)
-    rows = r[:, None] * strides[0] + np.arange(k[0])[None, :] * dil[0]
-    cols = c[:, None] * strides[1] + np.arange(k[1])[None, :] * dil[1]
-    channels = np.arange(x.shape[1])
-    patches = xp[run[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
-    return patches.reshape(len(picks), x.shape[1], -1)
+    rows = r[:, None] * strides[0] + np.arange(k[0])[None, :] * dil[0]  # [V, kh], padded coordinates
+    cols = c[:, None] * strides[1] + np.arange(k[1])[None, :] * dil[1]  # [V, kw]
+    _, channels, h, w = x.shape
+    if rows.size and cols.size and (rows.max() >= h + pads[0] + pads[2] or cols.max() >= w + pads[1] + pads[3]):
+        xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))  # raises IndexError, as it always did
+        return xp[run[:, None, None, None], np.arange(channels)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    # Gathered from the unpadded tensor (no padded copy of the whole activation): one channel
+    # vector per (vector, window cell), two index arrays instead of four broadcast ones. Window
+    # cells in the padding read any element and are then set to 0, what np.pad put there.
+    rows, cols = rows - pads[0], cols - pads[1]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # [V, kh, kw]
+    spatial = (np.clip(rows, 0, h - 1)[:, :, None] * w + np.clip(cols, 0, w - 1)[:, None, :]).reshape(len(picks), -1)
+    patches = x.reshape(x.shape[0], channels, h * w)[run[:, None], :, spatial].transpose(0, 2, 1)  # [V, C, kh*kw]
+    if not inside.all():
+        patches = np.where(inside.reshape(len(picks), 1, -1), patches, np.zeros((), dtype=patches.dtype))
+    return np.ascontiguousarray(patches)
 
 
 def _as_2d(attrs: dict) -> dict:
