@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import onnx
@@ -90,9 +91,18 @@ def test_flash_and_sar_energy_per_4_bit_conversion_at_22_nm():
 
 
 def test_flash_sense_time_is_the_column_latency_fit_at_the_top_reference():
-    # MultilevelSenseAmp.cpp ColumnLatency_Table, 22 nm high-resistance branch:
-    # 7.45392e-15 x R + 6.72844e-10 at R = 100 kOhm / 32 rows x 16 / 2 = 25 kOhm.
-    assert neurosim().adc_conversion_s(4) == pytest.approx(7.45392e-15 * 25e3 + 6.72844e-10)
+    # MultilevelSenseAmp.cpp CalculateLatency with the currentMode branch of ColumnLatency_Table at 22 nm: 8.02517e-15 x R + 8.51803e-10 at the top
+    # reference R = 100 kOhm / 32 rows x 16 / 2 = 25 kOhm, larger than the log branch at Rref[1] =
+    # 3125 x 16 / 15 Ohm: -1.32118e-10 ln(3333) + 1.7552e-9 = 0.684 ns.
+    assert neurosim().adc_conversion_s(4) == pytest.approx(8.02517e-15 * 25e3 + 8.51803e-10)
+    assert physics.column_latency(22, 3125 * 16 / 15) == pytest.approx(-1.32118e-10 * math.log(3125 * 16 / 15) + 1.7552e-9)
+    # NeuroSim's own run at 64 rows (12.5 kOhm, below its 12.7 kOhm capacitance correction): its
+    # ADClatency printed 9.52118e-10 s (fidelity.OUR_RUN, main.cpp diagnostics).
+    assert dataclasses.replace(neurosim(), parallel_read=64).adc_conversion_s(4) == pytest.approx(9.52118e-10, rel=1e-6)
+    # With few levels the log branch at Rref[1] is the slower one: 2 bits, 128 rows -> 781 Ohm x 4 / 3.
+    r1 = 100e3 / 128 * 4 / 3
+    assert dataclasses.replace(neurosim(), parallel_read=128).adc_conversion_s(2) == pytest.approx(
+        -1.32118e-10 * math.log(r1) + 1.7552e-9)
 
 
 def test_neurosim_profile_needs_a_node_with_device_data():
@@ -138,7 +148,7 @@ def test_one_crossbar_energy_and_latency_by_hand():
     f, vdd, vr, zeta = 22e-9, 0.85, 0.55, 1.22
     bits, rows, cols, reads = 8, 128, 128, 128 // 32
     wire = 0.2e-15 / 1e-6                                            # F per metre (SubArray.cpp)
-    t_sense = 7.45392e-15 * 25e3 + 6.72844e-10
+    t_sense = 8.02517e-15 * 25e3 + 8.51803e-10
     flash = 15 * 22 * (2 * f * (5.245e-10 + 8.004e-10)) * vdd ** 2
     by_hand = {
         "adc": cols * bits * reads * flash,                          # every column, every bit, every 32-row group
@@ -148,8 +158,10 @@ def test_one_crossbar_energy_and_latency_by_hand():
     }
     for key, value in by_hand.items():
         assert cost.energy_breakdown_j[key] == pytest.approx(value * zeta, rel=1e-6), key
-    # 4 row groups x 8 muxed columns x 1.4 x t_sense per input bit, 8 bits, one MVM.
-    assert cost.latency_s == pytest.approx(bits * reads * 8 * 1.4 * t_sense, rel=1e-9)
+    # 4 row groups x 8 muxed columns x 1.4 x t_sense per input bit, 8 bits, one MVM; the buffers and
+    # interconnect (neurosim_periphery, tests/test_reram_neurosim_periphery.py) come on top.
+    sensing = cost.latency_s - cost.buffer_s - cost.interconnect_s
+    assert sensing == pytest.approx(bits * reads * 8 * 1.4 * t_sense, rel=1e-9)
     assert row.reads == reads and cost.adc_bits == [4] * 8
 
 
@@ -183,7 +195,7 @@ def test_pipeline_speedup_replicates_as_neurosim_chip_cpp():
     assert [r.crossbars for r in rows] == [16, 4, 1, 2]
     cost = t.estimate(t.lower(small_vgg()))
     conv0 = next(r for r in cost.layers if r.name == "conv0")
-    assert conv0.latency_s == pytest.approx(-(-1024 // 16) * 8 * conv0.cycle_s)
+    assert conv0.latency_s - conv0.buffer_s - conv0.interconnect_s == pytest.approx(-(-1024 // 16) * 8 * conv0.cycle_s)
     # Without the pipeline, one copy each.
     flat = ReramTarget(dataclasses.replace(neurosim(), pipeline_speedup=0)).lower(small_vgg()).crossbar_layers
     assert [r.replicate for r in flat] == [1, 1, 1, 1]
@@ -197,8 +209,16 @@ def test_vgg8_on_the_neurosim_profile_stays_within_the_simulator_band_of_neurosi
 
     totals = fidelity.vgg8_totals(32)
     checks = {"energy": (totals["energy_j"], fidelity.OUR_RUN[32][2]),
-              "sensing": (totals["pipelined_interval_s"], fidelity.OUR_RUN_PARTS[32]["sensing_s"]),
-              "arrays": (totals["crossbar_area_mm2"], fidelity.OUR_RUN_PARTS[32]["array_mm2"])}
+              "sensing": (totals["sensing_interval_s"], fidelity.OUR_RUN_PARTS[32]["sensing_s"]),
+              # with NeuroSim's buffers and interconnect (neurosim_periphery): layer 1's latency
+              "interval": (totals["pipelined_interval_s"], fidelity.OUR_RUN[32][1]),
+              "buffer cycles": (totals["buffer_cycles"], fidelity.OUR_RUN_PARTS[32]["buffer_cycles"]),
+              "arrays": (totals["crossbar_area_mm2"], fidelity.OUR_RUN_PARTS[32]["array_mm2"]),
+              # NeuroSim's own area model on its floorplan (neurosim_area): chip, its summary groups, Table VII's
+              "chip area": (totals["area_mm2"], fidelity.OUR_RUN[32][0]),
+              **{f"{g} area": (totals["neurosim_area"]["groups_mm2"][g], ref)
+                 for g, ref in fidelity.OUR_RUN_PARTS[32]["area_groups_mm2"].items()},
+              "chip area, Table VII": (totals["area_mm2"], fidelity.TABLE_VII[32][0])}
     for name, (nncc, neurosim_value) in checks.items():
         assert 1 / 1.3 <= nncc / neurosim_value <= 1.3, (name, nncc, neurosim_value)
     assert totals["adc_bits_histogram"] == {"4": totals["adcs"]}

@@ -153,6 +153,23 @@ class ReramConfig(HardwareConfig):
     sense_cycle_factor: float = hw(1.0, source="factor on the sensing time in the neurosim profile's latency; NeuroSim's beta = 1.4 "
                                                "'latency factor of sensing cycle' (Param.cpp, validated = true) [V]; 1 = none",
                                    minimum=1)
+    sense_all_row_groups: bool = hw(False, source="neurosim profile: every sense of a column reads all ceil(crossbar_size / "
+                                                   "parallel_read) row groups of the sub-array, used or not, as NeuroSim's "
+                                                   "synchronous latency counts them (SubArray.cpp CalculateLatency: "
+                                                   "readLatencyADC = numColMuxed x numAdd, numAdd = ceil(numRowSubArray / "
+                                                   "numRowParallel) from ProcessingUnitInitialize) [V]; False = the row "
+                                                   "groups the layer's tallest row block fills (latency only)")
+    neurosim_periphery: bool = hw(False, source="add NeuroSim V1.4's buffer and interconnect cycles to each layer's latency: its "
+                                                 "tile/PE floorplan, global/tile/PE buffers, tile H-trees and X-Y bus counted "
+                                                 "as its synchronous mode counts them (Chip.cpp, Tile.cpp, ProcessingUnit.cpp, "
+                                                 "Buffer.cpp, DFF.cpp, HTree.cpp, XYBus.cpp; backends/reram/neurosim_periphery.py) "
+                                                 "[V], at one sense cycle per clock; False = none (ISAAC)")
+    neurosim_area: bool = hw(False, source="the chip area is NeuroSim V1.4's: its sub-arrays (height x width of the stacked "
+                                            "periphery, empty space included), PEs, tiles, buffers, H-trees, X-Y bus and "
+                                            "accumulation on its floorplan (SubArray.cpp CalculateArea, ProcessingUnit.cpp, "
+                                            "Tile.cpp, Chip.cpp ChipCalculateArea and the component models they call; "
+                                            "backends/reram/neurosim_area.py) [V]; 22 nm and the 1T1R cell only; False = "
+                                            "nncc's crossbar + ADC + periphery sum (ISAAC)")
     post_layout_energy: float = hw(1.0, source="factor on all energy; 1 = none (ISAAC); NeuroSim's zeta = 1.22 'post-layout energy "
                                                "increase', divided into its TOPS/W (Param.cpp validated = true; main.cpp) [V]",
                                    minimum=1)
@@ -284,6 +301,9 @@ def neurosim() -> ReramConfig:
         cell_area_f2=48.0, cell_aspect=3.0,   # 1T1R 12F x 4F [V]
         post_layout_energy=1.22,              # zeta [V]
         sense_cycle_factor=1.4,               # beta [V]
+        neurosim_periphery=True,              # buffers and interconnect, synchronous cycles (neurosim_periphery.py) [V]
+        sense_all_row_groups=True,            # SubArray.cpp: numAdd row groups per sense, used or not [V]
+        neurosim_area=True,                   # NeuroSim's chip area on its floorplan (neurosim_area.py) [V]
     )
 
 

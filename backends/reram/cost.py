@@ -30,7 +30,8 @@ Technology: every ISAAC energy (ADC table, DAC, shift-add, eDRAM, router, digita
 peripheral area is moved from 32 nm to feature_size_nm (physics.py; x1 at 32 nm).
 ``profile=neurosim`` (DNN+NeuroSim V1.4, physics.py) replaces the array and its timing:
     cycle_s    = reads x busiest ADC's columns x beta x t_sense(bits)    (reads = ceil(rows / parallel_read):
-                 each row group is sensed column after column through the mux; beta = sense_cycle_factor)
+                 each row group is sensed column after column through the mux; beta = sense_cycle_factor;
+                 sense_all_row_groups: reads = ceil(crossbar_size / parallel_read), NeuroSim's numAdd)
     energy     = conversions x E_adc(bits)       (flash: 2^b - 1 levels x level_gates x C_gate,min x Vdd^2)
                + MVMs x bits x active_rows x cols_per_adc x C_WL Vdd^2 + conversions x C_col V_read^2 (1 + (L-1)/L)
                + MVMs x bits x sum_rows(density x row conductance) x V_read^2 x t_sense
@@ -38,6 +39,14 @@ peripheral area is moved from 32 nm to feature_size_nm (physics.py; x1 at 32 nm)
     where active_rows = rows whose input bit is 1, measured on the calibration inputs, and
     conversions count every row group; conv layers are replicated as NeuroSim's pipeline does
     (pipeline_speedup; latency_s and pipelined_interval_s use the copies).
+    With neurosim_periphery (on in the profile) each layer's latency adds NeuroSim's buffer and
+    interconnect time: its synchronous cycle counts of the global / tile / PE buffers, the tile
+    H-tree and the chip X-Y bus on its own floorplan (neurosim_periphery.py), x the clock, which
+    NeuroSim sets to the slowest sub-array sense cycle (here beta x t_sense):
+    latency_s += (buffer_cycles + interconnect_cycles) x beta x t_sense.
+    With neurosim_area (on in the profile, 22 nm 1T1R only) the chip area is NeuroSim's own
+    (neurosim_area.py: its sub-arrays' height x width, PEs, tiles, buffers, H-trees, X-Y bus on
+    its floorplan); nncc's sum above stays in the totals as nncc_area_mm2.
 Digital rows: simple-op equivalents x digital_op_pj + eDRAM accesses x E_edram;
 latency max(ops / (digital_lanes x clock), accesses / clock). Leakage: the Accelergy ISAAC
 entries list none, so none is added.
@@ -82,6 +91,9 @@ class CrossbarCost(LayerCost):
     area_mm2: float
     energy_breakdown_j: dict[str, float]
     held_by: str | None = optional()  # runs on the crossbars of this earlier layer (same weight): no hardware of its own
+    # neurosim_periphery: NeuroSim's buffer and interconnect time of the layer, included in latency_s
+    buffer_s: float | None = optional(default=None)
+    interconnect_s: float | None = optional(default=None)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -160,7 +172,8 @@ def cycle_s(row: CrossbarLayer, config, top_bits: int) -> float:
     conversions when slower (they overlap the next read). NeuroSim: each row group (partial
     parallel read) is sensed column after column through the mux, one sense each."""
     if config.profile == "neurosim":
-        return row.reads * row.busiest_adc_columns * config.adc_conversion_s(max(top_bits, 1)) * config.sense_cycle_factor
+        reads = -(-config.crossbar_size // config.rows_parallel) if config.sense_all_row_groups else row.reads
+        return reads * row.busiest_adc_columns * config.adc_conversion_s(max(top_bits, 1)) * config.sense_cycle_factor
     if not top_bits:
         return config.read_pulse_s
     return max(config.read_pulse_s, row.busiest_adc_columns * config.adc_conversion_s(top_bits))
@@ -212,9 +225,41 @@ def _pipelined_interval(rows: list[CrossbarCost | DigitalCost]) -> float:
     return max(stages.values(), default=0.0)
 
 
+def add_periphery(mapping: ReramMapping, rows: list[CrossbarCost | DigitalCost], config) -> dict[str, Any]:
+    """neurosim_periphery: each crossbar layer's latency gains NeuroSim's buffer and interconnect
+    cycles (neurosim_periphery.py) at one clock per sense cycle, NeuroSim's clock (main.cpp: the
+    slowest sub-array read, beta x the sensing time, ProcessingUnit.cpp). Returns the totals."""
+    from . import neurosim_periphery
+
+    cycles, plan = neurosim_periphery.mapping_cycles(mapping, config)
+    xl = [r for r in rows if isinstance(r, CrossbarCost)]
+    clock = max((config.adc_conversion_s(max(max(r.adc_bits, default=0), 1)) * config.sense_cycle_factor for r in xl),
+                default=0.0)
+    for r in xl:
+        c = cycles.get(r.name)
+        if c is None:
+            continue
+        r.buffer_s, r.interconnect_s = c.buffer * clock, c.interconnect * clock
+        r.latency_s += r.buffer_s + r.interconnect_s
+    # NeuroSim's chip summary gives the largest layer figure ("pipeline-system buffer readLatency").
+    return {"neurosim_clock_s": clock,
+            "buffer_cycles": max((c.buffer for c in cycles.values()), default=0.0),
+            "interconnect_cycles": max((c.interconnect for c in cycles.values()), default=0.0),
+            "buffer_latency_s": max((r.buffer_s or 0.0 for r in xl), default=0.0),
+            "interconnect_latency_s": max((r.interconnect_s or 0.0 for r in xl), default=0.0),
+            "neurosim_tiles": plan.total_tiles if plan else 0,
+            "neurosim_floorplan": {"tile_size_cm": plan.tile_size_cm, "pe_size_cm": plan.pe_size_cm,
+                                   "pe_size_nm": plan.pe_size_nm, "pes_nm": plan.pe_nm,
+                                   "tiles_per_layer": plan.tiles_each} if plan else {}}
+
+
 def estimate(mapping: ReramMapping, config) -> CostReport:
     rows: list[CrossbarCost | DigitalCost] = [
         crossbar_cost(row, config) if isinstance(row, CrossbarLayer) else digital_cost(row, config) for row in mapping.layers]
+    periphery: dict[str, Any] = {}
+    if config.neurosim_periphery:
+        sensing = _pipelined_interval(rows)  # the sub-arrays alone, before the buffers and interconnect
+        periphery = {**add_periphery(mapping, rows, config), "sensing_interval_s": sensing}
     energy: dict[str, float] = {}
     for row in rows:
         for key, value in row.energy_breakdown_j.items():
@@ -229,6 +274,13 @@ def estimate(mapping: ReramMapping, config) -> CostReport:
             conv_hist[b] = conv_hist.get(b, 0) + count
     tile_area = mapping.tiles * (config.um2("edram_area_um2") + config.um2("router_area_um2")) / UM2_PER_MM2
     area = sum(r.area_mm2 for r in xl) + tile_area
+    if config.neurosim_area:
+        from . import neurosim_area
+
+        chip = neurosim_area.mapping_area(mapping, config)
+        if chip is not None:
+            periphery = {**periphery, "nncc_area_mm2": area, "neurosim_area": chip}
+            area = chip["chip_area_mm2"]
     totals: dict[str, Any] = {
         "crossbars": sum(r.crossbars for r in xl),
         "crossbars_logical": sum(r.crossbars_logical for r in xl),
@@ -245,6 +297,7 @@ def estimate(mapping: ReramMapping, config) -> CostReport:
         "pipelined_interval_s": _pipelined_interval(rows),
         "energy_breakdown_j": energy,
         "calibration": mapping.calibration,
+        **periphery,
     }
     weight_bytes = sum(r.layer.weight_bytes for r in mapping.layers if r.layer is not None)
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=area, weight_bytes=weight_bytes, extra_totals=totals)

@@ -18,7 +18,8 @@ Each ``measure`` compiles it once per setting (cached): a few seconds each.
 
 A second set (``OUR_RUN``): NeuroSim V1.4's own C++ run on the same settings with traces of this
 very VGG-8 and input, so the data is the same on both sides; it also gives NeuroSim's breakdown,
-checked part by part (sensing latency, array area, ADC + array energy, accumulation energy).
+checked part by part (sensing latency, array area, ADC + array energy, accumulation energy, and
+the buffer and interconnect cycles that ``neurosim_periphery`` counts as NeuroSim does).
 """
 
 from __future__ import annotations
@@ -46,10 +47,24 @@ OUR_RUN = {32: (345.169, 156.212e-6, (50.6531 + 0.319776) * 1.22 * 1e-6),
 # Its breakdown [V, same runs]: the slowest layer's ADC (sensing) latency, the CIM arrays' area, and
 # the dynamic energy of its "ADC" (sense amplifiers with the array read) and "Accumulation"
 # (adders, shift-adds, accumulators) groups, x zeta as its TOPS/W counts them.
+# Its synchronous clock ("clkPeriod", main.cpp: beta x the slowest sub-array read cycle) and its chip
+# summary's buffer and interconnect latency (the largest layer's: layer 1's buffer, layer 2's
+# interconnect), as cycles of that clock.
 OUR_RUN_PARTS = {32: {"sensing_s": 25203.1e-9, "array_mm2": 3.60536, "adc_array_j": 29.5618e-6 * 1.22,
-                      "accumulation_j": 9.82009e-6 * 1.22},
+                      "accumulation_j": 9.82009e-6 * 1.22, "clock_s": 1.75021e-9,
+                      "buffer_cycles": 108206e-9 / 1.75021e-9, "interconnect_cycles": 29849.9e-9 / 1.75021e-9,
+                      "area_groups_mm2": {"ic": 26.3107, "adc": 5.0672, "accumulation": 17.079, "other": 46.8532}},
                  64: {"sensing_s": 11398.8e-9, "array_mm2": 3.60536, "adc_array_j": 16.0127e-6 * 1.22,
-                      "accumulation_j": 5.17621e-6 * 1.22}}
+                      "accumulation_j": 5.17621e-6 * 1.22, "clock_s": 1.58316e-9,
+                      "buffer_cycles": 97876.4e-9 / 1.58316e-9, "interconnect_cycles": 26981e-9 / 1.58316e-9,
+                      "area_groups_mm2": {"ic": 26.1601, "adc": 5.0672, "accumulation": 16.4675, "other": 46.8385}}}
+# (area_groups_mm2: its chip summary's "Total IC Area", "Total ADC ... Area", "Total Accumulation Circuits" and
+# "Other Peripheries" lines; the rest of ChipArea is the CIM arrays and the sub-arrays' empty space.)
+AREA_GROUPS = {"ic": ("interconnect area", "tile H-trees and the global X-Y bus"),
+               "adc": ("ADC area", "sense amplifiers and encoders"),
+               "accumulation": ("accumulation area", "shift-adders, adders, adder trees, accumulators"),
+               "other": ("other periphery area", "level shifters, switch matrices, muxes, decoders, buffers, "
+                                                 "max-pool, ReLU")}
 ADC_ARRAY_KEYS = ("adc", "wordline", "bitline", "crossbar_read")
 VGG8_CONVS = (128, 128, "M", 256, 256, "M", 512, 512, "M")
 
@@ -136,6 +151,11 @@ def _interval(pr: int) -> float:
     return vgg8_totals(pr)["pipelined_interval_s"]
 
 
+def _sensing(pr: int) -> float:
+    totals = vgg8_totals(pr)
+    return totals.get("sensing_interval_s", totals["pipelined_interval_s"])
+
+
 def _area(pr: int) -> float:
     return vgg8_totals(pr)["area_mm2"]
 
@@ -148,10 +168,12 @@ def _refs(pr: int) -> list[Reference]:
         Reference(quantity=f"energy per image, {setting}", reference=VGG8_OPS / (tops_w * 1e12), unit="J",
                   measure=lambda: _energy(pr), note="TOPS/W of the table, leakage included there, not here", **common),
         Reference(quantity=f"pipelined interval per image, {setting}", reference=VGG8_OPS / (tops * 1e12), unit="s",
-                  measure=lambda: _interval(pr), note="NeuroSim's clock includes buffer and interconnect cycles", **common),
-        Reference(quantity=f"chip area, {setting}", reference=area, unit="mm^2", measure=lambda: _area(pr),
-                  note="NeuroSim's interconnect, switch matrices, decoders and tile floorplan are not modelled",
+                  measure=lambda: _interval(pr), note="buffer and interconnect cycles as NeuroSim counts them, at nncc's "
+                                                      "shorter clock (sensing only: no mux, decoder, encoder delay)",
                   **common),
+        Reference(quantity=f"chip area, {setting}", reference=area, unit="mm^2", measure=lambda: _area(pr),
+                  note="NeuroSim's own area model on its floorplan (neurosim_area.py); the table's trained model "
+                       "gets a larger floorplan", **common),
     ]
 
 
@@ -165,17 +187,34 @@ def _run_refs(pr: int) -> list[Reference]:
         Reference(quantity=f"energy per image, {setting}", reference=energy, unit="J", measure=lambda: _energy(pr),
                   note="nncc measures 8 calibration images, NeuroSim traced the first", **common),
         Reference(quantity=f"pipelined interval per image, {setting}", reference=interval, unit="s",
-                  measure=lambda: _interval(pr), note="NeuroSim's interval is layer 1's buffer (69%) and interconnect "
-                                                      "latency; nncc models neither", **common),
+                  measure=lambda: _interval(pr), note="layer 1's sensing, buffer and interconnect cycles as NeuroSim "
+                                                      "counts them, at nncc's clock (0.84x NeuroSim's: no mux, decoder, "
+                                                      "encoder delay)", **common),
         Reference(quantity=f"chip area, {setting}", reference=area, unit="mm^2", measure=lambda: _area(pr),
-                  note="NeuroSim's components sum to 99 mm^2; the rest is its tile floorplan", **common),
+                  note="NeuroSim's area model (neurosim_area.py); 246 / 243 mm^2 of it is the sub-arrays' empty "
+                       "space", **common),
         Reference(quantity=f"sensing latency of the slowest layer, {setting}", reference=parts["sensing_s"],
-                  unit="s", measure=lambda: _interval(pr), note="nncc's interval is sensing only", **common),
+                  unit="s", measure=lambda: _sensing(pr), note="the interval of the sub-arrays alone", **common),
+        Reference(quantity=f"clock period, {setting}", reference=parts["clock_s"], unit="s",
+                  measure=lambda: vgg8_totals(pr)["neurosim_clock_s"],
+                  note="beta x sensing; NeuroSim adds the column mux + its decoder and the encoder delays", **common),
+        Reference(quantity=f"buffer cycles of the slowest layer, {setting}", reference=parts["buffer_cycles"],
+                  unit="cycles", measure=lambda: vgg8_totals(pr)["buffer_cycles"],
+                  note="global, tile and PE buffers, synchronous (neurosim_periphery.py)", **common),
+        Reference(quantity=f"interconnect cycles of the slowest layer, {setting}", reference=parts["interconnect_cycles"],
+                  unit="cycles", measure=lambda: vgg8_totals(pr)["interconnect_cycles"],
+                  note="one cycle per bus transfer; NeuroSim's X-Y bus takes 2 across its larger novel-mapped tiles",
+                  **common),
         Reference(quantity=f"CIM array area, {setting}", reference=parts["array_mm2"], unit="mm^2",
                   measure=lambda: vgg8_totals(pr)["crossbar_area_mm2"], **common),
+        *[Reference(quantity=f"{label}, {setting}", reference=parts["area_groups_mm2"][group], unit="mm^2",
+                    measure=lambda group=group: vgg8_totals(pr)["neurosim_area"]["groups_mm2"][group],
+                    note=f"NeuroSim's summary group: {what}", **common)
+          for group, (label, what) in AREA_GROUPS.items()],
         Reference(quantity=f"ADC + array read energy, {setting}", reference=parts["adc_array_j"], unit="J",
                   measure=lambda: sum(vgg8_totals(pr)["energy_breakdown_j"].get(k, 0.0) for k in ADC_ARRAY_KEYS),
-                  note="sense amplifiers, bit/word lines, cell current", **common),
+                  note="sense amplifiers, bit/word lines, cell current over the sensing time (NeuroSim: its "
+                       "static-power fit)", **common),
         Reference(quantity=f"accumulation energy, {setting}", reference=parts["accumulation_j"], unit="J",
                   measure=lambda: vgg8_totals(pr)["energy_breakdown_j"]["shift_add"],
                   note="ISAAC's 16-bit shift-add at 22 nm per conversion and per reduction add", **common),

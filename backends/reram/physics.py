@@ -13,9 +13,14 @@ Facts carried over (docs/sources.md, "ReRAM"; the code here is nncc's own):
   metre of width (ideal + fringe); ``constant.h``: MIN_NMOS_SIZE = 2 F.
 - NeuroSim's current-mode multilevel sense amplifier (a flash ADC: 2^b - 1 comparator levels
   against reference columns; ``MultilevelSenseAmp.cpp``) [V]: its column sensing time is a
-  fit per node, linear in the reference resistance above a few kOhm (``ColumnLatency_Table``,
-  the high-resistance branch); its dynamic energy is per level a set of gate/junction charges
-  at Vdd plus the column's static current over the sensing time.
+  fit per node (``ColumnLatency_Table``, the ``currentMode`` branch, as Param.cpp sets
+  ``currentMode = true``): logarithmic in the reference resistance below 4832 Ohm, linear above;
+  ``CalculateLatency`` takes the larger of the fits at the highest reference (Rref[L-2]) and the
+  second lowest (Rref[1]), with Rref[i] = (R_on / rows) / (1 - i / L) for L = 2^b levels
+  (``Initialize``, parallel read). Its correction for a column capacitance above the fit's own,
+  added above 12.7 kOhm at 22 nm, is not modelled (it needs the access transistors' drain
+  capacitance; 2 % of the sensing time at 32 rows, none at 64). Its dynamic energy is per level
+  a set of gate/junction charges at Vdd plus the column's static current over the sensing time.
 - The array read of ``SubArray.cpp`` (1T1R, parallel read) [V]: every activated row (input
   bit 1) charges its word line once per column-mux step (0.2 fF/um x row length, at Vdd);
   the column line (0.2 fF/um x column length, at the read voltage) is switched once per sense,
@@ -25,6 +30,7 @@ Facts carried over (docs/sources.md, "ReRAM"; the code here is nncc's own):
 from __future__ import annotations
 
 import bisect
+import math
 
 # --- Stillmaker & Baas via Accelergy hwcomponents techscaling.py [V]
 SCALING_NODES = (90.0, 65.0, 45.0, 32.0, 20.0)
@@ -62,12 +68,21 @@ def area_scale(node_nm: float, from_nm: float = REFERENCE_NODE) -> float:
 
 
 # --- NeuroSim V1.4 per-node facts (low-power PTM), nodes it models for RRAM at 22-65 nm [V]
-# node: (Vdd, capIdealGate + capFringe in F/m, column-latency slope s/Ohm, intercept s)
+# node: (Vdd, capIdealGate + capFringe in F/m, column-latency slope s/Ohm, intercept s) -- the linear
+# branch of MultilevelSenseAmp.cpp ColumnLatency_Table with currentMode = true (Param.cpp) [V]
 NEUROSIM_NODES: dict[int, tuple[float, float, float, float]] = {
-    65: (1.1, 1.1926e-9 + 9.62148e-10, 2.03232e-14, 1.61564e-9),
-    45: (1.0, 8.930709e-10 + 8.849901e-10, 1.43578e-14, 1.46251e-9),
-    32: (0.9, 8.375279e-10 + 6.856677e-10, 1.07272e-14, 1.05695e-9),
-    22: (0.85, 5.245e-10 + 8.004e-10, 7.45392e-15, 6.72844e-10),
+    65: (1.1, 1.1926e-9 + 9.62148e-10, 2.12366e-14, 2.14339e-9),
+    45: (1.0, 8.930709e-10 + 8.849901e-10, 1.54619e-14, 1.60263e-9),
+    32: (0.9, 8.375279e-10 + 6.856677e-10, 1.15509e-14, 1.19475e-9),
+    22: (0.85, 5.245e-10 + 8.004e-10, 8.02517e-15, 8.51803e-10),
+}
+# The same table's branch below COLUMN_LOG_BELOW_OHM: latency = a x ln(R) + b, (a s, b s) per node [V].
+COLUMN_LOG_BELOW_OHM = 4832.0
+NEUROSIM_COLUMN_LOG: dict[int, tuple[float, float]] = {
+    65: (-8.11436e-11, 2.2554e-9),
+    45: (-1.12976e-10, 2.16762e-9),
+    32: (-1.31777e-10, 2.03151e-9),
+    22: (-1.32118e-10, 1.7552e-9),
 }
 MIN_NMOS_F = 2.0          # constant.h MIN_NMOS_SIZE: a minimum NMOS is 2 F wide [V]
 WIRE_CAP_F_PER_M = 0.2e-15 / 1e-6  # SubArray.cpp: capRow/capBL = length x 0.2 fF/um [V]
@@ -91,13 +106,26 @@ def min_gate_cap(node_nm: float) -> float:
     return MIN_NMOS_F * node_nm * 1e-9 * cap_per_m
 
 
-def flash_sense_time(node_nm: float, r_on_ohm: float, rows_parallel: int, bits: int) -> float:
-    """Seconds one current-mode sense takes: NeuroSim's column-latency fit at the reference
-    resistance of the top level, R_on / rows x 2^bits / 2 (its reference ladder divides the
-    conductance of ``rows`` on-cells into 2^bits steps; the slowest level is that far down)."""
+def column_latency(node_nm: float, r_ohm: float) -> float:
+    """MultilevelSenseAmp.cpp ColumnLatency_Table (currentMode) at reference resistance ``r_ohm``."""
     _, _, slope, intercept = neurosim_node(node_nm)
-    r_top = r_on_ohm / max(rows_parallel, 1) * (2 ** bits) / 2
-    return slope * r_top + intercept
+    if r_ohm < COLUMN_LOG_BELOW_OHM:
+        a, b = NEUROSIM_COLUMN_LOG[round(node_nm)]
+        return a * math.log(r_ohm) + b
+    return slope * r_ohm + intercept
+
+
+def flash_sense_time(node_nm: float, r_on_ohm: float, rows_parallel: int, bits: int) -> float:
+    """Seconds one current-mode sense takes (MultilevelSenseAmp.cpp CalculateLatency): the larger of
+    the column-latency fit at the highest reference, Rref[L-2] = R_on / rows x L / 2, and at
+    Rref[1] = R_on / rows x L / (L - 1) (its ladder divides the conductance of ``rows`` on-cells
+    into L = 2^bits steps)."""
+    levels = 2 ** bits
+    r_start = r_on_ohm / max(rows_parallel, 1)
+    top = column_latency(node_nm, r_start * levels / 2)
+    if levels < 3:  # a single reference level (NeuroSim would read past its one entry)
+        return top
+    return max(top, column_latency(node_nm, r_start * levels / (levels - 1)))
 
 
 def flash_energy_j(node_nm: float, bits: int, level_gates: float) -> float:
