@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
 import sys
 import traceback
 import warnings
 from typing import Any
 
-import click
+# One OpenBLAS thread (numpy's BLAS) unless the user says otherwise, set before numpy is first
+# imported: nncc's products are many small matrix-vector ones, where OpenBLAS's threads cost
+# more than they give (reram's lowering of ResNet-50 took 2.2x the CPU time with them on a
+# 2-core machine, and far more wall time when the cores are busy). onnxruntime and torch keep
+# their own thread settings.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import click
 import nncc
+from nncc.cli_options import (
+    apply_options,
+    batch_option,
+    batched_sets,
+    build_passes,
+    common_model_options,
+    compile_options,
+    err_console,
+    load_plugins,
+    parse_sets,
+    plugin_option,
+    print_warnings,
+    progress_line,
+    strict_option,
+)
 from nncc.errors import GateFailed, NnccError
 from nncc.files import regular_file, replace_atomically
-from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, print_warnings,
-                              common_model_options, compile_options, err_console, load_plugins, parse_sets,
-                              plugin_option, progress_line, strict_option)
 from nncc.registry import PASSES, TARGETS, plugin_at_fault
 from nncc.training.params import TrainParams, click_options
 
