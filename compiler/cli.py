@@ -145,11 +145,13 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
               help="What --baseline compares: figures per sample processed, or per-run totals.")
 @click.option("--summary", "summary_file", type=click.Path(),
               help="Also append the table to this file, e.g. $GITHUB_STEP_SUMMARY (written when the gate fails too).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Compile N targets at once, in forked worker processes (the table is the same).")
 @strict_option
 @batch_option
 @plugin_option
 def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip_count, sets, config_file, json_out, baseline, max_regression,
-            gate, summary_file, strict, batch):
+            gate, summary_file, jobs, strict, batch):
     """Compile MODEL for several targets and print one table (Markdown)."""
     from nncc.compare import compare_targets
 
@@ -161,7 +163,8 @@ def compare(model, targets, pass_specs, pipeline, input_shape, input_value, trip
     options = compile_options(input_shape, 0, None, False, None, disabled, None, None, input_value, trip_count)
     with progress_line() as progress:
         table, failed, warnings = compare_targets(model, targets, passes, options, parse_sets(sets), config_file,
-                                                   json_out, baseline, max_regression, progress, batch=batch, gate=gate)
+                                                   json_out, baseline, max_regression, progress, batch=batch, gate=gate,
+                                                   jobs=jobs)
     click.echo(table)
     if summary_file:
         from nncc.compare import append_summary

@@ -14,6 +14,7 @@ from typing import Any
 
 import nncc
 from nncc.driver import CompileOptions, compile_model, sha256_file
+from nncc.compare_jobs import run_targets
 from nncc.errors import NnccError
 from nncc.files import write_text_atomic
 from nncc.loading import load_model
@@ -49,11 +50,12 @@ def parse_percent(text: str, where: str = "--max-regression") -> float:
 
 def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, config_file, json_out, baseline,
                     max_regression, progress=None, batch: int | None = None,
-                    gate: str = "per-sample") -> tuple[str, str | None, dict[str, dict[str, Any]]]:
+                    gate: str = "per-sample", jobs: int = 1) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
     """(Markdown table, the failed gate or None, the compiled targets' warnings).
 
     ``batch`` (``--batch``) sets the batch of every target that has one; the others keep their
-    own workload, which the table's workload column and a note below it say."""
+    own workload, which the table's workload column and a note below it say. ``jobs``
+    (``--jobs``): targets compiled at once, in worker processes (nncc.compare_jobs)."""
     names = resolve_targets(targets_spec)
     _check_set_keys(names, sets)
     if gate not in GATES:
@@ -67,27 +69,26 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
     loaded = load_model(model, options.input_shapes, input_values=options.input_values)
     # The original and each distinct compiled model run in onnxruntime once for all targets.
     verifier = Verifier(loaded, model) if options.verify_samples > 0 or options.eval_data else None
-    results: dict[str, Any] = {}
-    task = progress.add_task("comparing", total=len(names)) if progress else None
+    specs = []
     for name in names:
-        if progress:
-            progress.update(task, description=f"target {name}")
         cls = TARGETS.get(name, "--targets")
         # --set keys apply to every target that has them; "target.key=value" to one.
         own = {k.split(".", 1)[1]: v for k, v in sets.items() if k.startswith(f"{name}.")}
         known = set(cls.Config.__dataclass_fields__) | ({"profile"} if cls.profiles else set())
         shared = {k: v for k, v in sets.items() if "." not in k and k in known}
         # A usage error (--batch against --set batch=), not this target's limit: raised, not tabled.
-        values = {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)
+        specs.append((name, {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)))
+
+    def compile_one(name: str, values: dict[str, str]) -> dict[str, Any]:
         try:
-            target = cls.configure(config_file, values)
+            target = TARGETS.get(name, "--targets").configure(config_file, values)
             result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded, verifier=verifier)
-            results[name] = {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]],
-                             "warnings": result.report["warnings"]}
+            return {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]],
+                    "warnings": result.report["warnings"]}
         except NnccError as e:  # this target's limit; the others still report
-            results[name] = {"error": e.what}
-        if progress:
-            progress.update(task, advance=1)
+            return {"error": e.what}
+
+    results = run_targets(specs, compile_one, jobs, progress)
     if all("error" in r for r in results.values()):
         first = next(iter(results.values()))["error"]
         raise NnccError(model, f"no target could compile the model ({first})")

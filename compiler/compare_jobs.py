@@ -1,0 +1,75 @@
+"""``nncc compare --jobs N``: the targets compiled at once, in forked worker processes.
+
+Each target's compile is independent and deterministic, so the table is the same whatever
+``N`` is; only the wall time changes (on ResNet-50 the six targets' compiles take 0.1-2 s each).
+Workers are forked after the model was loaded, checked and shape-inferred once: each inherits it
+(copy-on-write) instead of importing nncc and loading the model again. Fork needs Linux or
+macOS; elsewhere (or with one target, or ``--jobs 1``) the targets compile one after another in
+this process. A worker that dies (a crash, out of memory) costs its target only, recorded as
+that target's error, like a target's own limit.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+CRASHED = "the worker process compiling this target died (a crash, a signal or out of memory)"
+
+# The compile function of the compare in progress, for the forked workers (a closure over the
+# loaded model cannot be pickled; a fork inherits it).
+_compile_one: Callable[[str, dict[str, str]], dict[str, Any]] | None = None
+
+
+def _in_worker(name: str, values: dict[str, str]) -> dict[str, Any]:
+    assert _compile_one is not None
+    return _compile_one(name, values)
+
+
+def run_targets(specs: list[tuple[str, dict[str, str]]], compile_one: Callable[[str, dict[str, str]], dict[str, Any]],
+                jobs: int = 1, progress=None) -> dict[str, dict[str, Any]]:
+    """``{target: compile_one(target, values)}`` for each ``(target, values)`` of ``specs``, in
+    their order, on up to ``jobs`` worker processes."""
+    task = progress.add_task("comparing", total=len(specs)) if progress else None
+    workers = min(jobs, len(specs))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        results = {}
+        for name, values in specs:
+            if progress:
+                progress.update(task, description=f"target {name}")
+            results[name] = compile_one(name, values)
+            if progress:
+                progress.update(task, advance=1)
+        return results
+    global _compile_one
+    _compile_one = compile_one
+    done: dict[str, dict[str, Any]] = {}
+    try:
+        broken = _pool(specs, workers, done, lambda: progress and progress.update(task, advance=1))
+        # A dead worker breaks the pool for every target still in it: each of those runs again
+        # alone, so that only the one that kills its worker is recorded as crashed.
+        for name, values in broken:
+            if _pool([(name, values)], 1, done, lambda: None):
+                done[name] = {"error": CRASHED}
+            if progress:
+                progress.update(task, advance=1)
+    finally:
+        _compile_one = None
+    return {name: done[name] for name, _ in specs}
+
+
+def _pool(specs, workers: int, done: dict[str, dict[str, Any]], advance) -> list[tuple[str, dict[str, str]]]:
+    """Runs ``specs`` on a pool of ``workers`` forked processes into ``done``; returns those a
+    broken pool did not finish."""
+    broken = []
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {pool.submit(_in_worker, name, values): (name, values) for name, values in specs}
+        for future in cf.as_completed(futures):
+            try:
+                done[futures[future][0]] = future.result()
+                advance()
+            except cf.process.BrokenProcessPool:
+                broken.append(futures[future])
+    return broken

@@ -1,0 +1,48 @@
+"""``nncc compare --jobs N``: the same table and JSON as one target after another, and a worker
+that dies costs its own target only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from nncc import models
+from nncc.cli import main
+from nncc.compare_jobs import CRASHED
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--jobs forks its workers")
+
+
+def _compare(capsys, tmp_path, jobs: int, name: str) -> tuple[str, dict]:
+    out = tmp_path / f"{name}.json"
+    code = main(["compare", str(models.bundled_path("lenet5")), "--targets", "all", "--jobs", str(jobs), "--json", str(out)])
+    assert code == 0
+    return capsys.readouterr().out, json.loads(out.read_text())
+
+
+def test_jobs_give_the_same_table_and_json(capsys, tmp_path):
+    serial_table, serial = _compare(capsys, tmp_path, 1, "serial")
+    parallel_table, parallel = _compare(capsys, tmp_path, 3, "parallel")
+    assert parallel_table == serial_table
+    assert parallel == serial
+    assert list(parallel["targets"]) == list(serial["targets"])  # the targets' order, not their finishing order
+
+
+def test_a_worker_that_dies_costs_only_its_target(capsys, tmp_path, monkeypatch):
+    import nncc.compare
+
+    real = nncc.compare.compile_model
+
+    def dying_on_hypar(path, target, *args, **kwargs):
+        if target.name == "hypar":  # the first: the targets still queued break with it
+            os.kill(os.getpid(), signal.SIGKILL)  # in the forked worker: the pool breaks
+        return real(path, target, *args, **kwargs)
+
+    monkeypatch.setattr(nncc.compare, "compile_model", dying_on_hypar)
+    _, result = _compare(capsys, tmp_path, 2, "crash")
+    targets = result["targets"]
+    assert targets["hypar"] == {"error": CRASHED}
+    assert all("totals" in row for name, row in targets.items() if name != "hypar")
