@@ -3,7 +3,8 @@
 On light_resnet50 from the onnx wheel, in one run:
 1. ``nncc compile MODEL -t T --verify 0`` for every target, each in its own process: wall time
    and peak resident memory (against the goal 1.5 x weight bytes + 300 MB);
-2. ``nncc compare MODEL --targets all --set mobile-cpu.profile=host`` (the CLI, as CI runs it);
+2. ``nncc compare MODEL --targets all --set mobile-cpu.profile=host`` (the CLI, as CI runs it),
+   with ``--jobs 1`` and with ``--jobs`` = the machine's cores;
 3. the same model built by TVM Relax for ``{"kind": "llvm"}`` through the code path of
    ``nncc compile --emit tvm`` (``tvm_emit.build``): the build time, and compare / build (the
    goal: at most 0.5); then its latency in the Relax VM on one thread;
@@ -78,8 +79,8 @@ def deeper_resnet50(path: pathlib.Path) -> pathlib.Path:
     return export_module(module, {"input": torch.randn(1, 3, 224, 224)}, path)
 
 
-def timed_compare(model_path: pathlib.Path, out: pathlib.Path | None = None) -> tuple[float, str, int]:
-    args = ["compare", str(model_path), "--targets", "all", "--set", "mobile-cpu.profile=host"]
+def timed_compare(model_path: pathlib.Path, out: pathlib.Path | None = None, jobs: int = 1) -> tuple[float, str, int]:
+    args = ["compare", str(model_path), "--targets", "all", "--set", "mobile-cpu.profile=host", "--jobs", str(jobs)]
     start = time.perf_counter()
     proc = subprocess.run([*NNCC, *args, *(["--json", str(out)] if out else [])], capture_output=True, text=True, check=False)
     return time.perf_counter() - start, proc.stdout.strip() or proc.stderr.strip(), proc.returncode
@@ -102,6 +103,9 @@ def main() -> None:
         print(f"(nncc compare --targets all: {compare_s:.1f} s)")
         if code != 0:
             sys.exit(code)
+        cores = os.cpu_count() or 1
+        parallel_s, _, code = timed_compare(model_path, jobs=cores)
+        print(f"(nncc compare --targets all --jobs {cores}: {parallel_s:.1f} s, exit {code})")
         estimate = json.loads(out.read_text())["targets"]["mobile-cpu"]["totals"]["latency_s"]
 
     model = load_model(model_path)
@@ -135,7 +139,8 @@ def main() -> None:
     ]))
     print(f"\nTVM / mobile-cpu host estimate: {tvm_s / estimate:.1f}x; TVM / onnxruntime: {tvm_s / ort:.1f}x; "
           f"estimate / onnxruntime: {estimate / ort:.2f}")
-    print(f"\nnncc compare --targets all {compare_s:.1f} s / TVM build {build_s:.1f} s = {compare_s / build_s:.2f} (goal <= 0.5)")
+    print(f"\nnncc compare --targets all {compare_s:.1f} s / TVM build {build_s:.1f} s = {compare_s / build_s:.2f} (goal <= 0.5); "
+          f"with --jobs {cores}: {parallel_s:.1f} s = {parallel_s / build_s:.2f}")
     if not args.skip_deep:
         with tempfile.TemporaryDirectory() as tmp:
             # Both from the zoo's builder, so the layers differ only in number.
