@@ -12,7 +12,7 @@ How the ``host`` profile is obtained (``--set profile=host``, ``calibrate.host_p
 1. the cache file written by ``nncc calibrate mobile-cpu`` (``host_cache_path()``:
    ``$NNCC_CACHE_DIR`` or ``$XDG_CACHE_HOME/nncc`` or ``~/.cache/nncc``, file
    ``mobile-cpu-host.toml``) when it exists, parses and has every field;
-2. otherwise a quick calibration (< ~10 s, fewer micro-benchmarks, see
+2. otherwise a quick calibration (~20 s, fewer micro-benchmarks and 43 synthetic kernel graphs, see
    ``calibrate.measure(quick=True)``), which is then written to that cache so the next
    run is instant. A full ``nncc calibrate mobile-cpu`` overwrites it.
 A TOML written by ``nncc calibrate mobile-cpu -o FILE`` holds every field, so
@@ -102,6 +102,10 @@ class MobileCpuConfig(HardwareConfig):
                                           "activations (Relu, Clip, ...) into the preceding Conv/Gemm")
     fuse_residual_add: bool = hw(False, source="[V] TFLite runs ADD as its own op; onnxruntime's NCHWc Conv fuses the "
                                                "residual Add/Sum (host profile)")
+    # --- per-kernel latency fits (nn-Meter style, host profile only): compact JSON of kernel_fit.KernelFits.
+    # Empty (pixel2, or a host TOML without it): every layer is costed by the roofline above.
+    kernel_fits: str = hw("", source="fitted: calibrate.fit_kernels on sampled synthetic kernels profiled with onnxruntime "
+                                     "(kernel_bench); empty = roofline only")
 
     def check(self) -> None:
         parse_op_cycles(self.op_cycles)  # raises ValueError on a malformed table

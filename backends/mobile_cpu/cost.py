@@ -15,6 +15,11 @@
         element-wise ops, each step re-reads the weights and pays overhead_s, and a step's
         activations (input + output / steps) decide whether they stay cached
     total     = sum of the layers + invoke_overhead_s (the runtime's fixed cost per inference)
+    host profile with per-kernel fits (``kernel_fits``, nn-Meter style): the layers are grouped
+        into the kernels onnxruntime runs (:mod:`.kernels`: fusion, NCHWc reorders) and each
+        kernel's latency comes from its kind's fit (:mod:`.kernel_fit`), carried by the row that
+        heads it; kinds without a fit keep the roofline latency. Energy keeps the roofline's
+        dynamic part, with static power over the fitted latency.
     energy_j  = MACs x pJ/MAC(dtype) + ops x pJ/op(dtype) + DRAM bytes x pJ/B
                 + cached bytes x pJ/B + static_power_w x latency_s
 """
@@ -26,6 +31,7 @@ from typing import Any
 
 from nncc.cost import CostReport, LayerCost
 
+from . import kernel_fit, kernels
 from .mapping import KernelRow, MobileCpuMapping
 
 PJ = 1e-12
@@ -104,17 +110,54 @@ def weights_resident(mapping: MobileCpuMapping, config: Any) -> bool:
     return mapping.model_weight_bytes + traffic <= config.cache_bytes
 
 
+def fitted_latencies(mapping: MobileCpuMapping, config: Any, costs: list[KernelCost]) -> dict[str, float]:
+    """Row name -> latency of the onnxruntime kernels it heads, from the per-kernel fits."""
+    fits = kernel_fit.from_json(config.kernel_fits)
+    roofline = {row.name: c.latency_s for row, c in zip(mapping.layers, costs)}
+    latency = {row.name: 0.0 for row in mapping.layers}
+    for k in kernels.detect(mapping, config):
+        seconds = fits.predict(k.kind, k.features)
+        standalone = sum(roofline.get(name, 0.0) for name in k.rows)
+        if seconds is None and k.kind.startswith("eltwise:") and not standalone:  # a layer the mapping had fused
+            seconds = fits.predict("eltwise:*", k.features)
+        if seconds is None:
+            seconds = standalone
+        latency[k.owner] = latency.get(k.owner, 0.0) + seconds
+    return latency
+
+
 def estimate(mapping: MobileCpuMapping, config: Any) -> CostReport:
     resident = weights_resident(mapping, config)
-    rows = [layer_cost(row, kernel_cost(row, config, resident)) for row in mapping.layers]
+    costs = [kernel_cost(row, config, resident) for row in mapping.layers]
+    fixed, per_kernel = config.invoke_overhead_s, bool(getattr(config, "kernel_fits", ""))
+    model_note = "per-kernel fits (kernel_fits)"
+    if per_kernel:
+        try:
+            fitted = fitted_latencies(mapping, config, costs)
+            costs = [_refit(c, fitted[row.name], config) for row, c in zip(mapping.layers, costs)]
+            fixed = kernel_fit.from_json(config.kernel_fits).invoke_s
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:  # a graph detection cannot read
+            model_note = f"roofline: per-kernel fits not applicable ({type(e).__name__}: {e})"
+    rows = [layer_cost(row, c) for row, c in zip(mapping.layers, costs)]
     bounds: dict[str, int] = {}
     for r in rows:
         bounds[r.bound] = bounds.get(r.bound, 0) + 1
-    totals = {"invoke_overhead_s": config.invoke_overhead_s, "weights_in_cache": resident,
+    totals = {"invoke_overhead_s": fixed, "weights_in_cache": resident,
               "layers_by_bound": dict(sorted(bounds.items()))}
+    if per_kernel:
+        totals["latency_model"] = model_note
     # One inference = the layers one after another plus the runtime's fixed per-call cost.
     return CostReport(rows, unsupported=list(mapping.unsupported), area_mm2=None, weight_bytes=mapping.model_weight_bytes,
-                      fixed_latency_s=config.invoke_overhead_s, extra_totals=totals)
+                      fixed_latency_s=fixed, extra_totals=totals)
+
+
+def _refit(c: KernelCost, latency: float, config: Any) -> KernelCost:
+    """The roofline row with the fitted latency (static energy follows the latency)."""
+    if c.bound in ("none", "fused") and latency == 0:
+        return c
+    energy = c.energy_j + config.static_power_w * (latency - c.latency_s)
+    utilization = c.utilization * c.latency_s / latency if c.utilization and latency > 0 else None
+    return dataclasses.replace(c, latency_s=latency, energy_j=energy, utilization=utilization)
 
 
 # ---------------------------------------------------------------- report rows

@@ -1,0 +1,252 @@
+"""Kernel detection for the ``host`` profile: which kernels onnxruntime's CPU provider runs.
+
+nn-Meter (Zhang et al., MobiSys 2021) predicts a model's latency as the sum of its *kernels*:
+the units a runtime executes after fusion, each with its own predictor (:mod:`.kernel_fit`).
+This module groups the mapping's rows into the kernels onnxruntime (default optimization
+level, one thread, x86 MLAS) runs, by its fusion and layout rules:
+
+- Conv + BatchNormalization / constant Add, Sub, Mul, Div fold into the Conv; one activation
+  (Relu, Clip, Sigmoid, Tanh, LeakyRelu, HardSigmoid) fuses into it (FusedConv); Gemm and
+  MatMul take a constant Add (MatMul+Add -> Gemm) and one activation (FusedGemm). Anything
+  after the activation (a BatchNormalization after a Relu, a PRelu) is a kernel of its own.
+- NCHWc layout (``NchwcTransformer``, AVX2/AVX-512 only; block = fp32 lanes): 2-D Convs run
+  as NCHWc kernels (output channels padded up to the block); 1-D ones stay NCHW (im2col + SGEMM).
+  Measured on onnxruntime 1.32 (AVX-512, block 16), which pads channels: group 1 runs NCHWc when
+  its input channels are below the block (read as NCHW) or a multiple of 4; depthwise when the
+  channels are a multiple of 4; grouped when channels per group (in and out) are multiples of
+  the block. Everything else stays NCHW. Only NCHWc Convs fuse a residual Add/Sum.
+  Pools run NCHWc when their input is NCHWc or their channels a multiple of the block; Concat
+  on channels and Add/Mul/Sum/activations keep NCHWc when all their inputs are NCHWc; any other consumer of an NCHWc tensor gets a ReorderOutput kernel, and an NCHWc
+  Conv fed by an NCHW tensor a ReorderInput kernel (one per tensor).
+- Identity and Dropout vanish; nodes computing only from constants and shapes are folded.
+
+``Kernel.name`` follows the names onnxruntime gives the optimized nodes: the head node's
+name (``<output>_nchwc`` in onnxruntime for NCHWc nodes, stripped by :func:`ort_kernels`),
+``reorder_in:<value>`` / ``reorder_out:<value>`` for reorders. :func:`ort_kernels` reads
+the same list back from onnxruntime's optimized graph, which tests and calibration compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import onnx_ir as ir
+from nncc.irutils import static_shape
+
+from .mapping import KernelRow, MobileCpuMapping
+
+CONV_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid"})
+FOLDABLE = frozenset({"BatchNormalization", "Add", "Sub", "Mul", "Div"})
+NCHWC_ELEMENTWISE = frozenset({"Add", "Sum", "Mul", "Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid",
+                               "BatchNormalization"})  # onnxruntime runs the last as an NCHWc depthwise 1x1 Conv
+NCHWC_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+VANISH = frozenset({"Identity", "Dropout"})
+RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
+# Feature vector of every kernel (kernel_fit uses the same order).
+FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel", "stride", "out_spatial")
+
+
+@dataclasses.dataclass
+class Kernel:
+    name: str
+    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, gemm, pool, pool_nchwc,
+                               # eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
+    owner: str                 # the mapping row whose latency carries this kernel
+    features: tuple[float, ...]
+    rows: list[str] = dataclasses.field(default_factory=list)
+    out: str = ""              # the tensor it writes (onnxruntime names NCHWc nodes after it)
+    aliases: list[str] = dataclasses.field(default_factory=list)  # the tensors of its members (names onnxruntime may use)
+
+
+def block_size(config: Any) -> int:
+    """NCHWc block (fp32 lanes) where onnxruntime uses NCHWc (x86 with AVX2: fuse_residual_add), else 0."""
+    return config.lanes(32) if config.fuse_residual_add and config.simd_bits >= 256 else 0
+
+
+def _nbytes(value: ir.Value | None) -> int:
+    if value is None:
+        return 0
+    shape = value.const_value.shape if value.const_value is not None else static_shape(value)
+    return math.prod(shape) * value.dtype.itemsize if shape is not None and value.dtype is not None else 0
+
+
+def _data_features(in_bytes: float, out_bytes: float) -> tuple[float, ...]:
+    return (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, 0.0, 1.0, float(out_bytes) / 4)
+
+
+def conv_features(row: KernelRow, cout_pad: int = 0) -> tuple[float, ...]:
+    node = row.layer.node
+    w = node.inputs[1].const_value.shape if node.inputs[1] is not None and node.inputs[1].const_value is not None else None
+    out = static_shape(node.outputs[0]) or ()
+    cout = w[0] if w else (out[1] if len(out) > 1 else 1)
+    macs = float(row.macs) * (cout_pad / cout if cout_pad else 1.0)
+    if row.op_class == "gemm":
+        cin_g = float(w[0] if w and node.op_type == "MatMul" else w[-1] if w else 1)
+        out_spatial = float(math.prod(out[:-1])) if out else 1.0
+        return (macs, row.input_bytes, row.output_bytes, row.weight_bytes, cin_g, float(out[-1] if out else 1), 1.0, 1.0, out_spatial)
+    kernel = float(math.prod(w[2:])) if w else 1.0
+    stride = float(max(node.attributes.get_ints("strides", [1]) or [1]))
+    return (macs, row.input_bytes, row.output_bytes, row.weight_bytes, float(w[1]) if w else 1.0, float(cout), kernel, stride,
+            float(math.prod(out[2:])) if len(out) > 2 else 1.0)
+
+
+def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
+    """The kernels onnxruntime runs for this mapping, in execution order."""
+    block = block_size(config)
+    members: dict[str, list[KernelRow]] = {}
+    for row in mapping.layers:
+        if row.fused_into is not None:
+            members.setdefault(row.fused_into, []).append(row)
+    nchwc: set[ir.Value] = set()
+    reordered_in: set[ir.Value] = set()
+    reordered_out: dict[ir.Value, None] = {}
+    static: set[ir.Value] = set()
+    kernels: list[Kernel] = []
+
+    def to_nchw(value: ir.Value | None, owner: str) -> None:
+        if value is not None and value in nchwc and value not in reordered_out:
+            reordered_out[value] = None
+            kernels.append(Kernel(f"reorder_out:{value.name}", "reorder_out", owner, _data_features(_nbytes(value), _nbytes(value))))
+
+    def to_nchwc(value: ir.Value | None, owner: str) -> None:
+        if value is not None and value not in nchwc and value not in reordered_in and value.const_value is None:
+            reordered_in.add(value)
+            kernels.append(Kernel(f"reorder_in:{value.name}", "reorder_in", owner, _data_features(_nbytes(value), _nbytes(value))))
+
+    def standalone(row: KernelRow, owner: str) -> None:
+        """A layer onnxruntime runs as its own kernel (not a Conv/Gemm head)."""
+        node = row.layer.node
+        op = row.op
+        inputs = [v for v in node.inputs if v is not None and v.const_value is None]
+        out = node.outputs[0] if node.outputs else None
+        if op in VANISH:
+            if out is not None and inputs and inputs[0] in nchwc:
+                nchwc.add(out)
+            return
+        if op in SHAPE_SOURCES or (inputs and all(v in static for v in inputs)) or (not inputs and node.inputs):
+            static.update(v for v in node.outputs if v is not None)
+            return
+        in_bytes = sum(_nbytes(v) for v in inputs)
+        out_bytes = sum(_nbytes(v) for v in node.outputs)
+        shape = static_shape(inputs[0]) if inputs else None
+        keeps = False
+        if block and op in NCHWC_POOLS and shape is not None and len(shape) == 4 and (inputs[0] in nchwc or shape[1] % block == 0):
+            keeps = True
+            to_nchwc(inputs[0], owner)
+        elif block and inputs and all(v in nchwc for v in inputs):
+            if op == "Concat":
+                keeps = node.attributes.get_int("axis", 0) == 1 and all((static_shape(v) or (0, 1))[1] % block == 0 for v in inputs)
+            elif op in NCHWC_ELEMENTWISE:
+                keeps = len({static_shape(v) for v in inputs}) == 1
+        if not keeps:
+            for value in inputs:
+                to_nchw(value, owner)
+        elif out is not None:
+            nchwc.add(out)
+        if op in RESHAPES:
+            kind = "reshape"
+        elif op in ("Transpose", "Concat"):
+            kind = op.lower()
+        elif row.op_class == "pool":
+            kind = "pool_nchwc" if keeps and op in NCHWC_POOLS else "pool" if op in NCHWC_POOLS else f"other:{op}"
+        elif row.op_class in ("elementwise", "fused"):
+            kind = f"eltwise:{op}"
+        else:
+            kind = f"other:{op}"
+        if kind == "pool_nchwc" or kind == "pool":
+            kernel = math.prod(node.attributes.get_ints("kernel_shape", [0])) or (math.prod(shape[2:]) if shape else 1)
+            feats = (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, float(kernel), 1.0, float(out_bytes) / 4)
+        else:
+            feats = _data_features(in_bytes, out_bytes)
+        kernels.append(Kernel(row.name, kind, owner, feats, [row.name], out=out.name if out is not None else ""))
+
+    for row in mapping.layers:
+        node = row.layer.node if row.layer is not None else None
+        if node is None or row.fused_into is not None:
+            continue
+        if row.op_class in ("conv", "pointwise", "depthwise", "grouped", "gemm") and row.dtype == "fp32" and row.steps == 1 \
+                and node.op_type in ("Conv", "Gemm", "MatMul"):
+            _head(row, node, members.get(row.name, []), block, nchwc, kernels, to_nchw, to_nchwc, standalone)
+        elif row.op_class in ("noop", "data", "pool", "elementwise"):
+            standalone(row, row.name)
+        else:  # int8, recurrent and other kernels: no per-kernel fit, costed by the roofline
+            for value in node.inputs:
+                to_nchw(value, row.name)
+            kernels.append(Kernel(row.name, f"other:{row.op}", row.name, (), [row.name]))
+    for value in mapping.layers[0].layer.node.graph.outputs if mapping.layers and mapping.layers[0].layer else []:
+        to_nchw(value, mapping.layers[-1].name)
+    return kernels
+
+
+def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone) -> None:
+    x = node.inputs[0]
+    shape = static_shape(x)
+    kind, needs_nchwc_input, cout_pad = "gemm", False, 0
+    if node.op_type == "Conv":
+        kind = "conv_nchw"
+        w = node.inputs[1].const_value.shape if node.inputs[1] is not None and node.inputs[1].const_value is not None else None
+        group = node.attributes.get_int("group", 1)
+        if block and w is not None and shape is not None and len(shape) == 4:
+            cout, cin = w[0], w[1] * group
+            if group > 1 and group == cin == cout and cin % 4 == 0:
+                kind, needs_nchwc_input = "depthwise_nchwc", True
+            elif group > 1 and (cin // group) % block == 0 and (cout // group) % block == 0:
+                kind, needs_nchwc_input = "grouped_nchwc", True
+            elif group == 1 and (cin < block or cin % 4 == 0):
+                kind = "pointwise_nchwc" if all(k == 1 for k in w[2:]) else "conv_nchwc"
+                needs_nchwc_input = cin >= block
+                cout_pad = -(-cout // block) * block
+    nchwc_head = kind.endswith("_nchwc")
+    if needs_nchwc_input:
+        to_nchwc(x, row.name)
+    else:
+        to_nchw(x, row.name)
+    # Which of the mapping's fused layers onnxruntime really runs inside this kernel.
+    inside, stage, rest = [], 0, []
+    for member in fused:
+        op = member.op
+        mnode = member.layer.node
+        residual = op in ("Add", "Sum") and all(v is not None and v.const_value is None for v in mnode.inputs)
+        if rest:
+            rest.append(member)
+        elif op in FOLDABLE and not residual and stage == 0 and kind != "gemm" or (kind == "gemm" and op == "Add" and stage == 0 and not residual):
+            inside.append(member)
+        elif residual and nchwc_head and stage <= 1:
+            stage = 2
+            inside.append(member)
+            for value in mnode.inputs:
+                if value is not None and value.producer() is not None and value.producer().name not in {row.name, *(m.name for m in inside)}:
+                    to_nchwc(value, row.name)
+        elif op in CONV_ACTIVATIONS and stage < 3:
+            stage = 3
+            inside.append(member)
+        else:
+            rest.append(member)
+    feats = conv_features(row, cout_pad)
+    last = (inside[-1].layer.node if inside else node).outputs[0]
+    aliases = [v.name or "" for m in [row, *inside] for v in m.layer.node.outputs if v is not None]
+    kernels.append(Kernel(row.name, kind, row.name, feats, [row.name, *(m.name for m in inside)], out=last.name or "", aliases=aliases))
+    if nchwc_head:
+        nchwc.add(last)
+    for member in rest:
+        standalone(member, row.name)
+
+
+def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
+    """(name, op type) of each kernel in onnxruntime's optimized graph (``optimized_model_filepath``),
+    named like :class:`Kernel`: NCHWc nodes by their output without ``_nchwc``, reorders by the
+    NCHW tensor they convert. Initializer-only nodes are not kernels."""
+    out = []
+    for node in optimized.graph.node:
+        if node.op_type == "ReorderInput":
+            out.append((f"reorder_in:{node.input[0]}", node.op_type))
+        elif node.op_type == "ReorderOutput":
+            out.append((f"reorder_out:{node.output[0]}", node.op_type))
+        elif node.domain == "com.microsoft.nchwc":
+            out.append((node.name.removesuffix("_nchwc").removesuffix("_bn"), node.op_type))
+        else:  # fused nodes: "fused <first node>/<fusion>" or "<first node>"
+            out.append((node.name.removeprefix("fused ").split("/")[0], node.op_type))
+    return out

@@ -1,0 +1,171 @@
+"""The host profile's per-kernel latency model (nn-Meter style): kernel detection against
+onnxruntime's optimized graph, the per-kernel fits on held-out kernels, and the profile's
+round trip through its TOML."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from nncc.backends.mobile_cpu import (
+    MobileCpuTarget,
+    calibrate,
+    kernel_bench,
+    kernel_fit,
+    kernels,
+)
+from nncc.backends.mobile_cpu import config as hwconfig
+from onnx import TensorProto
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _host_config(**changes) -> hwconfig.MobileCpuConfig:
+    """The host's layout facts (SIMD width, AVX2: onnxruntime's NCHWc block) without measuring."""
+    facts = calibrate._cpu_facts()
+    return dataclasses.replace(hwconfig.MobileCpuConfig(), simd_bits=facts["simd_bits"], fma_units=facts["fma_units"],
+                               fuse_residual_add=facts["avx2"], **changes)
+
+
+def _small_net() -> onnx.ModelProto:
+    """Conv+BN+Relu, depthwise+Clip, pointwise + residual Add + Relu, grouped conv + PRelu,
+    MaxPool, a BatchNormalization after a Relu, GlobalAveragePool, Flatten, Gemm+Relu."""
+    b = kernel_bench._Builder(np.random.default_rng(0))
+    x = b.node("Relu", [b.bn(b.conv("x", 3, 32, 3, 2, 1), 32)])
+    x = b.node("Clip", [b.conv(x, 32, 32, 3, 1, 32), b.const(np.array(0.0)), b.const(np.array(6.0))])
+    x = b.node("Relu", [b.node("Add", [b.conv(x, 32, 32, 1, 1, 1), x])])
+    x = b.node("PRelu", [b.conv(x, 32, 64, 3, 1, 8), b.const(np.full((64, 1, 1), 0.1))])
+    x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    x = b.bn(b.node("Relu", [b.conv(x, 64, 64, 3, 1, 1)]), 64)
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])])
+    x = b.node("Relu", [b.node("Gemm", [x, b.const(np.ones((10, 64)) * 0.01), b.const(np.zeros(10))], transB=1)])
+    return b.model([1, 3, 32, 32], x)
+
+
+def _optimized(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
+    path = tmp_path / "optimized.onnx"
+    kernel_bench._session(model, str(path), None)
+    return onnx.load(path)
+
+
+def test_detected_kernels_are_the_kernels_onnxruntime_runs(tmp_path):
+    model = _small_net()
+    config = _host_config()
+    lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
+    detected = kernels.detect(lowered, config)
+    ort = kernels.ort_kernels(_optimized(model, tmp_path))
+    ort_names = {name for name, _ in ort}
+    assert len(detected) == len(ort), (sorted(k.name for k in detected), sorted(ort_names))
+    for k in detected:
+        assert {k.name, k.out, *k.aliases} & ort_names, (k, sorted(ort_names))
+    by_head = {k.rows[0]: k for k in detected if k.rows}
+    # The first conv carries its BatchNormalization and Relu; the BN after a Relu and the PRelu run alone.
+    first = next(k for k in detected if k.kind.startswith("conv"))
+    assert len(first.rows) == 3
+    assert sum(k.kind == "eltwise:BatchNormalization" for k in detected) == 1
+    assert any(k.kind == "eltwise:PRelu" for k in detected)
+    assert any(k.kind == "gemm" and len(k.rows) == 2 for k in by_head.values())  # Gemm + Relu: FusedGemm
+    if kernels.block_size(config):  # x86 with AVX2: NCHWc kernels, reorders around the NCHW grouped conv
+        assert {"conv_nchwc", "depthwise_nchwc", "pointwise_nchwc", "conv_nchw", "reorder_out"} <= {k.kind for k in detected}
+        residual = next(k for k in detected if k.kind == "pointwise_nchwc")
+        assert len(residual.rows) == 3  # conv + residual Add + Relu in one NCHWc kernel
+
+
+def _synthetic(rng, n):
+    """Kernels whose 'measured' time follows a known non-linear law of their configuration."""
+    samples = []
+    for _ in range(n):
+        cin, cout, size, k = (int(rng.choice([8, 16, 32, 64, 128, 256])), int(rng.choice([8, 16, 32, 64, 128, 256])),
+                              int(rng.choice([7, 14, 28, 56])), int(rng.choice([1, 3])))
+        macs = cin * cout * k * k * size * size
+        in_b, out_b, w_b = 4 * cin * size * size, 4 * cout * size * size, 4 * cin * cout * k * k
+        efficiency = 0.9 * min(cin, 64) / 64 * (0.6 if k == 1 else 1.0)
+        seconds = 3e-6 + macs / (96e9 * efficiency) + (in_b + out_b) / 40e9
+        samples.append(((macs, in_b, out_b, w_b, cin, cout, k * k, 1, size * size), seconds))
+    return samples
+
+
+def test_kernel_fit_predicts_held_out_kernels():
+    rng = np.random.default_rng(0)
+    train, held_out = _synthetic(rng, 300), _synthetic(rng, 100)
+    fit = kernel_fit.fit_kind(train)
+    errors = np.array([abs(fit.predict(f) / t - 1) for f, t in held_out])
+    linear = np.array([abs(fit.linear(f) / t - 1) for f, t in held_out])
+    assert np.median(errors) < 0.05 and np.percentile(errors, 90) < 0.2
+    assert np.median(errors) < np.median(linear)  # the neighbours capture what the linear part cannot
+
+
+def test_nnls_is_non_negative_and_exact_on_consistent_data():
+    a = np.array([[1.0, 2.0, 0.0], [1.0, 3.0, 1.0], [1.0, 5.0, 2.0], [1.0, 1.0, 4.0]])
+    assert np.allclose(kernel_fit.nnls(a, a @ np.array([0.5, 2.0, 1.0])), [0.5, 2.0, 1.0])
+    assert (kernel_fit.nnls(a, a @ np.array([1.0, -1.0, 3.0])) >= 0).all()
+
+
+def test_measured_kernels_are_matched_and_predicted(tmp_path):
+    """A few real synthetic graphs: detection matches onnxruntime's profiled kernels, the fit
+    predicts positive times, and a host config carrying the fits costs a model by kernels."""
+    config = _host_config()
+    samples, gaps, _ = calibrate.kernel_samples(config, {"conv": 3, "gemm": 1, "misc": 1}, seed=3, min_time_s=0.02)
+    assert sum(len(v) for v in samples.values()) >= 8 and gaps
+    fits = kernel_fit.fit_all(samples, per_kernel_s=1e-6, invoke_s=5e-6)
+    for kind, pts in samples.items():
+        if kind in fits.kinds:
+            assert all(fits.predict(kind, f) > 0 for f, _ in pts)
+    host = dataclasses.replace(config, kernel_fits=fits.to_json())
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(_small_net()))
+    report = MobileCpuTarget(host).estimate(MobileCpuTarget(host).lower(model))
+    assert report.extra_totals["latency_model"].startswith("per-kernel")
+    assert report.fixed_latency_s == pytest.approx(5e-6)
+
+
+def test_kernel_latencies_add_up_with_known_fits():
+    """Every kernel kind fitted to a constant 10 us: the total is kernels x (10 us + dispatch) + invoke."""
+    constant = kernel_fit.KindFit([10e-6, 0.0, 0.0, 0.0], [], [], [])
+    kinds = ["conv_nchwc", "pointwise_nchwc", "depthwise_nchwc", "conv_nchw", "grouped_nchwc", "gemm", "pool", "pool_nchwc",
+             "reorder_in", "reorder_out", "reshape", "eltwise:PRelu", "eltwise:*"]
+    fits = kernel_fit.KernelFits({k: constant for k in kinds}, per_kernel_s=1e-6, invoke_s=4e-6)
+    config = _host_config(kernel_fits=fits.to_json())
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(_small_net()))
+    target = MobileCpuTarget(config)
+    mapping = target.lower(model)
+    report = target.estimate(mapping)
+    n = len(kernels.detect(mapping, config))
+    assert sum(r.latency_s for r in report.layers) == pytest.approx(n * 11e-6)
+    assert report.fixed_latency_s == pytest.approx(4e-6)
+    # the same model without fits: the roofline, with the profile's invoke overhead
+    plain = MobileCpuTarget(dataclasses.replace(config, kernel_fits="")).estimate(mapping)
+    assert plain.fixed_latency_s == config.invoke_overhead_s and "latency_model" not in plain.extra_totals
+
+
+def test_kernel_fits_round_trip_through_the_profile_toml(tmp_path):
+    rng = np.random.default_rng(1)
+    fits = kernel_fit.fit_all({"conv_nchwc": _synthetic(rng, 40), "gemm": _synthetic(rng, 10)}, per_kernel_s=2e-7, invoke_s=3e-6)
+    values = dataclasses.asdict(_host_config(kernel_fits=fits.to_json(), calibration="measured test (quick)"))
+    path = tmp_path / "host.toml"
+    path.write_text(hwconfig.to_toml(values, calibrate.toml_comments()))
+    target = MobileCpuTarget.configure(config_file=path)
+    assert target.config.kernel_fits == fits.to_json()
+    back = kernel_fit.from_json(target.config.kernel_fits)
+    features = _synthetic(rng, 1)[0][0]
+    assert back.predict("conv_nchwc", features) == pytest.approx(fits.predict("conv_nchwc", features), rel=1e-3)
+    assert back.per_kernel_s == 2e-7 and back.invoke_s == 3e-6
+    # the cache the host profile reads keeps them too
+    calibrate.write_cache(values)
+    assert hwconfig.cached_host().kernel_fits == fits.to_json()
+
+
+def test_pixel2_has_no_kernel_fits():
+    assert MobileCpuTarget().config.kernel_fits == ""
+
+
+def test_conv_graph_sampler_is_deterministic():
+    first = [m.SerializeToString() for _, m, _ in kernel_bench.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
+    again = [m.SerializeToString() for _, m, _ in kernel_bench.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
+    assert first == again
+    assert TensorProto.FLOAT == onnx.load_from_string(first[0]).graph.input[0].type.tensor_type.elem_type
