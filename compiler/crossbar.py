@@ -155,7 +155,7 @@ def quantize_weights(w: np.ndarray, bits: int, encoding: str, scale: float | Non
     """
     w = np.asarray(w, dtype=np.float64)
     if scale is None:
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        scale = max_abs(w)
     if scale == 0.0:
         zeros = np.zeros(w.shape, dtype=np.int64)
         return zeros, zeros.copy(), 0.0
@@ -176,12 +176,23 @@ def slice_codes(codes: np.ndarray, slice_bits: list[int]) -> list[np.ndarray]:
     return out
 
 
-def layer_scale(max_abs: float, geometry: CrossbarGeometry) -> float:
+def layer_scale(peak: float, geometry: CrossbarGeometry) -> float:
     """The |w| that maps to the top weight code: max |w| itself, or the power of two at or
     above it (``weight_scale=pow2``, the bit-slice L1 authors' dynamic fixed point)."""
-    if geometry.weight_scale == "pow2" and max_abs > 0:
-        return 2.0 ** math.ceil(math.log2(max_abs))
-    return max_abs
+    if geometry.weight_scale == "pow2" and peak > 0:
+        return 2.0 ** math.ceil(math.log2(peak))
+    return peak
+
+
+def max_abs(m: np.ndarray) -> float:
+    """max |m| (0 for an empty array) without an |m| copy for floats: the larger of max m and
+    -min m (abs() turns the -0.0 of an all-zero matrix into 0.0; a NaN stays NaN, as
+    np.max(np.abs(m)))."""
+    if not m.size:
+        return 0.0
+    if m.dtype.kind != "f":
+        return float(np.max(np.abs(m)))
+    return abs(max(float(m.max()), -float(m.min())))
 
 
 def physical_matrix(w_kn: np.ndarray, geometry: CrossbarGeometry, scale: float | None = None) -> np.ndarray:
@@ -213,7 +224,7 @@ def cell_matrices(w_kn: np.ndarray, geometry: CrossbarGeometry, scale: float | N
     w = np.asarray(w_kn)
     bits = geometry.weight_bits
     if scale is None:
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        scale = max_abs(w)
     codes = _codes_small(w, bits, geometry.encoding, scale)
     if codes is None:  # zero or non-finite scale, codes out of range: the general (int64) path
         pos, neg, _ = quantize_weights(w, bits, geometry.encoding, scale)
@@ -289,7 +300,7 @@ def placed_crossbars(matrix: np.ndarray, geometry: CrossbarGeometry, max_cells: 
     x, cols = geometry.size, n * geometry.column_factor
     if max_cells is not None and k * cols > max_cells:
         return None
-    scale = layer_scale(float(np.max(np.abs(matrix))) if matrix.size else 0.0, geometry)
+    scale = layer_scale(max_abs(matrix), geometry)
     placed = 0
     for start in range(0, k, x):
         nz = np.any(cell_matrix(matrix[start:start + x], geometry, scale) != 0, axis=0)

@@ -53,7 +53,7 @@ import onnx_ir as ir
 from nncc.analysis import Layer, layers, recurrence, stored_widths
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
-from nncc.crossbar import column_slices, dense_crossbars, layer_scale, row_blocks
+from nncc.crossbar import column_slices, dense_crossbars, layer_scale, max_abs, row_blocks
 from nncc.errors import NnccError
 from nncc.irutils import constant_value, is_constant
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
@@ -229,14 +229,6 @@ def _contrib_recurrent(layer: Layer) -> tuple[list[np.ndarray], int, str | None]
     return [np.concatenate([w[d], r[d]], axis=0) for d in range(w.shape[0])], rec.steps * rec.batch, None
 
 
-def _max_abs(m: np.ndarray) -> float:
-    """max |m| of a float matrix without an |m| copy: the larger of max m and -min m (abs()
-    turns the -0.0 of an all-zero matrix into 0.0; a NaN stays NaN, as np.max(np.abs(m)))."""
-    if not m.size or m.dtype.kind != "f":
-        return float(np.max(np.abs(m))) if m.size else 0.0
-    return abs(max(float(m.max()), -float(m.min())))
-
-
 def layer_widths(layer: Layer, config) -> tuple[int, int]:
     """(weight bits, input bits) of one crossbar layer: the widths the model stores (integer and
     float16 layers, :func:`nncc.analysis.stored_widths`), else the config's."""
@@ -265,7 +257,7 @@ def map_mvm(layer: Layer, mats: list[np.ndarray], mvms: int, config, vectors, in
     rb, cb = row_blocks(k, X), -(-phys_cols // X)
     packed = g > 1 and k <= X and phys_cols <= X
     gpc = min(X // k, X // phys_cols) if packed else 1
-    scale = layer_scale(max(_max_abs(m) for m in mats), geometry)
+    scale = layer_scale(max(max_abs(m) for m in mats), geometry)
     if integer and scale:
         top = 2 ** geometry.weight_bits - 1 if geometry.polarities == 2 else 2 ** (geometry.weight_bits - 1) - 1
         scale = max(scale, float(top))
