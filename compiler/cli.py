@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 import sys
 import traceback
-import warnings
 from typing import Any
 
 # One OpenBLAS thread (numpy's BLAS) unless the user says otherwise, set before numpy is first
@@ -19,22 +17,12 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click
+
 import nncc
-from nncc.cli_options import (
-    apply_options,
-    batch_option,
-    batched_sets,
-    build_passes,
-    common_model_options,
-    compile_options,
-    err_console,
-    load_plugins,
-    parse_sets,
-    plugin_option,
-    print_warnings,
-    progress_line,
-    strict_option,
-)
+from nncc import notices
+from nncc.cli_options import (apply_options, batch_option, batched_sets, build_passes, common_model_options,
+                              compile_options, err_console, load_plugins, parse_sets, plugin_option, print_warnings,
+                              progress_line, strict_option)
 from nncc.errors import GateFailed, NnccError
 from nncc.files import regular_file, replace_atomically
 from nncc.registry import PASSES, TARGETS, plugin_at_fault
@@ -50,30 +38,7 @@ _STATE: dict[str, Any] = {"debug": False, "file": "nncc"}
 def cli(debug: bool) -> None:
     """nncc: compress ONNX models and estimate their cost on simulated hardware."""
     _STATE["debug"] = debug
-    _route_library_logs(debug)
-
-
-_LOG_HANDLER: list[logging.Handler] = []
-
-
-def _route_library_logs(debug: bool) -> None:
-    """Libraries log warnings (onnxscript's folder: 'Skipping constant folding for op ...') that
-    Python prints on stderr when nothing is configured; nncc speaks in its own one-line
-    messages, so theirs are shown only with --debug."""
-    root = logging.getLogger()
-    for handler in _LOG_HANDLER:
-        root.removeHandler(handler)
-    _LOG_HANDLER[:] = [logging.StreamHandler() if debug else logging.NullHandler()]
-    root.addHandler(_LOG_HANDLER[0])
-    # Python warnings too (numpy's "invalid value encountered" on NaN/Inf weights, which nncc
-    # reports in its own `nncc: warning:` line): routed to the same logs, shown with --debug.
-    # Set on every run (not logging.captureWarnings, which does it once per process).
-    warnings.showwarning = _log_warning
-
-
-def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
-    logging.getLogger("py.warnings").warning(text)
+    notices.route_library_output(debug)
 
 
 @cli.command()
