@@ -118,18 +118,26 @@ def sample_inputs(model: ir.Model, count: int, seed: int = 0) -> list[dict[str, 
 
 def compare_outputs(reference: ort.InferenceSession, candidate: ort.InferenceSession, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """Max absolute and relative (to the reference's largest magnitude) error over all outputs."""
-    names = [o.name for o in reference.get_outputs()]
-    wanted = {i.name for i in candidate.get_inputs()}
-    ref, got = [], []
+    return output_errors(run_samples(reference, feeds, original=True), run_samples(candidate, feeds, original=False),
+                         [o.name for o in reference.get_outputs()])
+
+
+def run_samples(sess: ort.InferenceSession, feeds: list[dict[str, np.ndarray]], original: bool) -> list[list[np.ndarray]]:
+    """The outputs of each feed (each given the inputs ``sess`` takes); a model onnxruntime cannot
+    run on them is one NnccError, which for the ``original`` says how to fix or skip it."""
+    inputs = {i.name for i in sess.get_inputs()}
+    outputs = []
     for feed in feeds:
         try:
-            ref.append(reference.run(None, feed))
+            outputs.append(sess.run(None, {k: v for k, v in feed.items() if k in inputs}))
         except Exception as e:  # onnxruntime's own exception types
-            raise NnccError("--verify", f"onnxruntime cannot run the original model on sampled inputs "
-                            f"({str(e).splitlines()[0]}); fix the inputs it needs with --input-value NAME=VALUE, "
-                            "or skip verification with --verify 0") from None
-        got.append(candidate.run(None, {k: v for k, v in feed.items() if k in wanted}))
-    return output_errors(ref, got, names)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if original:
+                raise NnccError("--verify", f"onnxruntime cannot run the original model on sampled inputs ({first}); "
+                                            "fix the inputs it needs with --input-value NAME=VALUE, or skip verification "
+                                            "with --verify 0") from None
+            raise NnccError("verification", f"onnxruntime cannot run the compiled model on sampled inputs ({first})") from None
+    return outputs
 
 
 def output_errors(reference: list[list[np.ndarray]], got: list[list[np.ndarray]], names: list[str]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import numpy as np
 import onnx_ir as ir
 
 from nncc import runtime
-from nncc.errors import NnccError
 
 # Distinct compiled models whose weights are kept for comparison besides the original (the most
 # recent first): compare's targets seldom give more, and each holds a copy of the weights alive.
@@ -98,19 +97,7 @@ class Verifier:
         if self._names is None:
             self._names = [o.name for o in sess.get_outputs()]
         if need_outputs:
-            inputs = {i.name for i in sess.get_inputs()}
-            outputs = []
-            for feed in self.feeds(samples):
-                try:
-                    outputs.append(sess.run(None, {k: v for k, v in feed.items() if k in inputs}))
-                except Exception as e:  # onnxruntime's own exception types
-                    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    if original:
-                        raise NnccError("--verify", f"onnxruntime cannot run the original model on sampled inputs "
-                                                    f"({first}); fix the inputs it needs with --input-value NAME=VALUE, "
-                                                    "or skip verification with --verify 0") from None
-                    raise NnccError("verification", f"onnxruntime cannot run the compiled model on sampled inputs ({first})") from None
-            run.outputs[samples] = outputs
+            run.outputs[samples] = runtime.run_samples(sess, self.feeds(samples), original)
         if need_top1:
             x, y = eval_data
             run.top1[eval_key] = runtime.top1_accuracy(sess, x.astype(np.float32), y)
