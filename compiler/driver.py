@@ -28,6 +28,7 @@ from nncc.errors import NnccError
 from nncc.files import replace_folder_atomically
 from nncc.loading import copy_model, infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
+from nncc.pass_sharing import SharedPasses
 from nncc.pipeline import PassContext, PassRecord, run_passes
 from nncc.verification import Verifier
 
@@ -97,13 +98,16 @@ def compile_model(
     progress: Callable[[str], None] = lambda step: None,
     loaded: ir.Model | None = None,
     verifier: Verifier | None = None,
+    shared: SharedPasses | None = None,
 ) -> CompileResult:
     """Compile ``model_path`` for ``target``. ``loaded``: the file already loaded with the same
     options (``nncc compare`` loads once for every target); it is copied, never changed.
     ``verifier``: a :class:`Verifier` of ``loaded`` kept across the targets, so that the original
-    and each distinct compiled model run in onnxruntime once."""
+    and each distinct compiled model run in onnxruntime once. ``shared``: the pipeline heads
+    already run for other targets of ``loaded`` (:class:`nncc.pass_sharing.SharedPasses`)."""
     with notices.collecting() as raised:
-        result = _compile(pathlib.Path(model_path), target, passes, options or CompileOptions(), progress, loaded, verifier)
+        result = _compile(pathlib.Path(model_path), target, passes, options or CompileOptions(), progress, loaded, verifier,
+                          shared)
     result.report["warnings"] = _warnings(result, raised)
     return result
 
@@ -129,15 +133,15 @@ def _warnings(result: CompileResult, raised: list[dict[str, str]]) -> list[dict[
 
 
 def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], options: CompileOptions,
-             progress: Callable[[str], None], loaded: ir.Model | None, verifier: Verifier | None) -> CompileResult:
+             progress: Callable[[str], None], loaded: ir.Model | None, verifier: Verifier | None,
+             shared: SharedPasses | None = None) -> CompileResult:
     progress("loading")
     # ``original`` is the verification reference, read and never changed (so ``loaded`` itself
     # serves); ``model`` is what the passes rewrite.
     original = loaded if loaded is not None else load_model(model_path, options.input_shapes, input_values=options.input_values)
-    model = copy_model(original)
     eval_data = load_eval_data(options.eval_data) if options.eval_data else None
     if eval_data is not None and options.context.calibration is None:
-        name = model.graph.inputs[0].name
+        name = original.graph.inputs[0].name
         options.context.calibration = {name: eval_data[0][: min(64, len(eval_data[0]))]}
     if eval_data is not None and options.context.data is None:  # labelled data for training passes (finetune)
         options.context.data = eval_data
@@ -145,7 +149,7 @@ def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], o
     # Passes that plan for the hardware (rank-clip's crossbar size) read the target's geometry.
     options.context.target = target.name
     options.context.crossbar = target.crossbar_geometry()
-    records = run_passes(model, list(passes) + list(target.legalize()), options.context)
+    model, records = (shared or SharedPasses(original)).run(list(passes) + list(target.legalize()), options.context)
     infer_shapes(model, model_path)
     progress("lowering")
     costed, control_flow = costed_copy(model, model_path, options.trip_counts)

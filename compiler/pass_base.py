@@ -34,6 +34,11 @@ class NnccPass(ir.passes.InPlacePass):
     # Max abs output error against the original for a graph that does not depend on
     # what this pass removes; None for passes that change the numbers by design.
     exact_tolerance: ClassVar[float | None] = None
+    # True when ``apply`` reads nothing of the compile target (``PassContext.target``, its
+    # crossbar geometry): the model it gives is then the same for every target, and ``nncc
+    # compare`` runs it once for all targets whose pipelines begin with it (nncc.pass_sharing).
+    # False unless a pass says so.
+    target_independent: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self.stats: dict[str, Any] = {}

@@ -16,6 +16,7 @@ class EliminateDeadCode(NnccPass):
     """Remove nodes whose outputs nothing reads, then the initializers left unused."""
 
     name = "eliminate-dead-code"
+    target_independent = True
     exact_tolerance = 1e-5
     summary = "remove nodes and initializers that no graph output depends on"
 

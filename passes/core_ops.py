@@ -67,6 +67,7 @@ class LegalizeCoreOps(NnccPass):
     """
 
     name = "legalize-core-ops"
+    target_independent = True
     summary = "split Conv/Gemm/MatMul into crossbar-sized core-ops + reduction ops; quantize weights; legalize activations"
     crossbar: int = 256
     fan_out: int | None = None

@@ -23,6 +23,7 @@ class FoldConstants(NnccPass):
     """Evaluate every node whose inputs are all constant; keep the results as initializers."""
 
     name = "fold-constants"
+    target_independent = True
     exact_tolerance = 1e-5
     summary = "evaluate constant subgraphs (onnxscript folder) and lift constants to initializers"
 
@@ -47,6 +48,7 @@ class FoldBatchNorm(NnccPass):
     """
 
     name = "fold-batchnorm"
+    target_independent = True
     exact_tolerance = 1e-5
     summary = "fold inference BatchNormalization into the preceding Conv/Gemm"
 

@@ -63,6 +63,7 @@ class FactorizeLowRank(NnccPass):
     """
 
     name = "factorize"
+    target_independent = True
     summary = "low-rank factorization of Gemm/MatMul/Conv weights by truncated SVD (TRP channel or spatial schemes)"
 
     scheme: Literal["channel", "spatial"] = "channel"

@@ -150,6 +150,7 @@ class QuantizeMixedPrecision(NnccPass):
     """
 
     name = "mixed-precision"
+    target_independent = True
     summary = "per-layer weight bit widths under a size or energy budget from measured sensitivity, emitted as QDQ"
 
     bits: str = "2 4 8"

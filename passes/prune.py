@@ -135,6 +135,7 @@ class PruneWeights(NnccPass):
     """
 
     name = "prune"
+    target_independent = True
     summary = "unstructured magnitude pruning of weights (per layer or one global threshold)"
 
     ratio: float = 0.5
@@ -209,6 +210,7 @@ class SparsifyVectors(NnccPass):
     """
 
     name = "vector-sparsify"
+    target_independent = True
     summary = "balanced N-of-L vector-wise weight sparsity for the Sparse Tensor Core (Zhu et al., MICRO 2019)"
 
     vector: int = 16

@@ -102,6 +102,7 @@ class PruneChannels(NnccPass):
     """Remove whole channels -- producer filters and every consumer's matching slice -- per coupled group."""
 
     name = "prune-channels"
+    target_independent = True
     summary = "structured pruning: remove the weakest channels of each coupled group; the graph shrinks"
 
     ratio: float = 0.5                                   # fraction of each group's channels removed

@@ -181,6 +181,7 @@ class RewriteQuantFriendly(NnccPass):
     """
 
     name = "quant-friendly"
+    target_independent = True
     summary = "quantization-friendly MobileNet rewrites: fold BatchNorm, depthwise BN into the pointwise conv, optional ReLU6 changes"
     exact_tolerance = 1e-5  # with the default parameters
 

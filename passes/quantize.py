@@ -341,6 +341,7 @@ class QuantizeQDQ(NnccPass):
     """
 
     name = "quantize"
+    target_independent = True
     summary = "quantize weights and activations (2-8 bits) to QDQ ONNX that onnxruntime runs on integer kernels"
 
     bits: int = 8

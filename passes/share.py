@@ -106,6 +106,7 @@ class ShareWeights(NnccPass):
     """
 
     name = "weight-share"
+    target_independent = True
     summary = "cluster weights to U unique values per filter or layer (1-D k-means) for UCNN weight repetition"
 
     unique: int = 17

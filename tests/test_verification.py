@@ -44,8 +44,8 @@ def test_compare_runs_each_distinct_model_once_with_the_same_verification(tmp_pa
     seen = {}
     real_compile = compile_model
 
-    def noting(path, target, passes, options, progress=lambda s: None, loaded=None, verifier=None):
-        result = real_compile(path, target, passes, options, progress, loaded=loaded, verifier=verifier)
+    def noting(path, target, passes, options, progress=lambda s: None, **shared_state):
+        result = real_compile(path, target, passes, options, progress, **shared_state)
         seen[target.name] = result.report["verification"]
         return result
 

@@ -73,12 +73,15 @@ class WeightStats:
 
 def quantize_codes(weight: np.ndarray, bits: int) -> np.ndarray:
     """Integer codes of ``weight`` on a symmetric per-layer grid of ``bits`` bits (0 stays 0)."""
-    w = np.asarray(weight, dtype=np.float64)
-    peak = float(np.abs(w).max(initial=0.0))
+    w = np.asarray(weight)
+    peak = float(max(w.max(initial=0.0), -w.min(initial=0.0)))  # max |w| without an |w| copy
     if peak == 0.0 or not np.isfinite(peak):
         return np.zeros(w.shape, dtype=np.int64)
     scale = peak / (2 ** (bits - 1) - 1)
-    return np.rint(w / scale).astype(np.int64)
+    # Divided in float64 (a float32 weight widens exactly) without a float64 copy first; codes
+    # of up to 32 bits kept as int32 (half the memory the sorts and counts below walk through).
+    codes = np.divide(w, scale, dtype=np.float64)
+    return np.rint(codes, out=codes).astype(np.int32 if bits <= 32 else np.int64)
 
 
 def _distinct_rows(matrix: np.ndarray, ignore: int | None = None) -> np.ndarray:
@@ -210,19 +213,26 @@ def _chunk_stats_single(codes: np.ndarray, nonzero: np.ndarray, multipliers: int
 def _jumps(order: np.ndarray, ordered: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Each entry's jump from the previous entry of its group (the first: from -1), for rows
     sorted stably by group (``order``: positions, ``ordered``: their keys)."""
-    same = np.zeros(order.shape, dtype=bool)
-    same[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-    previous = np.full(order.shape, -1, dtype=np.int64)
-    previous[:, 1:] = order[:, :-1]
-    return (order - np.where(same, previous, -1))[valid]
+    jumps = order + 1  # from -1: a group's first entry
+    same = ordered[:, 1:] == ordered[:, :-1]
+    np.subtract(order[:, 1:], order[:, :-1], out=jumps[:, 1:], where=same)
+    return jumps[valid]
 
 
 def _sizes_of_sorted(start: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The group-size histogram of rows already sorted: ``start`` marks each group's first entry."""
-    if not start.any():
+    # Valid entries lead each row (no entry sorts last), and every row's first one starts a
+    # group: a group runs from its start to the next start, or to the end of its row's entries.
+    firsts = np.flatnonzero(start)  # flat index of each group's first entry
+    if not firsts.size:
         return np.zeros(1, dtype=np.int64)
-    ids = np.cumsum(start.ravel()) - 1          # groups never cross rows: every row starts one
-    return np.bincount(np.bincount(ids[valid.ravel()]))
+    rows, k = firsts // start.shape[1], start.shape[1]
+    ends = np.empty_like(firsts)
+    ends[:-1] = firsts[1:]
+    last = np.ones(firsts.size, dtype=bool)  # the last group of its row ends with the row's entries
+    last[:-1] = rows[1:] != rows[:-1]
+    ends[last] = rows[last] * k + valid.sum(axis=1)[rows[last]]
+    return np.bincount(ends - firsts)
 
 
 def _group_size_histogram(keys: np.ndarray) -> np.ndarray:
@@ -247,9 +257,8 @@ def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def rlc_bits(codes: np.ndarray, weight_bits: int, run_bits: int) -> int:
     """Eyeriss-style run-length coding of a weight stream: (run of zeros, value) pairs; a run
     longer than 2^run_bits - 1 zeros costs an extra pair."""
-    flat = codes.reshape(-1)
-    pos = np.flatnonzero(flat)
-    gaps = np.diff(np.concatenate([[-1], pos])) - 1
-    limit = (1 << run_bits) - 1
-    pairs = int(pos.size + (gaps // (limit + 1)).sum())
-    return pairs * (weight_bits + run_bits)
+    pos = np.flatnonzero(codes.reshape(-1))
+    gaps = np.diff(pos, prepend=-1)
+    gaps -= 1  # zeros before each value
+    np.right_shift(gaps, run_bits, out=gaps)  # extra pairs: gaps // 2^run_bits (gaps >= 0)
+    return int(pos.size + gaps.sum()) * (weight_bits + run_bits)

@@ -1,0 +1,93 @@
+"""Passes that begin several targets' pipelines, run once for all of them (``nncc compare``).
+
+Four of the six targets legalize with ``fold-batchnorm`` first, after the same user passes, so
+``compare`` would fold the same weights four times. A pass that reads nothing of the compile
+target (``NnccPass.target_independent``: not ``PassContext.target`` nor its crossbar geometry)
+gives the same model whichever target runs it, so the longest run of such passes at the head of
+a pipeline is done once per distinct run of passes, and each target continues from its own copy
+(:func:`nncc.loading.copy_model`: new graph, the same read-only weights). A pass of a plugin is
+target-dependent unless it says otherwise, so it is never shared by accident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import onnx_ir as ir
+
+from nncc.loading import copy_model, freeze_weights
+from nncc.pass_base import NnccPass
+from nncc.pipeline import PassContext, PassRecord, run_passes
+
+
+def shareable_head(passes: list[NnccPass], context: PassContext) -> int:
+    """How many passes at the head of ``passes`` may be shared between targets (none while an
+    instrument watches the passes: it must see each target's own run)."""
+    if context.instruments:
+        return 0
+    count = 0
+    while count < len(passes) and passes[count].target_independent:
+        count += 1
+    return count
+
+
+def _signature(passes: list[NnccPass], context: PassContext) -> tuple[Any, ...]:
+    return tuple((p.name, repr(sorted(p.params().items()))) for p in passes if p.name not in context.disabled)
+
+
+class SharedPasses:
+    """Results of pipeline heads, kept for the targets of one compare. ``original`` is never
+    changed: each head runs on a copy, and each caller gets a copy of the head's result."""
+
+    def __init__(self, original: ir.Model):
+        self.original = original
+        self._heads: dict[tuple[Any, ...], tuple[ir.Model, list[PassRecord]]] = {}
+
+    def prepare(self, pipelines: list[list[NnccPass]], context: PassContext) -> None:
+        """Run now each shareable head that begins more than one of ``pipelines`` (before
+        ``compare --jobs`` forks its workers, so that each inherits it instead of running it)."""
+        heads: dict[tuple[Any, ...], list[list[NnccPass]]] = {}
+        for passes in pipelines:
+            head = passes[: shareable_head(passes, context)]
+            heads.setdefault(_signature(head, context), []).append(head)
+        for key, same in heads.items():
+            if key and len(same) > 1:
+                self._head(same[0], context)
+
+    def run(self, passes: list[NnccPass], context: PassContext) -> tuple[ir.Model, list[PassRecord]]:
+        """(The model after ``passes``, one record per pass that ran), as :func:`run_passes` on a
+        copy of the original gives them."""
+        head = shareable_head(passes, context)
+        model, records = self._head(passes[:head], context)
+        model = copy_model(model)
+        # Each report gets its own records (a target's report may be changed after it is built).
+        records = [dataclasses.replace(r, params=dict(r.params), stats=_copy_stats(r.stats)) for r in records]
+        return model, records + run_passes(model, passes[head:], context)
+
+    def _head(self, passes: list[NnccPass], context: PassContext) -> tuple[ir.Model, list[PassRecord]]:
+        key = _signature(passes, context)
+        if not key:
+            return self.original, []
+        if key not in self._heads:
+            # From the longest head already run (truenorth's fold-batchnorm + legalize-core-ops
+            # continues from the others' fold-batchnorm).
+            done, start, before = 0, self.original, []
+            for k in range(len(passes) - 1, 0, -1):
+                if (hit := self._heads.get(_signature(passes[:k], context))) is not None:
+                    done, (start, before) = k, hit
+                    break
+            model = copy_model(start)
+            # Without the target: a pass marked target-independent that reads it fails loudly.
+            records = before + run_passes(model, passes[done:], dataclasses.replace(context, target=None, crossbar=None))
+            freeze_weights(model)  # the weights the head made are shared by every target's copy too
+            self._heads[key] = (model, records)
+        return self._heads[key]
+
+
+def _copy_stats(stats: Any) -> Any:
+    if isinstance(stats, dict):
+        return {k: _copy_stats(v) for k, v in stats.items()}
+    if isinstance(stats, list):
+        return [_copy_stats(v) for v in stats]
+    return stats
