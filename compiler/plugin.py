@@ -7,7 +7,8 @@ module only gathers them. Worked examples: ``examples/plugins/``.
 
 - Passes: :class:`NnccPass` (dataclass fields are the ``-p name:key=value`` parameters;
   ``apply(model: onnx_ir.Model) -> bool`` rewrites in place and fills ``self.stats``),
-  :class:`PassContext` (``PassContext.current()``: calibration data, the compile target).
+  :class:`PassContext` (``PassContext.current()``: calibration data, the compile target;
+  a pass that reads nothing of the target sets ``target_independent = True``).
 - Targets: :class:`Target` (``lower(model, calibration=None) -> Mapping``,
   ``estimate(mapping) -> CostReport``), :class:`HardwareConfig` and :func:`hw` (each constant
   with its source and valid range), :class:`Mapping`, :func:`partition_layers`,

@@ -31,6 +31,7 @@ class HoistMaxPool(NnccPass):
     name = "hoist-maxpool"
     summary = "run MaxPool before a monotone activation (exact): the activation sees k x fewer elements"
     exact_tolerance = 0.0  # for the default activations; the driver's verify step checks it on every compile
+    target_independent = True  # reads nothing of the target: nncc compare runs it once for all targets
 
     # A dataclass field is a parameter: `-p hoist-maxpool:activations=Relu,Sigmoid`.
     activations: tuple[str, ...] = BIT_EXACT
