@@ -15,6 +15,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
+from nncc.crossbar import max_abs
 from nncc.irutils import const_array, static_shape
 from nncc.weights import Weight, bias_of, weight_of
 
@@ -88,12 +89,17 @@ def conv_plan(c: int, m: int, group: int, kernel: int, crossbar: int, fan_out: i
 
 def quantize_symmetric(w: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     """(w on the 2^bits - 1 level symmetric grid, scale, max |error|); error <= scale / 2."""
-    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    peak = max_abs(w)
     if peak == 0.0:
         return w.copy(), 0.0, 0.0
     scale = peak / ((1 << (bits - 1)) - 1)
-    q = (np.round(w.astype(np.float64) / scale) * scale).astype(w.dtype)
-    return q, scale, float(np.max(np.abs(q.astype(np.float64) - w)))
+    # In float64 as (round(w / scale) * scale), on one buffer (a float32 w widens exactly).
+    grid = np.divide(w, scale, dtype=np.float64)
+    np.round(grid, out=grid)
+    np.multiply(grid, scale, out=grid)
+    q = grid.astype(w.dtype)
+    np.subtract(q, w, out=grid, dtype=np.float64)
+    return q, scale, max_abs(grid)
 
 
 @dataclasses.dataclass

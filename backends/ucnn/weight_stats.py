@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from nncc.crossbar import max_abs
+
 CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
 
 
@@ -74,7 +76,7 @@ class WeightStats:
 def quantize_codes(weight: np.ndarray, bits: int) -> np.ndarray:
     """Integer codes of ``weight`` on a symmetric per-layer grid of ``bits`` bits (0 stays 0)."""
     w = np.asarray(weight)
-    peak = float(max(w.max(initial=0.0), -w.min(initial=0.0)))  # max |w| without an |w| copy
+    peak = max_abs(w)
     if peak == 0.0 or not np.isfinite(peak):
         return np.zeros(w.shape, dtype=np.int64)
     scale = peak / (2 ** (bits - 1) - 1)
