@@ -13,7 +13,9 @@ warm-up runs, then at least 20 runs and 1 s):
 a one-thread session runs its kernels in the calling thread, so this is its CPU time,
 robust to the process being descheduled by other load on the machine; the median wall time
 is printed beside it. Prints a table and the share of models within +-10% (nn-Meter's bar:
-99% within +-10% on its own device) and +-25%, and the mean |error|. Prints, never asserts.
+99% within +-10% on its own device) and +-25%, and the mean |error|; and one of calibrate's
+conv kernels timed before and after the models, for how much the machine's speed moved
+meanwhile. Prints, never asserts.
 
     .venv/bin/python benchmarks/mobile_cpu_accuracy.py [--calibrate] [--quick] [--only NAME,...]
 
@@ -133,6 +135,15 @@ def measure(path: pathlib.Path, min_runs: int = 20, min_time_s: float = 1.0) -> 
     return float(np.median(cpu)), float(np.median(wall))
 
 
+def reference_kernel_s() -> float:
+    """One 3x3 conv layer (64 channels, 56 x 56: one of calibrate's own points) as onnxruntime
+    runs it now: timed before and after the models, it shows how much this machine's speed moved
+    while they were measured (a shared machine's CPU time per kernel drifts by 10% and more)."""
+    from nncc.backends.mobile_cpu import microbench
+
+    return microbench.per_layer(microbench.conv_chain, 1, 3, 0.5, channels=64, size=56)
+
+
 def summary(label: str, errors: list[float]) -> str:
     n = len(errors)
     within = sum(abs(e) <= 0.10 for e in errors)
@@ -157,6 +168,7 @@ def main() -> None:
     print("measured: median over >= 20 runs (>= 1 s) of time.thread_time() around sess.run() (CPU time of the one "
           "onnxruntime thread); the wall-time median is shown beside it")
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    reference_before = reference_kernel_s()
     rows, errors, errors_roof, errors_wall = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in model_paths(pathlib.Path(tmp), only):
@@ -181,6 +193,10 @@ def main() -> None:
     print(md_table(["model", "MACs", "measured (CPU time, median)", "wall median", "roofline", "error", "kernels (fits)", "error",
                     "within ±10%", "unsupported"], rows))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (the CPU-time median is robust to it; the wall median is not)")
+    reference_after = reference_kernel_s()
+    print(f"reference conv kernel (64 channels, 56 x 56, 3 x 3): {reference_before * 1e6:.0f} us before the models, "
+          f"{reference_after * 1e6:.0f} us after ({reference_after / reference_before - 1:+.1%}): how far this machine's "
+          "speed moved while they were measured")
     if errors:
         print("\n" + summary("before (roofline)", errors_roof))
         print(summary("after (per-kernel fits)", errors) + " (nn-Meter: 99% on its own device)")

@@ -169,3 +169,51 @@ def test_conv_graph_sampler_is_deterministic():
     again = [m.SerializeToString() for _, m, _ in kernel_bench.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
     assert first == again
     assert TensorProto.FLOAT == onnx.load_from_string(first[0]).graph.input[0].type.tensor_type.elem_type
+
+
+def test_what_profiling_adds_to_every_kernel_is_taken_off_before_apportioning():
+    """Two kernels profiled at 10 us and 1000 us in a graph whose unprofiled run leaves 1006 us
+    for them: profiling added 2 us to each. Apportioned without the excess the small kernel
+    keeps it (~10 us); with it, 8 us, and the two still add up to the unprofiled time."""
+    config = _host_config(invoke_overhead_s=4e-6, overhead_s=0.5e-6)
+    result = {"profiled": {"small": 10e-6, "large": 1000e-6}, "matches": [("pool", (1.0,), "small"), ("gemm", (2.0,), "large")],
+              "run_s": 1006e-6 + 4e-6 + 2 * 0.5e-6, "kernels": 2, "profiled_s": 1010e-6}
+    excess = kernel_bench.profiling_excess(result, config)
+    assert excess == pytest.approx(2e-6)
+    plain = dict((kind, s) for kind, _, s in kernel_bench.apportion(result, config))
+    net = dict((kind, s) for kind, _, s in kernel_bench.apportion(result, config, excess))
+    assert plain["pool"] == pytest.approx(10e-6 * 1006 / 1010)
+    assert net["pool"] == pytest.approx(8e-6) and net["gemm"] == pytest.approx(998e-6)
+    assert sum(net.values()) == pytest.approx(1006e-6)
+    # An excess larger than a kernel never makes it free or negative.
+    assert min(s for *_, s in kernel_bench.apportion(result, config, 50e-6)) > 0
+
+
+def _layout_net() -> onnx.ModelProto:
+    """What decides onnxruntime's NCHWc layout around pools and constant operands: a pool on 24
+    channels (NCHWc only with a block of 8), an AveragePool with ceil_mode and count_include_pad
+    (NCHW), a Mul by a per-channel constant (an NCHWc 1x1 depthwise Conv) then an Add of one
+    (NCHW), and a residual Add whose shortcut conv comes after the conv it fuses into."""
+    b = kernel_bench._Builder(np.random.default_rng(1))
+    x = b.node("Relu", [b.conv("x", 3, 24, 3, 1, 1)])
+    x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = b.node("Relu", [b.conv(x, 24, 32, 3, 1, 1)])
+    x = b.node("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1, count_include_pad=1)
+    x = b.node("Relu", [b.conv(x, 32, 32, 3, 1, 1)])
+    x = b.node("Add", [b.node("Mul", [x, b.const(np.full((32, 1, 1), 0.5))]), b.const(np.full((32, 1, 1), 0.1))])
+    y = b.node("Relu", [b.conv(x, 32, 64, 1, 1, 1)])
+    main = b.conv(y, 64, 64, 1, 1, 1)
+    shortcut = b.conv(x, 32, 64, 1, 1, 1)
+    x = b.node("Relu", [b.node("Add", [main, shortcut])])
+    return b.model([1, 3, 32, 32], x)
+
+
+def test_pool_and_constant_operand_layouts_are_onnxruntimes(tmp_path):
+    model = _layout_net()
+    config = _host_config()
+    lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
+    detected = kernels.detect(lowered, config)
+    ort_names = {name for name, _ in kernels.ort_kernels(_optimized(model, tmp_path))}
+    assert len(detected) == len(ort_names), (sorted(k.name for k in detected), sorted(ort_names))
+    for k in detected:
+        assert {k.name, k.out, *k.aliases} & ort_names, (k, sorted(ort_names))

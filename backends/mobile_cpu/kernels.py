@@ -15,8 +15,11 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   its input channels are below the block (read as NCHW) or a multiple of 4; depthwise when the
   channels are a multiple of 4; grouped when channels per group (in and out) are multiples of
   the block. Everything else stays NCHW. Only NCHWc Convs fuse a residual Add/Sum.
-  Pools run NCHWc when their input is NCHWc or their channels a multiple of the block; Concat
-  on channels and Add/Mul/Sum/activations keep NCHWc when all their inputs are NCHWc; any other consumer of an NCHWc tensor gets a ReorderOutput kernel, and an NCHWc
+  Pools run NCHWc when their channels are a multiple of the block (whatever their input; global
+  pools only on an NCHWc input; not an AveragePool with ceil_mode and count_include_pad); Concat
+  on channels and Add/Mul/Sum/activations keep NCHWc when all their inputs are NCHWc, and a Mul
+  by a per-channel constant too (a 1x1 depthwise NCHWc Conv), never an Add/Sub/Div by a
+  constant; any other consumer of an NCHWc tensor gets a ReorderOutput kernel, and an NCHWc
   Conv fed by an NCHW tensor a ReorderInput kernel (one per tensor).
 - Identity and Dropout vanish; nodes computing only from constants and shapes are folded.
 
@@ -42,6 +45,7 @@ FOLDABLE = frozenset({"BatchNormalization", "Add", "Sub", "Mul", "Div"})
 NCHWC_ELEMENTWISE = frozenset({"Add", "Sum", "Mul", "Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid",
                                "BatchNormalization"})  # onnxruntime runs the last as an NCHWc depthwise 1x1 Conv
 NCHWC_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+BINARY = frozenset({"Add", "Sum", "Mul", "Sub", "Div"})
 VANISH = frozenset({"Identity", "Dropout"})
 RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
@@ -105,6 +109,7 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
     reordered_out: dict[ir.Value, None] = {}
     static: set[ir.Value] = set()
     kernels: list[Kernel] = []
+    residuals: list[tuple[ir.Value, str]] = []
 
     def to_nchw(value: ir.Value | None, owner: str) -> None:
         if value is not None and value in nchwc and value not in reordered_out:
@@ -133,12 +138,17 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
         out_bytes = sum(_nbytes(v) for v in node.outputs)
         shape = static_shape(inputs[0]) if inputs else None
         keeps = False
-        if block and op in NCHWC_POOLS and shape is not None and len(shape) == 4 and (inputs[0] in nchwc or shape[1] % block == 0):
+        constants = [v for v in node.inputs if v is not None and v.const_value is not None]
+        if block and op in NCHWC_POOLS and shape is not None and len(shape) == 4 and _nchwc_pool(node, shape, block, inputs[0] in nchwc):
             keeps = True
             to_nchwc(inputs[0], owner)
         elif block and inputs and all(v in nchwc for v in inputs):
             if op == "Concat":
                 keeps = node.attributes.get_int("axis", 0) == 1 and all((static_shape(v) or (0, 1))[1] % block == 0 for v in inputs)
+            elif op in BINARY and constants:
+                # A constant operand: only a Mul by one value per channel stays NCHWc (onnxruntime
+                # runs it as a 1x1 depthwise NCHWc Conv); Add, Sub, Div and other shapes reorder out.
+                keeps = op == "Mul" and shape is not None and len(shape) == 4 and _per_channel(constants[0], shape[1])
             elif op in NCHWC_ELEMENTWISE:
                 keeps = len({static_shape(v) for v in inputs}) == 1
         if not keeps:
@@ -161,7 +171,9 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
             feats = (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, float(kernel), 1.0, float(out_bytes) / 4)
         else:
             feats = _data_features(in_bytes, out_bytes)
-        kernels.append(Kernel(row.name, kind, owner, feats, [row.name], out=out.name if out is not None else ""))
+        # onnxruntime names the NCHWc Conv a Mul becomes after its output, "<output>_mul".
+        aliases = [f"{out.name}_mul"] if keeps and op == "Mul" and constants and out is not None else []
+        kernels.append(Kernel(row.name, kind, owner, feats, [row.name], out=out.name if out is not None else "", aliases=aliases))
 
     for row in mapping.layers:
         node = row.layer.node if row.layer is not None else None
@@ -169,19 +181,44 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
             continue
         if row.op_class in ("conv", "pointwise", "depthwise", "grouped", "gemm") and row.dtype == "fp32" and row.steps == 1 \
                 and node.op_type in ("Conv", "Gemm", "MatMul"):
-            _head(row, node, members.get(row.name, []), block, nchwc, kernels, to_nchw, to_nchwc, standalone)
+            _head(row, node, members.get(row.name, []), block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals)
         elif row.op_class in ("noop", "data", "pool", "elementwise"):
             standalone(row, row.name)
         else:  # int8, recurrent and other kernels: no per-kernel fit, costed by the roofline
             for value in node.inputs:
                 to_nchw(value, row.name)
             kernels.append(Kernel(row.name, f"other:{row.op}", row.name, (), [row.name]))
+    # A residual Add fused into an NCHWc Conv reads its other operand NCHWc: a reorder unless an
+    # NCHWc kernel wrote it, which may come after the Conv in the graph's order (ResNet's shortcut).
+    for value, owner in residuals:
+        to_nchwc(value, owner)
     for value in mapping.layers[0].layer.node.graph.outputs if mapping.layers and mapping.layers[0].layer else []:
         to_nchw(value, mapping.layers[-1].name)
     return kernels
 
 
-def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone) -> None:
+def _nchwc_pool(node: ir.Node, shape: tuple[int, ...], block: int, nchwc_input: bool) -> bool:
+    """Whether onnxruntime's NchwcTransformer runs this 4-D pool NCHWc (measured on onnxruntime
+    1.32, AVX-512): channels a multiple of the block, whatever the input's layout (an NCHWc
+    input of other channels is reordered out first); global pools only on an NCHWc input; an
+    AveragePool with both ceil_mode and count_include_pad stays NCHW."""
+    if shape[1] % block:
+        return False
+    if node.op_type.startswith("Global"):
+        return nchwc_input
+    return not (node.op_type == "AveragePool" and node.attributes.get_int("ceil_mode", 0)
+                and node.attributes.get_int("count_include_pad", 0))
+
+
+def _per_channel(value: ir.Value, channels: int) -> bool:
+    """A constant of one value per channel of an NCHW tensor: shape (C, 1, 1) after leading 1s."""
+    shape = list(value.const_value.shape)
+    while shape and shape[0] == 1 and len(shape) > 3:
+        shape.pop(0)
+    return shape == [channels, 1, 1]
+
+
+def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals) -> None:
     x = node.inputs[0]
     shape = static_shape(x)
     kind, needs_nchwc_input, cout_pad = "gemm", False, 0
@@ -219,7 +256,7 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
             inside.append(member)
             for value in mnode.inputs:
                 if value is not None and value.producer() is not None and value.producer().name not in {row.name, *(m.name for m in inside)}:
-                    to_nchwc(value, row.name)
+                    residuals.append((value, row.name))  # reordered in unless an NCHWc kernel writes it (maybe later)
         elif op in CONV_ACTIVATIONS and stage < 3:
             stage = 3
             inside.append(member)
