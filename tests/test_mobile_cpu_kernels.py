@@ -70,7 +70,7 @@ def test_detected_kernels_are_the_kernels_onnxruntime_runs(tmp_path):
     assert len(first.rows) == 3
     assert sum(k.kind == "eltwise:BatchNormalization" for k in detected) == 1
     assert any(k.kind == "eltwise:PRelu" for k in detected)
-    assert any(k.kind == "gemm" and len(k.rows) == 2 for k in by_head.values())  # Gemm + Relu: FusedGemm
+    assert any(k.kind == "gemv" and len(k.rows) == 2 for k in by_head.values())  # batch-1 Gemm + Relu: FusedGemm
     if kernels.block_size(config):  # x86 with AVX2: NCHWc kernels, reorders around the NCHW grouped conv
         assert {"conv_nchwc", "depthwise_nchwc", "pointwise_nchwc", "conv_nchw", "reorder_out"} <= {k.kind for k in detected}
         residual = next(k for k in detected if k.kind == "pointwise_nchwc")
@@ -127,7 +127,7 @@ def test_measured_kernels_are_matched_and_predicted(tmp_path):
 def test_kernel_latencies_add_up_with_known_fits():
     """Every kernel kind fitted to a constant 10 us: the total is kernels x (10 us + dispatch) + invoke."""
     constant = kernel_fit.KindFit([10e-6, 0.0, 0.0, 0.0], [], [], [])
-    kinds = ["conv_nchwc", "pointwise_nchwc", "depthwise_nchwc", "conv_nchw", "grouped_nchwc", "gemm", "pool", "pool_nchwc",
+    kinds = ["conv_nchwc", "pointwise_nchwc", "depthwise_nchwc", "conv_nchw", "grouped_nchwc", "gemm", "gemv", "pool", "pool_nchwc",
              "reorder_in", "reorder_out", "reshape", "eltwise:PRelu", "eltwise:*"]
     fits = kernel_fit.KernelFits({k: constant for k in kinds}, per_kernel_s=1e-6, invoke_s=4e-6)
     config = _host_config(kernel_fits=fits.to_json())

@@ -7,7 +7,8 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
 
 - Conv + BatchNormalization / constant Add, Sub, Mul, Div fold into the Conv; one activation
   (Relu, Clip, Sigmoid, Tanh, LeakyRelu, HardSigmoid) fuses into it (FusedConv); Gemm and
-  MatMul take a constant Add (MatMul+Add -> Gemm) and one activation (FusedGemm). Anything
+  MatMul take a constant Add (MatMul+Add -> Gemm) and one activation (FusedGemm); a Gemm or
+  MatMul of one row (batch-1 fully connected) is kind ``gemv``, a regime of its own. Anything
   after the activation (a BatchNormalization after a Relu, a PRelu) is a kernel of its own.
 - NCHWc layout (``NchwcTransformer``, AVX2/AVX-512 only; block = fp32 lanes): 2-D Convs run
   as NCHWc kernels (output channels padded up to the block); 1-D ones stay NCHW (im2col + SGEMM).
@@ -263,6 +264,8 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
         else:
             rest.append(member)
     feats = conv_features(row, cout_pad)
+    if kind == "gemm" and feats[8] == 1:
+        kind = "gemv"  # one row: a matrix-vector product, bound by streaming the weights (its own fit)
     last = (inside[-1].layer.node if inside else node).outputs[0]
     aliases = [v.name or "" for m in [row, *inside] for v in m.layer.node.outputs if v is not None]
     kernels.append(Kernel(row.name, kind, row.name, feats, [row.name, *(m.name for m in inside)], out=last.name or "", aliases=aliases))
