@@ -16,6 +16,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from nncc.errors import NnccError
 from nncc.loading import copy_model, freeze_weights
 from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext, PassRecord, run_passes
@@ -53,7 +54,10 @@ class SharedPasses:
             heads.setdefault(_signature(head, context), []).append(head)
         for key, same in heads.items():
             if key and len(same) > 1:
-                self._head(same[0], context)
+                try:
+                    self._head(same[0], context)
+                except NnccError:
+                    pass  # left to each target's own compile, which raises it again in its own row
 
     def run(self, passes: list[NnccPass], context: PassContext) -> tuple[ir.Model, list[PassRecord]]:
         """(The model after ``passes``, one record per pass that ran), as :func:`run_passes` on a

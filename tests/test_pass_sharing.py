@@ -118,3 +118,15 @@ def test_compare_json_is_the_same_as_each_compile(tmp_path):
         alone = compile_model(path, TARGETS.get(name).configure(None, {}), [], CompileOptions(verify_samples=0))
         assert compared[name]["totals"] == json.loads(json.dumps(alone.report["totals"]))
     assert np.isfinite(compared["ucnn"]["totals"]["energy_j"])
+
+
+def test_a_shared_head_that_fails_fails_only_the_targets_that_run_it(monkeypatch):
+    def refuse(self, model):
+        raise NnccError("fold-batchnorm", "refused")
+
+    monkeypatch.setattr(PASSES.get("fold-batchnorm"), "apply", refuse)
+    table, _, _ = compare_targets(str(light_model("light_shufflenet")), "sparse-tc,ucnn,hypar", [],
+                                  CompileOptions(verify_samples=0), {}, None, None, None, "5%")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "refused" in rows["sparse-tc"] and "refused" in rows["ucnn"]
+    assert "refused" not in rows["hypar"] and "100.0%" in rows["hypar"]
