@@ -39,7 +39,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from . import kernels, mapping
-from .microbench import ELEMENTWISE, _model
+from .microbench import ELEMENTWISE, _model, time_graph
 
 CHANNELS = [8, 16, 24, 32, 48, 64, 96, 128, 144, 160, 192, 256, 320, 384, 512, 576, 960, 1024]
 ODD_CHANNELS = [3, 6, 12, 20, 36, 58, 116, 120, 232, 240]
@@ -267,16 +267,7 @@ def network_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]
 def run_time(model: onnx.ModelProto, shape: list[int], min_runs: int = 5, min_time_s: float = 0.2) -> float:
     """Median CPU time (``time.thread_time``) of one run, one thread, no profiling."""
     feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    sess = _session(model, None, None)
-    for _ in range(2):
-        sess.run(None, feeds)
-    cpu = []
-    start = time.perf_counter()
-    while len(cpu) < min_runs or (time.perf_counter() - start < min_time_s and len(cpu) < 200):
-        t = time.thread_time()
-        sess.run(None, feeds)
-        cpu.append(time.thread_time() - t)
-    return float(np.median(cpu))
+    return time_graph(model, feeds, min_time_s, min_runs, clock=time.thread_time, max_runs=200)
 
 
 FAMILIES = {"conv": conv_graph, "conv1d": conv1d_graph, "gemm": gemm_graph, "fc": fc_graph, "misc": misc_graph,
