@@ -80,16 +80,26 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         # A usage error (--batch against --set batch=), not this target's limit: raised, not tabled.
         specs.append((name, {**shared, **own} if name in unbatched else with_batch(name, cls.batch_field, {**shared, **own}, batch)))
 
+    # Each target configured once (a bad --set value is that target's error row).
+    configured: dict[str, Any] = {}
+    for name, values in specs:
+        try:
+            configured[name] = TARGETS.get(name, "--targets").configure(config_file, values)
+        except NnccError as e:
+            configured[name] = e
     # Pipeline heads that two or more targets share (the user's passes, fold-batchnorm) run once,
     # here, before any worker forks.
-    shared = SharedPasses(loaded)
-    _prepare_shared_heads(shared, specs, passes, options, config_file)
+    shared_passes = SharedPasses(loaded)
+    shared_passes.prepare([[_fresh(p) for p in passes] + list(t.legalize())
+                           for t in configured.values() if not isinstance(t, NnccError)], options.context)
 
     def compile_one(name: str, values: dict[str, str]) -> dict[str, Any]:
+        target = configured[name]
+        if isinstance(target, NnccError):
+            return {"error": target.what}
         try:
-            target = TARGETS.get(name, "--targets").configure(config_file, values)
             result = compile_model(model, target, [_fresh(p) for p in passes], options, loaded=loaded, verifier=verifier,
-                                   shared=shared)
+                                   shared=shared_passes)
             return {"totals": result.report["totals"], "unsupported": [u["op"] for u in result.report["unsupported"]],
                     "warnings": result.report["warnings"]}
         except NnccError as e:  # this target's limit; the others still report
@@ -130,18 +140,6 @@ def _check_set_keys(names: list[str], sets: dict[str, str]) -> None:
             continue
         if not any(key in TARGETS.get(n).Config.__dataclass_fields__ or (key == "profile" and TARGETS.get(n).profiles) for n in names):
             raise NnccError("--set", f"no compared target has a constant '{key}'")
-
-
-def _prepare_shared_heads(shared: SharedPasses, specs, passes, options: CompileOptions, config_file) -> None:
-    """Run each shareable pipeline head that begins more than one target's pipeline."""
-    pipelines = []
-    for name, values in specs:
-        try:
-            target = TARGETS.get(name, "--targets").configure(config_file, values)
-        except NnccError:
-            continue  # its compile says why
-        pipelines.append([_fresh(p) for p in passes] + list(target.legalize()))
-    shared.prepare(pipelines, options.context)
 
 
 def _fresh(pass_):
