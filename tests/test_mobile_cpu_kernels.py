@@ -143,6 +143,16 @@ def test_kernel_latencies_add_up_with_known_fits():
     assert plain.fixed_latency_s == config.invoke_overhead_s and "latency_model" not in plain.extra_totals
 
 
+def test_a_negative_per_kernel_term_never_takes_a_kernel_below_a_tenth_of_its_fit():
+    """Composition may find kernels cheaper in a network than alone (per_kernel_s < 0)."""
+    fits = kernel_fit.KernelFits({"reshape": kernel_fit.KindFit([1e-6, 0.0, 0.0, 0.0], [], [], []),
+                                  "gemm": kernel_fit.KindFit([20e-6, 0.0, 0.0, 0.0], [], [], [])}, per_kernel_s=-2e-6)
+    features = (0.0, 64.0, 64.0, 0.0, 0.0, 0.0, 0.0, 1.0, 16.0)
+    assert fits.predict("gemm", features) == pytest.approx(18e-6)
+    assert fits.predict("reshape", features) == pytest.approx(1e-7)
+    assert kernel_fit.from_json(fits.to_json()).per_kernel_s == -2e-6
+
+
 def test_kernel_fits_round_trip_through_the_profile_toml(tmp_path):
     rng = np.random.default_rng(1)
     fits = kernel_fit.fit_all({"conv_nchwc": _synthetic(rng, 40), "gemm": _synthetic(rng, 10)}, per_kernel_s=2e-7, invoke_s=3e-6)
