@@ -16,6 +16,7 @@ from nncc.backends.mobile_cpu import (
     kernel_bench,
     kernel_fit,
     kernels,
+    synthetic_graphs,
 )
 from nncc.backends.mobile_cpu import config as hwconfig
 from onnx import TensorProto
@@ -36,7 +37,7 @@ def _host_config(**changes) -> hwconfig.MobileCpuConfig:
 def _small_net() -> onnx.ModelProto:
     """Conv+BN+Relu, depthwise+Clip, pointwise + residual Add + Relu, grouped conv + PRelu,
     MaxPool, a BatchNormalization after a Relu, GlobalAveragePool, Flatten, Gemm+Relu."""
-    b = kernel_bench._Builder(np.random.default_rng(0))
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
     x = b.node("Relu", [b.bn(b.conv("x", 3, 32, 3, 2, 1), 32)])
     x = b.node("Clip", [b.conv(x, 32, 32, 3, 1, 32), b.const(np.array(0.0)), b.const(np.array(6.0))])
     x = b.node("Relu", [b.node("Add", [b.conv(x, 32, 32, 1, 1, 1), x])])
@@ -175,8 +176,8 @@ def test_pixel2_has_no_kernel_fits():
 
 
 def test_conv_graph_sampler_is_deterministic():
-    first = [m.SerializeToString() for _, m, _ in kernel_bench.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
-    again = [m.SerializeToString() for _, m, _ in kernel_bench.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
+    first = [m.SerializeToString() for _, m, _ in synthetic_graphs.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
+    again = [m.SerializeToString() for _, m, _ in synthetic_graphs.sample_graphs({"conv": 2, "misc": 1}, seed=5)]
     assert first == again
     assert TensorProto.FLOAT == onnx.load_from_string(first[0]).graph.input[0].type.tensor_type.elem_type
 
@@ -204,7 +205,7 @@ def _layout_net() -> onnx.ModelProto:
     channels (NCHWc only with a block of 8), an AveragePool with ceil_mode and count_include_pad
     (NCHW), a Mul by a per-channel constant (an NCHWc 1x1 depthwise Conv) then an Add of one
     (NCHW), and a residual Add whose shortcut conv comes after the conv it fuses into."""
-    b = kernel_bench._Builder(np.random.default_rng(1))
+    b = synthetic_graphs.Builder(np.random.default_rng(1))
     x = b.node("Relu", [b.conv("x", 3, 24, 3, 1, 1)])
     x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
     x = b.node("Relu", [b.conv(x, 24, 32, 3, 1, 1)])

@@ -36,7 +36,7 @@ import onnx
 import onnx_ir as ir
 
 from . import config as hwconfig
-from . import cost, kernel_bench, kernel_fit, kernels, mapping
+from . import cost, kernel_bench, kernel_fit, kernels, mapping, synthetic_graphs
 from . import microbench as mb
 
 # (class, builder, kwargs): chains of identical layers per efficiency class.
@@ -50,7 +50,7 @@ FULL_POINTS: list[tuple[str, Callable, dict[str, int]]] = [
 ]
 QUICK_POINTS = [FULL_POINTS[i] for i in (1, 4, 6, 8, 12, 14, 17, 19)]
 EFF_CLASSES = ("conv", "pointwise", "depthwise", "grouped", "gemm")
-# Synthetic graphs per family sampled for the per-kernel fits (kernel_bench.FAMILIES).
+# Synthetic graphs per family sampled for the per-kernel fits (synthetic_graphs.FAMILIES).
 FULL_KERNEL_GRAPHS = {"conv": 160, "conv1d": 16, "gemm": 30, "fc": 16, "misc": 40}
 QUICK_KERNEL_GRAPHS = {"conv": 24, "conv1d": 3, "gemm": 6, "fc": 2, "misc": 8}
 FULL_NETWORKS, QUICK_NETWORKS = 30, 6  # whole synthetic networks for the composition fit
@@ -212,7 +212,7 @@ def kernel_samples(config: Any, counts: dict[str, int], seed: int = 0, min_time_
     (kernels, run - kernel sum, run) per graph, and how many profiled onnxruntime kernels no detected kernel matched."""
     samples: dict[str, list] = {}
     results = []
-    for _, model, shape in kernel_bench.sample_graphs(counts, seed):
+    for _, model, shape in synthetic_graphs.sample_graphs(counts, seed):
         try:
             results.append(kernel_bench.profile_graph(model, shape, config, min_time_s=min_time_s))
         except Exception as e:  # noqa: BLE001 - a sampled graph onnxruntime refuses: skip it, say so

@@ -16,7 +16,7 @@ group, output channels, output positions, kernel size, stride, bytes): the non-l
 returns None and the caller falls back to the roofline.
 
 Composing kernels into a network (``scale``, ``per_kernel_s``): calibration measures whole
-random synthetic networks (:func:`kernel_bench.network_graph`, none of the evaluated models)
+random synthetic networks (:func:`synthetic_graphs.network_graph`, none of the evaluated models)
 and fits
 
     network time - invoke = scale x sum of fitted kernel times + per_kernel_s x kernels
