@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from nncc import models
+from nncc.loading import load_model
 from nncc.backends.mobile_cpu import (
     MobileCpuTarget,
     calibrate,
@@ -55,16 +57,22 @@ def _optimized(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
     return onnx.load(path)
 
 
-def test_detected_kernels_are_the_kernels_onnxruntime_runs(tmp_path):
-    model = _small_net()
+def _assert_detected_as_onnxruntime_runs(model: onnx.ModelProto, tmp_path, loaded: ir.Model | None = None) -> list[kernels.Kernel]:
+    """Detection finds exactly the kernels of onnxruntime's optimized graph, each by name."""
     config = _host_config()
-    lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
+    lowered = MobileCpuTarget(config).lower(loaded or ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
     detected = kernels.detect(lowered, config)
     ort = kernels.ort_kernels(_optimized(model, tmp_path))
     ort_names = {name for name, _ in ort}
     assert len(detected) == len(ort), (sorted(k.name for k in detected), sorted(ort_names))
     for k in detected:
         assert {k.name, k.out, *k.aliases} & ort_names, (k, sorted(ort_names))
+    return detected
+
+
+def test_detected_kernels_are_the_kernels_onnxruntime_runs(tmp_path):
+    config = _host_config()
+    detected = _assert_detected_as_onnxruntime_runs(_small_net(), tmp_path)
     by_head = {k.rows[0]: k for k in detected if k.rows}
     # The first conv carries its BatchNormalization and Relu; the BN after a Relu and the PRelu run alone.
     first = next(k for k in detected if k.kind.startswith("conv"))
@@ -220,11 +228,31 @@ def _layout_net() -> onnx.ModelProto:
 
 
 def test_pool_and_constant_operand_layouts_are_onnxruntimes(tmp_path):
-    model = _layout_net()
-    config = _host_config()
-    lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
-    detected = kernels.detect(lowered, config)
-    ort_names = {name for name, _ in kernels.ort_kernels(_optimized(model, tmp_path))}
-    assert len(detected) == len(ort_names), (sorted(k.name for k in detected), sorted(ort_names))
-    for k in detected:
-        assert {k.name, k.out, *k.aliases} & ort_names, (k, sorted(ort_names))
+    _assert_detected_as_onnxruntime_runs(_layout_net(), tmp_path)
+
+
+def test_transformer_fusions_are_onnxruntimes(tmp_path):
+    """BERT-tiny as the zoo exports it: onnxruntime runs Gelu, SkipLayerNormalization and a
+    scaled FusedMatMul as single kernels, and each MatMul + bias Add over the 3-D sequence as
+    a Gemm between two Reshapes (67 kernels, where the graph has 69 nodes that compute)."""
+    path = models.export("bert_tiny", tmp_path / "bert_tiny.onnx")
+    detected = _assert_detected_as_onnxruntime_runs(onnx.load(path), tmp_path, load_model(path))
+    kinds = [k.kind for k in detected]
+    assert kinds.count("eltwise:Gelu") == 2 and kinds.count("eltwise:SkipLayerNormalization") == 4
+    assert "eltwise:Erf" not in kinds and "eltwise:Div" not in kinds  # inside Gelu / the FusedMatMul
+    assert sum(k.name.startswith(("reshape_in:", "reshape_out:")) for k in detected) == 2 * 12
+    scaled = [k for k in detected if len(k.rows) == 2 and k.kind == "gemm" and k.rows[1].endswith("/Div")]
+    assert len(scaled) == 2
+
+
+def test_sampled_transformer_pieces_give_samples_of_each_fused_kind(tmp_path):
+    """The calibration family for these kernels: each fused kind appears and is found by name."""
+    found: dict[str, int] = {}
+    for _, model, _ in synthetic_graphs.sample_graphs({"transformer": 6}, seed=3):
+        config = _host_config()
+        lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
+        ort_names = {name for name, _ in kernels.ort_kernels(_optimized(model, tmp_path))}
+        for k in kernels.detect(lowered, config):
+            if {k.name, k.out, *k.aliases} & ort_names:
+                found[k.kind] = found.get(k.kind, 0) + 1
+    assert {"eltwise:Gelu", "eltwise:SkipLayerNormalization", "eltwise:LayerNormalization", "gemm"} <= set(found), found

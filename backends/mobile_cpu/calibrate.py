@@ -51,8 +51,8 @@ FULL_POINTS: list[tuple[str, Callable, dict[str, int]]] = [
 QUICK_POINTS = [FULL_POINTS[i] for i in (1, 4, 6, 8, 12, 14, 17, 19)]
 EFF_CLASSES = ("conv", "pointwise", "depthwise", "grouped", "gemm")
 # Synthetic graphs per family sampled for the per-kernel fits (synthetic_graphs.FAMILIES).
-FULL_KERNEL_GRAPHS = {"conv": 160, "conv1d": 16, "gemm": 30, "fc": 16, "misc": 40}
-QUICK_KERNEL_GRAPHS = {"conv": 24, "conv1d": 3, "gemm": 6, "fc": 2, "misc": 8}
+FULL_KERNEL_GRAPHS = {"conv": 160, "conv1d": 16, "gemm": 30, "fc": 16, "misc": 40, "transformer": 24}
+QUICK_KERNEL_GRAPHS = {"conv": 24, "conv1d": 3, "gemm": 6, "fc": 2, "misc": 8, "transformer": 4}
 FULL_NETWORKS, QUICK_NETWORKS = 30, 6  # whole synthetic networks for the composition fit
 
 

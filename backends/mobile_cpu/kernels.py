@@ -23,10 +23,15 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   constant; any other consumer of an NCHWc tensor gets a ReorderOutput kernel, and an NCHWc
   Conv fed by an NCHW tensor a ReorderInput kernel (one per tensor).
 - Identity and Dropout vanish; nodes computing only from constants and shapes are folded.
+- Transformer subgraphs run as onnxruntime's fused kernels (:mod:`.transformer_fusions`):
+  Gelu, SkipLayerNormalization, FusedMatMul (a MatMul's scalar scale), and MatMul + bias
+  Add as a Gemm with a Reshape kernel before and after it when the input has more than two
+  dimensions.
 
 ``Kernel.name`` follows the names onnxruntime gives the optimized nodes: the head node's
 name (``<output>_nchwc`` in onnxruntime for NCHWc nodes, stripped by :func:`ort_kernels`),
-``reorder_in:<value>`` / ``reorder_out:<value>`` for reorders. :func:`ort_kernels` reads
+``reorder_in:<value>`` / ``reorder_out:<value>`` for reorders, ``reshape_in:<row>`` /
+``reshape_out:<row>`` for the Reshapes around a fused MatMul + Add. :func:`ort_kernels` reads
 the same list back from onnxruntime's optimized graph, which tests and calibration compare.
 """
 
@@ -39,6 +44,7 @@ from typing import Any
 import onnx_ir as ir
 from nncc.irutils import static_shape
 
+from . import transformer_fusions
 from .mapping import KernelRow, MobileCpuMapping
 
 CONV_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid"})
@@ -50,6 +56,8 @@ BINARY = frozenset({"Add", "Sum", "Mul", "Sub", "Div"})
 VANISH = frozenset({"Identity", "Dropout"})
 RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
+# Transformer fusions onnxruntime names after no node of the original graph: known by their output.
+NAMED_BY_OUTPUT = frozenset({"Gelu", "SkipLayerNormalization", "FusedMatMul"})
 # Feature vector of every kernel (kernel_fit uses the same order).
 FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel", "stride", "out_spatial")
 
@@ -57,7 +65,7 @@ FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel
 @dataclasses.dataclass
 class Kernel:
     name: str
-    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, gemm, pool, pool_nchwc,
+    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, gemm, gemv, pool, pool_nchwc,
                                # eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
     owner: str                 # the mapping row whose latency carries this kernel
     features: tuple[float, ...]
@@ -89,7 +97,9 @@ def conv_features(row: KernelRow, cout_pad: int = 0) -> tuple[float, ...]:
     cout = w[0] if w else (out[1] if len(out) > 1 else 1)
     macs = float(row.macs) * (cout_pad / cout if cout_pad else 1.0)
     if row.op_class == "gemm":
-        cin_g = float(w[0] if w and node.op_type == "MatMul" else w[-1] if w else 1)
+        b = w if w else (static_shape(node.inputs[1]) if node.op_type == "MatMul" and node.inputs[1] is not None else None)
+        # the reduced dimension: K of a MatMul's [.., K, N] operand (computed, as attention's, or constant), of a Gemm's weight
+        cin_g = float(b[-2] if b and node.op_type == "MatMul" and len(b) >= 2 else w[-1] if w else 1)
         out_spatial = float(math.prod(out[:-1])) if out else 1.0
         return (macs, row.input_bytes, row.output_bytes, row.weight_bytes, cin_g, float(out[-1] if out else 1), 1.0, 1.0, out_spatial)
     kernel = float(math.prod(w[2:])) if w else 1.0
@@ -111,6 +121,8 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
     static: set[ir.Value] = set()
     kernels: list[Kernel] = []
     residuals: list[tuple[ir.Value, str]] = []
+    fusions = transformer_fusions.find(mapping)
+    inside_another = transformer_fusions.absorbed(fusions)
 
     def to_nchw(value: ir.Value | None, owner: str) -> None:
         if value is not None and value in nchwc and value not in reordered_out:
@@ -178,11 +190,21 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
 
     for row in mapping.layers:
         node = row.layer.node if row.layer is not None else None
-        if node is None or row.fused_into is not None:
+        if node is None or row.fused_into is not None or row.name in inside_another:
             continue
-        if row.op_class in ("conv", "pointwise", "depthwise", "grouped", "gemm") and row.dtype == "fp32" and row.steps == 1 \
+        fusion = fusions.get(row.name)
+        if fusion is not None and fusion.kind:
+            _fused_elementwise(row, fusion, kernels, to_nchw)
+        elif row.op_class in ("conv", "pointwise", "depthwise", "grouped", "gemm") and row.dtype == "fp32" and row.steps == 1 \
                 and node.op_type in ("Conv", "Gemm", "MatMul"):
-            _head(row, node, members.get(row.name, []), block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals)
+            joined = fusion.members if fusion is not None else []
+            _head(row, node, members.get(row.name, []) + joined, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals)
+            if fusion is not None and fusion.reshapes:  # onnxruntime flattens the input to 2-D and back around its Gemm
+                last = (joined[-1].layer.node if joined else node).outputs[0]
+                size_in, size_out = _nbytes(node.inputs[0]), _nbytes(last)
+                gemm = kernels.pop()
+                kernels += [Kernel(f"reshape_in:{row.name}", "reshape", row.name, _data_features(size_in, size_in)), gemm,
+                            Kernel(f"reshape_out:{row.name}", "reshape", row.name, _data_features(size_out, size_out))]
         elif row.op_class in ("noop", "data", "pool", "elementwise"):
             standalone(row, row.name)
         else:  # int8, recurrent and other kernels: no per-kernel fit, costed by the roofline
@@ -196,6 +218,19 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
     for value in mapping.layers[0].layer.node.graph.outputs if mapping.layers and mapping.layers[0].layer else []:
         to_nchw(value, mapping.layers[-1].name)
     return kernels
+
+
+def _fused_elementwise(row: KernelRow, fusion: transformer_fusions.Fusion, kernels: list[Kernel], to_nchw) -> None:
+    """One kernel for an element-wise group onnxruntime fuses (Gelu, SkipLayerNormalization)."""
+    group = [row, *fusion.members]
+    made = {v for m in group for v in m.layer.node.outputs if v is not None}
+    inputs = list(dict.fromkeys(v for m in group for v in m.layer.node.inputs
+                                if v is not None and v.const_value is None and v not in made))
+    for value in inputs:
+        to_nchw(value, row.name)
+    last = group[-1].layer.node.outputs[0]
+    kernels.append(Kernel(row.name, fusion.kind, row.name, _data_features(sum(_nbytes(v) for v in inputs), _nbytes(last)),
+                          [m.name for m in group], out=last.name or "", aliases=[v.name or "" for v in made]))
 
 
 def _nchwc_pool(node: ir.Node, shape: tuple[int, ...], block: int, nchwc_input: bool) -> bool:
@@ -252,6 +287,8 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
             rest.append(member)
         elif op in FOLDABLE and not residual and stage == 0 and kind != "gemm" or (kind == "gemm" and op == "Add" and stage == 0 and not residual):
             inside.append(member)
+        elif kind == "gemm" and stage == 0 and transformer_fusions.scale_joins_matmul(node, mnode):
+            inside.append(member)  # onnxruntime's FusedMatMul (alpha)
         elif residual and nchwc_head and stage <= 1:
             stage = 2
             inside.append(member)
@@ -278,8 +315,14 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
 def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
     """(name, op type) of each kernel in onnxruntime's optimized graph (``optimized_model_filepath``),
     named like :class:`Kernel`: NCHWc nodes by their output without ``_nchwc``, reorders by the
-    NCHW tensor they convert. Initializer-only nodes are not kernels."""
+    NCHW tensor they convert, the Reshapes MatMulAddFusion puts around its Gemm after that Gemm
+    (``reshape_in:``/``reshape_out:``), the transformer fusions named after no original node by
+    their output. Initializer-only nodes are not kernels."""
     out = []
+    gemm_of = {}  # tensor -> the MatMulAddFusion Gemm reading or writing it
+    for node in optimized.graph.node:
+        if node.name.endswith("/MatMulAddFusion"):
+            gemm_of.update((name, node.name.removesuffix("/MatMulAddFusion")) for name in (node.input[0], node.output[0]))
     for node in optimized.graph.node:
         if node.op_type == "ReorderInput":
             out.append((f"reorder_in:{node.input[0]}", node.op_type))
@@ -287,6 +330,12 @@ def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
             out.append((f"reorder_out:{node.output[0]}", node.op_type))
         elif node.domain == "com.microsoft.nchwc":
             out.append((node.name.removesuffix("_nchwc").removesuffix("_bn"), node.op_type))
-        else:  # fused nodes: "fused <first node>/<fusion>" or "<first node>"
-            out.append((node.name.removeprefix("fused ").split("/")[0], node.op_type))
+        elif node.op_type in NAMED_BY_OUTPUT:
+            out.append((node.output[0], node.op_type))
+        elif node.op_type == "Reshape" and node.name.startswith("gemm_input_reshape") and node.output[0] in gemm_of:
+            out.append((f"reshape_in:{gemm_of[node.output[0]]}", node.op_type))
+        elif node.op_type == "Reshape" and node.name.startswith("gemm_output_reshape") and node.input[0] in gemm_of:
+            out.append((f"reshape_out:{gemm_of[node.input[0]]}", node.op_type))
+        else:  # "fused <first node>" (Conv/Gemm + activation), "<MatMul node>/MatMulAddFusion", or the node's own name
+            out.append((node.name.removeprefix("fused ").removesuffix("/MatMulAddFusion"), node.op_type))
     return out

@@ -35,6 +35,12 @@ class Builder:
         self.inits.append(numpy_helper.from_array(array.astype(np.float32), name))
         return name
 
+    def ints(self, values: list[int]) -> str:
+        """An int64 constant (a shape) as a Constant node, as torch exports shapes: onnxruntime
+        merges a Gemm's output Reshape with a following Reshape whose shape is an initializer,
+        which exported models do not see."""
+        return self.node("Constant", [], value=numpy_helper.from_array(np.array(values, np.int64)))
+
     def node(self, op: str, inputs: list[str], **attrs) -> str:
         out = self.name("t")
         self.nodes.append(helper.make_node(op, inputs, [out], name=f"n_{out}", **attrs))
@@ -179,11 +185,15 @@ def misc_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
         elif op == "GlobalAveragePool":
             y = b.node(op, [x])
             x = b.node("Add", [x, y])
+        elif op == "Transpose" and c % 2 == 0 and rng.random() < 0.5:  # a channel shuffle (ShuffleNet): rows stay contiguous
+            groups = int(rng.choice([g for g in (2, 3, 4, 8) if c % g == 0]))
+            x = b.node("Reshape", [x, b.ints([1, groups, c // groups, size, size])])
+            x = b.node(op, [x], perm=[0, 2, 1, 3, 4])
+            x = b.node("Reshape", [x, b.ints([1, c, size, size])])
         elif op == "Transpose":
             x = b.node(op, [x], perm=[0, 1, 3, 2])
         elif op == "Reshape":
-            x = b.node(op, [x, b.inits.append(numpy_helper.from_array(np.array([1, c, size, size], np.int64), f"s{b.count}"))
-                            or f"s{b.count}"])
+            x = b.node(op, [x, b.ints([1, c, size, size])])
         elif op == "Concat":
             x, c = b.node(op, [x, x], axis=1), 2 * c
         else:
@@ -198,6 +208,48 @@ def misc_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
                 x = b.bn(x, c)
                 continue
             x = b.node(op, inputs, **attrs)
+    return b.model(shape, x), shape
+
+
+def transformer_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
+    """Random transformer-block pieces on a [1, tokens, width] sequence, written as exporters
+    write them (so that onnxruntime's transformer fusions apply: :mod:`.transformer_fusions`):
+    linear layers (MatMul + bias Add), exact Gelu (Div, Erf, Add, Mul, Mul), residual Add +
+    LayerNormalization, LayerNormalization alone, and self-attention (per-head Reshape and
+    Transpose, scaled Q x K^T, Softmax, x V, back to the sequence)."""
+    b = Builder(rng)
+    tokens, width = int(rng.choice([8, 16, 32, 64, 128, 256])), int(rng.choice([64, 128, 256, 384, 512, 768]))
+    shape, x = [1, tokens, width], "x"
+
+    def linear(x: str, cin: int, cout: int) -> str:
+        return b.node("Add", [b.node("MatMul", [x, b.const(rng.standard_normal((cin, cout)) / np.sqrt(cin))]), b.const(np.zeros(cout))])
+
+    def norm(x: str) -> str:
+        return b.node("LayerNormalization", [x, b.const(np.ones(width)), b.const(np.zeros(width))], axis=-1)
+
+    for _ in range(int(rng.integers(2, 6))):
+        piece = str(rng.choice(["feed-forward", "residual-norm", "norm", "attention"]))
+        if piece == "feed-forward":
+            hidden = width * int(rng.choice([2, 4]))
+            while tokens * width * hidden > 1e8:
+                hidden //= 2
+            h = linear(x, width, hidden)
+            erf = b.node("Erf", [b.node("Div", [h, b.const(np.array(np.sqrt(2.0)))])])
+            gelu = b.node("Mul", [b.node("Mul", [h, b.node("Add", [erf, b.const(np.array(1.0))])]), b.const(np.array(0.5))])
+            x = linear(gelu, hidden, width)
+        elif piece == "residual-norm":
+            x = norm(b.node("Add", [linear(x, width, width), x]))
+        elif piece == "norm":
+            x = norm(x)
+        else:
+            heads = int(rng.choice([h for h in (1, 2, 4, 8, 12) if width % h == 0]))
+            d = width // heads
+            q, k, v = (b.node("Reshape", [linear(x, width, width), b.ints([1, tokens, heads, d])], allowzero=0) for _ in range(3))
+            q, v = (b.node("Transpose", [t], perm=[0, 2, 1, 3]) for t in (q, v))
+            k = b.node("Transpose", [k], perm=[0, 2, 3, 1])
+            scores = b.node("Softmax", [b.node("Div", [b.node("MatMul", [q, k]), b.const(np.array(np.sqrt(d)))])], axis=-1)
+            context = b.node("Transpose", [b.node("MatMul", [scores, v])], perm=[0, 2, 1, 3])
+            x = b.node("Reshape", [context, b.ints([1, tokens, width])])
     return b.model(shape, x), shape
 
 
@@ -242,6 +294,7 @@ def network_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]
 
 
 FAMILIES = {"conv": conv_graph, "conv1d": conv1d_graph, "gemm": gemm_graph, "fc": fc_graph, "misc": misc_graph,
+            "transformer": transformer_graph,
             "network": network_graph}
 
 
