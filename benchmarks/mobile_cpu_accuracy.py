@@ -15,7 +15,9 @@ robust to the process being descheduled by other load on the machine; the median
 is printed beside it. Prints a table and the share of models within +-10% (nn-Meter's bar:
 99% within +-10% on its own device) and +-25%, and the mean |error|; and one of calibrate's
 conv kernels timed before and after the models, for how much the machine's speed moved
-meanwhile. Prints, never asserts.
+meanwhile, against the same kernel's time recorded by the calibration (with, as a diagnostic
+only, the share within +-10% once the estimates are scaled by that drift). Prints, never
+asserts.
 
     .venv/bin/python benchmarks/mobile_cpu_accuracy.py [--calibrate] [--quick] [--only NAME,...]
 
@@ -38,7 +40,7 @@ import time
 import numpy as np
 import onnx
 from nncc import runtime
-from nncc.backends.mobile_cpu import MobileCpuTarget
+from nncc.backends.mobile_cpu import MobileCpuTarget, microbench
 from nncc.driver import CompileOptions, compile_model
 from nncc.loading import load_model
 from nncc.render import fmt_count, fmt_seconds, md_table
@@ -135,15 +137,6 @@ def measure(path: pathlib.Path, min_runs: int = 20, min_time_s: float = 1.0) -> 
     return float(np.median(cpu)), float(np.median(wall))
 
 
-def reference_kernel_s() -> float:
-    """One 3x3 conv layer (64 channels, 56 x 56: one of calibrate's own points) as onnxruntime
-    runs it now: timed before and after the models, it shows how much this machine's speed moved
-    while they were measured (a shared machine's CPU time per kernel drifts by 10% and more)."""
-    from nncc.backends.mobile_cpu import microbench
-
-    return microbench.per_layer(microbench.conv_chain, 1, 3, 0.5, channels=64, size=56)
-
-
 def summary(label: str, errors: list[float]) -> str:
     n = len(errors)
     within = sum(abs(e) <= 0.10 for e in errors)
@@ -168,7 +161,7 @@ def main() -> None:
     print("measured: median over >= 20 runs (>= 1 s) of time.thread_time() around sess.run() (CPU time of the one "
           "onnxruntime thread); the wall-time median is shown beside it")
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
-    reference_before = reference_kernel_s()
+    reference_before = microbench.reference_conv_s()
     rows, errors, errors_roof, errors_wall = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in model_paths(pathlib.Path(tmp), only):
@@ -193,14 +186,20 @@ def main() -> None:
     print(md_table(["model", "MACs", "measured (CPU time, median)", "wall median", "roofline", "error", "kernels (fits)", "error",
                     "within ±10%", "unsupported"], rows))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (the CPU-time median is robust to it; the wall median is not)")
-    reference_after = reference_kernel_s()
+    reference_after = microbench.reference_conv_s()
     print(f"reference conv kernel (64 channels, 56 x 56, 3 x 3): {reference_before * 1e6:.0f} us before the models, "
           f"{reference_after * 1e6:.0f} us after ({reference_after / reference_before - 1:+.1%}): how far this machine's "
           "speed moved while they were measured")
+    drift = (reference_before + reference_after) / 2 / cfg.reference_conv_s - 1 if cfg.reference_conv_s else None
+    if drift is not None:
+        print(f"the same kernel took {cfg.reference_conv_s * 1e6:.0f} us while the profile was calibrated: this machine ran "
+              f"{drift:+.1%} {'slower' if drift > 0 else 'faster'} while the models were measured")
     if errors:
         print("\n" + summary("before (roofline)", errors_roof))
         print(summary("after (per-kernel fits)", errors) + " (nn-Meter: 99% on its own device)")
         print(summary("after, against the wall-time median instead", errors_wall))
+        if drift is not None:  # a diagnostic of how much of the error is the machine's drift, not the estimate
+            print(summary("diagnostic only, the estimates scaled by that drift", [(1 + e) * (1 + drift) - 1 for e in errors]))
     if not args.no_pixel2:
         with tempfile.TemporaryDirectory() as tmp:
             pixel2_check(pathlib.Path(tmp))

@@ -81,6 +81,7 @@ def host_sources() -> dict[str, str]:
         "fuse_residual_add": "[V] onnxruntime NCHWc Conv+Add/Sum fusion, used on x86 with AVX2 (measured: CPU flags)",
         "kernel_fits": "fitted: calibrate.fit_kernels, per-kernel predictors on sampled synthetic graphs profiled with "
                        "onnxruntime (kernel_bench; no evaluated model among them)",
+        "reference_conv_s": "measured: microbench.reference_conv_s, mean of before and after the kernel samples",
     }
 
 
@@ -201,7 +202,11 @@ def measure(quick: bool = False, log: Callable[[str], None] = lambda line: None)
     log(f"effective clock {values['frequency_hz'] / 1e9:.2f} GHz (cpuinfo {facts['mhz']:.0f} MHz), fitted "
         + ", ".join(f"{k}={values[k]:.3g}" for k in [*(f"eff_{c}" for c in EFF_CLASSES), "work_half_macs", "eff_int8", "transcendental_ops"]))
     log(f"cycles per element: {values['op_cycles']}")
+    before = mb.reference_conv_s()
     values["kernel_fits"] = fit_kernels(hwconfig.from_values(values), quick, log).to_json()
+    after = mb.reference_conv_s()
+    values["reference_conv_s"] = (before + after) / 2
+    log(f"reference conv kernel: {before * 1e6:.0f} us before the kernel samples, {after * 1e6:.0f} us after")
     hwconfig.from_values(values)  # validates
     return values
 

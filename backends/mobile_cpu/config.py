@@ -107,6 +107,11 @@ class MobileCpuConfig(HardwareConfig):
     kernel_fits: str = hw("", source="fitted: calibrate.fit_kernels on sampled synthetic kernels profiled with onnxruntime "
                                      "(kernel_bench); empty = roofline only")
 
+    # --- how fast this machine ran while it was calibrated (host profile only; 0 = not measured)
+    reference_conv_s: float = hw(0.0, source="measured: microbench.reference_conv_s (one 3x3 conv layer, 64 channels, "
+                                               "56x56) before and after the kernel samples; not used by the estimate: "
+                                               "it tells how far a shared machine's speed moved since", unit="s")
+
     def check(self) -> None:
         parse_op_cycles(self.op_cycles)  # raises ValueError on a malformed table
 

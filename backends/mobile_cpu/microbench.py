@@ -161,3 +161,10 @@ def per_layer(build, short: int, long: int, min_time_s: float, **kwargs) -> floa
     t_short = time_graph(*build(short, **kwargs), min_time_s=min_time_s)
     t_long = time_graph(*build(long, **kwargs), min_time_s=min_time_s)
     return max((t_long - t_short) / (long - short), 1e-9)
+
+
+def reference_conv_s() -> float:
+    """One 3x3 conv layer (64 channels, 56 x 56, one of calibrate's own points) as onnxruntime
+    runs it now. Calibration records it; timed again later, it shows how far a shared
+    machine's speed has moved since (its CPU time per kernel drifts by 10% and more)."""
+    return per_layer(conv_chain, 1, 3, 0.5, channels=64, size=56)
