@@ -12,6 +12,7 @@ interest exposed as extra graph outputs (the graph is restored afterwards).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Literal
 
@@ -71,6 +72,12 @@ def _split_samples(arr: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
     raise NnccError("calibration", f"calibration array for '{name}' has shape {arr.shape}; expected (N, {', '.join(map(str, shape))}) or (N, {', '.join(map(str, shape[1:]))})")
 
 
+# onnxruntime's CPU kernels split their work over outputs (rows, channel blocks), never over a
+# reduction, so a tensor comes out bit for bit the same at any thread count (checked on the zoo:
+# tests/test_calibration_threads.py): calibration may use the machine's cores.
+CALIBRATION_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
 def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[str, np.ndarray]]):
     """Yield, per feed, ``{value name: array}`` for ``values`` (intermediate tensors included)."""
     graph = model.graph
@@ -80,7 +87,7 @@ def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[s
             raise NnccError("calibration", f"tensor '{v.name}' has no type; run shape inference first")
         graph.outputs.append(v)
     try:
-        sess = runtime.session(model, threads=1, where="calibration")
+        sess = runtime.session(model, threads=CALIBRATION_THREADS, where="calibration")
     finally:
         for _ in extra:
             graph.outputs.pop()
