@@ -11,7 +11,10 @@ import numpy as np
 
 from nncc.crossbar import max_abs
 
-CHUNK_ELEMENTS = 1 << 22  # filters are processed in chunks of about this many weights (bounds memory on VGG fc6)
+# Filters are processed in chunks of about this many weights: it bounds memory on VGG's fc6,
+# and keeps each chunk's sort temporaries (8 MB of int64) small enough for the allocator to
+# reuse instead of mapping fresh pages each time (ResNet-50's ucnn compile 1.0 -> 0.9 s against 4M).
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclasses.dataclass
