@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from nncc import models
+from nncc import calibration, compare_jobs, models
 from nncc.cli import main
 from nncc.compare_jobs import CRASHED
 
@@ -46,3 +46,12 @@ def test_a_worker_that_dies_costs_only_its_target(capsys, tmp_path, monkeypatch)
     targets = result["targets"]
     assert targets["hypar"] == {"error": CRASHED}
     assert all("totals" in row for name, row in targets.items() if name != "hypar")
+
+
+def test_workers_share_the_calibration_threads(monkeypatch):
+    """Each forked worker calibrates on its share of the cores, never below one thread."""
+    monkeypatch.setattr(calibration, "CALIBRATION_THREADS", 4)
+    compare_jobs._share_cores(2)
+    assert calibration.CALIBRATION_THREADS == 2
+    compare_jobs._share_cores(8)
+    assert calibration.CALIBRATION_THREADS == 1
