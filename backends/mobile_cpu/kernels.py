@@ -198,13 +198,13 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
         elif row.op_class in ("conv", "pointwise", "depthwise", "grouped", "gemm") and row.dtype == "fp32" and row.steps == 1 \
                 and node.op_type in ("Conv", "Gemm", "MatMul"):
             joined = fusion.members if fusion is not None else []
+            at = len(kernels)
             _head(row, node, members.get(row.name, []) + joined, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals)
             if fusion is not None and fusion.reshapes:  # onnxruntime flattens the input to 2-D and back around its Gemm
-                last = (joined[-1].layer.node if joined else node).outputs[0]
-                size_in, size_out = _nbytes(node.inputs[0]), _nbytes(last)
-                gemm = kernels.pop()
-                kernels += [Kernel(f"reshape_in:{row.name}", "reshape", row.name, _data_features(size_in, size_in)), gemm,
-                            Kernel(f"reshape_out:{row.name}", "reshape", row.name, _data_features(size_out, size_out))]
+                gemm = next(i for i in range(at, len(kernels)) if kernels[i].name == row.name)
+                size_in, size_out = _nbytes(node.inputs[0]), kernels[gemm].features[2]
+                kernels.insert(gemm + 1, Kernel(f"reshape_out:{row.name}", "reshape", row.name, _data_features(size_out, size_out)))
+                kernels.insert(gemm, Kernel(f"reshape_in:{row.name}", "reshape", row.name, _data_features(size_in, size_in)))
         elif row.op_class in ("noop", "data", "pool", "elementwise"):
             standalone(row, row.name)
         else:  # int8, recurrent and other kernels: no per-kernel fit, costed by the roofline
