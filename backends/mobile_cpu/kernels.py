@@ -56,6 +56,9 @@ BINARY = frozenset({"Add", "Sum", "Mul", "Sub", "Div"})
 VANISH = frozenset({"Identity", "Dropout"})
 RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
+# Element-wise ops onnxruntime's NCHWc layout runs as a 1x1 depthwise Conv, and what it appends
+# to the output's name to name that Conv.
+NCHWC_CONV_SUFFIX = {"Mul": "_mul", "BatchNormalization": "_bn"}
 # Transformer fusions onnxruntime names after no node of the original graph: known by their output.
 NAMED_BY_OUTPUT = frozenset({"Gelu", "SkipLayerNormalization", "FusedMatMul"})
 # Feature vector of every kernel (kernel_fit uses the same order).
@@ -184,8 +187,10 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
             feats = (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, float(kernel), 1.0, float(out_bytes) / 4)
         else:
             feats = _data_features(in_bytes, out_bytes)
-        # onnxruntime names the NCHWc Conv a Mul becomes after its output, "<output>_mul".
-        aliases = [f"{out.name}_mul"] if keeps and op == "Mul" and constants and out is not None else []
+        # onnxruntime names the NCHWc Conv a Mul by a constant or a BatchNormalization becomes
+        # after its output: "<output>_mul", "<output>_bn".
+        suffix = NCHWC_CONV_SUFFIX.get(op) if keeps and out is not None and (constants or op != "Mul") else None
+        aliases = [f"{out.name}{suffix}"] if suffix else []
         kernels.append(Kernel(row.name, kind, owner, feats, [row.name], out=out.name if out is not None else "", aliases=aliases))
 
     for row in mapping.layers:
@@ -329,7 +334,7 @@ def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
         elif node.op_type == "ReorderOutput":
             out.append((f"reorder_out:{node.output[0]}", node.op_type))
         elif node.domain == "com.microsoft.nchwc":
-            out.append((node.name.removesuffix("_nchwc").removesuffix("_bn"), node.op_type))
+            out.append((node.name.removesuffix("_nchwc"), node.op_type))
         elif node.op_type in NAMED_BY_OUTPUT:
             out.append((node.output[0], node.op_type))
         elif node.op_type == "Reshape" and node.name.startswith("gemm_input_reshape") and node.output[0] in gemm_of:
