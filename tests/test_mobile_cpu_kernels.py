@@ -261,12 +261,15 @@ def test_sampled_transformer_pieces_give_samples_of_each_fused_kind(tmp_path):
 def test_a_conv_whose_folded_batchnorm_output_ends_in_bn_is_found_by_name(tmp_path):
     """onnxruntime names an NCHWc Conv after the tensor it writes ("block_bn" -> "block_bn_nchwc");
     a name that itself ends in "_bn" must survive (VarGFaceNet's "*.pw_bn"), while a
-    BatchNormalization run alone as an NCHWc Conv is "<output>_bn_nchwc"."""
+    BatchNormalization run alone as an NCHWc Conv is "<output>_bn_nchwc", and, a Conv like
+    any other, takes the activation that alone reads it."""
     b = synthetic_graphs.Builder(np.random.default_rng(2))
     x = b.conv("x", 16, 32, 1, 1, 1)
     b.nodes.append(onnx.helper.make_node("BatchNormalization", [x, *(b.const(np.full(32, v)) for v in (1.0, 0.1, 0.0, 1.0))],
                                          ["block_bn"], name="block_bn_node"))
     y = b.node("Relu", [b.conv("block_bn", 32, 32, 3, 1, 1)])
-    model = b.model([1, 16, 8, 8], b.bn(y, 32))  # after the Relu: runs alone, as an NCHWc Conv
+    y = b.bn(y, 32)  # after the Relu: runs alone, as an NCHWc Conv, and takes the Relu after it
+    model = b.model([1, 16, 8, 8], b.node("Relu", [y]))
     detected = _assert_detected_as_onnxruntime_runs(model, tmp_path)
     assert any("block_bn" in (k.out, *k.aliases) for k in detected)
+    assert [len(k.rows) for k in detected if k.kind == "eltwise:BatchNormalization"] == [2]

@@ -126,6 +126,7 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
     residuals: list[tuple[ir.Value, str]] = []
     fusions = transformer_fusions.find(mapping)
     inside_another = transformer_fusions.absorbed(fusions)
+    activation_joins: dict[ir.Node, Kernel] = {}  # activation -> the NCHWc Conv-like kernel it runs in
 
     def to_nchw(value: ir.Value | None, owner: str) -> None:
         if value is not None and value in nchwc and value not in reordered_out:
@@ -143,6 +144,13 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
         op = row.op
         inputs = [v for v in node.inputs if v is not None and v.const_value is None]
         out = node.outputs[0] if node.outputs else None
+        host = activation_joins.pop(node, None)
+        if host is not None and out is not None:  # fused into the NCHWc Conv before it
+            host.rows.append(row.name)
+            host.out = out.name or ""
+            host.aliases.append(out.name or "")
+            nchwc.add(out)
+            return
         if op in VANISH:
             if out is not None and inputs and inputs[0] in nchwc:
                 nchwc.add(out)
@@ -192,6 +200,10 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
         suffix = NCHWC_CONV_SUFFIX.get(op) if keeps and out is not None and (constants or op != "Mul") else None
         aliases = [f"{out.name}{suffix}"] if suffix else []
         kernels.append(Kernel(row.name, kind, owner, feats, [row.name], out=out.name if out is not None else "", aliases=aliases))
+        if suffix:  # a Conv now: like any NCHWc Conv it takes the activation that alone reads it
+            uses = list(out.uses())
+            if len(uses) == 1 and not out.is_graph_output() and uses[0][0].op_type in CONV_ACTIVATIONS:
+                activation_joins[uses[0][0]] = kernels[-1]
 
     for row in mapping.layers:
         node = row.layer.node if row.layer is not None else None
