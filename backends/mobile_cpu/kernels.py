@@ -276,8 +276,8 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
     shape = static_shape(x)
     kind, needs_nchwc_input, cout_pad = "gemm", False, 0
     if node.op_type == "Conv":
-        kind = "conv_nchw"
         w = node.inputs[1].const_value.shape if node.inputs[1] is not None and node.inputs[1].const_value is not None else None
+        kind = "conv1d_nchw" if w is not None and len(w) == 3 else "conv_nchw"  # 1-D: its own im2col regime
         group = node.attributes.get_int("group", 1)
         if block and w is not None and shape is not None and len(shape) == 4:
             cout, cin = w[0], w[1] * group
