@@ -11,7 +11,8 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   MatMul of one row (batch-1 fully connected) is kind ``gemv``, a regime of its own. Anything
   after the activation (a BatchNormalization after a Relu, a PRelu) is a kernel of its own.
 - NCHWc layout (``NchwcTransformer``, AVX2/AVX-512 only; block = fp32 lanes): 2-D Convs run
-  as NCHWc kernels (output channels padded up to the block); 1-D ones stay NCHW (im2col + SGEMM).
+  as NCHWc kernels (output channels padded up to the block); 1-D ones stay NCHW (im2col +
+  SGEMM; kind conv1d_nchw).
   Measured on onnxruntime 1.32 (AVX-512, block 16), which pads channels: group 1 runs NCHWc when
   its input channels are below the block (read as NCHW) or a multiple of 4; depthwise when the
   channels are a multiple of 4; grouped when channels per group (in and out) are multiples of
@@ -68,8 +69,8 @@ FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel
 @dataclasses.dataclass
 class Kernel:
     name: str
-    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, gemm, gemv, pool, pool_nchwc,
-                               # eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
+    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, conv1d_nchw, gemm, gemv, pool,
+                               # pool_nchwc, eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
     owner: str                 # the mapping row whose latency carries this kernel
     features: tuple[float, ...]
     rows: list[str] = dataclasses.field(default_factory=list)
