@@ -46,6 +46,14 @@ class Builder:
         self.nodes.append(helper.make_node(op, inputs, [out], name=f"n_{out}", **attrs))
         return out
 
+    def linear(self, x: str, w_kn: np.ndarray, gemm: bool = False) -> str:
+        """x @ w_kn plus a zero bias, as exporters write it: a Gemm (its weight stored transposed,
+        transB) or a MatMul then an Add."""
+        n = w_kn.shape[1]
+        if gemm:
+            return self.node("Gemm", [x, self.const(w_kn.T), self.const(np.zeros(n))], transB=1)
+        return self.node("Add", [self.node("MatMul", [x, self.const(w_kn)]), self.const(np.zeros(n))])
+
     def conv(self, x: str, cin: int, cout: int, k: int, s: int, g: int, dims: int = 2, d: int = 1) -> str:
         w = self.rng.standard_normal((cout, cin // g, *([k] * dims))) / np.sqrt(cin // g * k ** dims)
         pads = [d * (k // 2)] * (2 * dims)
@@ -140,10 +148,7 @@ def gemm_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
         while width * n * rows > 2e8 or width * n > 1.1e8:
             n //= 2
         w = rng.standard_normal((width, n)) / np.sqrt(width)
-        if rng.random() < 0.5:
-            x = b.node("Gemm", [x, b.const(w.T), b.const(np.zeros(n))], transB=1)
-        else:
-            x = b.node("Add", [b.node("MatMul", [x, b.const(w)]), b.const(np.zeros(n))])
+        x = b.linear(x, w, gemm=rng.random() < 0.5)
         if rng.random() < 0.5:
             x = b.node("Relu", [x])
         width = n
@@ -159,7 +164,7 @@ def fc_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[int]]:
         n = int(rng.choice([1000, 2048, 4096]))
         while width * n > 1.1e8:
             n //= 2
-        x = b.node("Gemm", [x, b.const(rng.standard_normal((n, width)) / np.sqrt(width)), b.const(np.zeros(n))], transB=1)
+        x = b.linear(x, (rng.standard_normal((n, width)) / np.sqrt(width)).T, gemm=True)
         if rng.random() < 0.5:
             x = b.node("Relu", [x])
         width = n
@@ -222,7 +227,7 @@ def transformer_graph(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[i
     shape, x = [1, tokens, width], "x"
 
     def linear(x: str, cin: int, cout: int) -> str:
-        return b.node("Add", [b.node("MatMul", [x, b.const(rng.standard_normal((cin, cout)) / np.sqrt(cin))]), b.const(np.zeros(cout))])
+        return b.linear(x, rng.standard_normal((cin, cout)) / np.sqrt(cin))
 
     def norm(x: str) -> str:
         return b.node("LayerNormalization", [x, b.const(np.ones(width)), b.const(np.zeros(width))], axis=-1)
