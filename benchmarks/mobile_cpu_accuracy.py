@@ -12,7 +12,9 @@ warm-up runs, then at least 20 runs and 1 s):
 
 a one-thread session runs its kernels in the calling thread, so this is its CPU time,
 robust to the process being descheduled by other load on the machine; the median wall time
-is printed beside it. Prints a table and the share of models within +-10% (nn-Meter's bar:
+is printed beside it. With ``--calibrate`` every model is measured before and after the
+calibration and compared with the mean of the two (this VM's speed moved by up to 10%
+within minutes; the mean brackets the calibration); the move between the two is shown. Prints a table and the share of models within +-10% (nn-Meter's bar:
 99% within +-10% on its own device) and +-25%, and the mean |error|; and one of calibrate's
 conv kernels timed before and after the models, for how much the machine's speed moved
 meanwhile, against the same kernel's time recorded by the calibration (with, as a diagnostic
@@ -147,44 +149,65 @@ def summary(label: str, errors: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calibrate", action="store_true", help="run a full calibration first")
+    parser.add_argument("--calibrate", action="store_true", help="run a full calibration first (the models are then "
+                        "measured before and after it, and compared with the mean of the two)")
     parser.add_argument("--only", default="", help="comma-separated model names")
     parser.add_argument("--no-pixel2", action="store_true", help="skip the pixel2 check against the LPIRC figure")
     args = parser.parse_args()
-    if args.calibrate:
-        print(MobileCpuTarget.calibrate(None).split("\n\n")[0])
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = model_paths(pathlib.Path(tmp), only)
+        first: dict[str, tuple[float, float]] = {}
+        if args.calibrate:
+            # The models measured on both sides of the calibration, in the same order: this
+            # machine's speed moves by up to 10% within minutes, and the mean of the two
+            # brackets the calibration instead of following it by several minutes.
+            first = {name: measure(path) for name, path in paths}
+            print(MobileCpuTarget.calibrate(None).split("\n\n")[0])
+        compare(paths, first)
+    if not args.no_pixel2:
+        with tempfile.TemporaryDirectory() as tmp:
+            pixel2_check(pathlib.Path(tmp))
+
+
+def compare(paths: list[tuple[str, pathlib.Path]], first: dict[str, tuple[float, float]]) -> None:
+    """Estimate and measure every model; ``first``: times measured before the calibration."""
     target = MobileCpuTarget.configure(sets={"profile": "host"})
     cfg = target.config
     roofline = MobileCpuTarget(dataclasses.replace(cfg, kernel_fits=""))
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
           f"host profile: {cfg.device}, {cfg.calibration}, per-kernel fits: {'yes' if cfg.kernel_fits else 'no'}")
     print("measured: median over >= 20 runs (>= 1 s) of time.thread_time() around sess.run() (CPU time of the one "
-          "onnxruntime thread); the wall-time median is shown beside it")
-    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+          "onnxruntime thread); the wall-time median is shown beside it"
+          + ("; with --calibrate, the mean of the medians before and after the calibration" if first else ""))
     reference_before = microbench.reference_conv_s()
-    rows, errors, errors_roof, errors_wall = [], [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, path in model_paths(pathlib.Path(tmp), only):
-            start = time.perf_counter()
-            try:
-                result = compile_model(path, target, [], CompileOptions(verify_samples=0))
-                before = compile_model(path, roofline, [], CompileOptions(verify_samples=0))
-                cpu, wall = measure(path)
-            except Exception as e:  # noqa: BLE001
-                print(f"skip {name}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            estimate = result.report["totals"]["latency_s"]
-            estimate_roof = before.report["totals"]["latency_s"]
-            error, error_roof = estimate / cpu - 1, estimate_roof / cpu - 1
-            errors.append(error)
-            errors_roof.append(error_roof)
-            errors_wall.append(estimate / wall - 1)
-            rows.append([name, fmt_count(result.report["totals"]["macs"]), fmt_seconds(cpu), fmt_seconds(wall),
-                         fmt_seconds(estimate_roof), f"{error_roof:+.1%}", fmt_seconds(estimate), f"{error:+.1%}",
-                         "yes" if abs(error) <= 0.10 else "no", len(result.report["unsupported"])])
-            print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    print(md_table(["model", "MACs", "measured (CPU time, median)", "wall median", "roofline", "error", "kernels (fits)", "error",
-                    "within ±10%", "unsupported"], rows))
+    rows, errors, errors_roof, errors_wall, errors_after = [], [], [], [], []
+    for name, path in paths:
+        start = time.perf_counter()
+        try:
+            result = compile_model(path, target, [], CompileOptions(verify_samples=0))
+            before = compile_model(path, roofline, [], CompileOptions(verify_samples=0))
+            after_cpu, after_wall = measure(path)
+        except Exception as e:  # noqa: BLE001
+            print(f"skip {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        first_cpu, first_wall = first.get(name, (after_cpu, after_wall))
+        cpu, wall = (first_cpu + after_cpu) / 2, (first_wall + after_wall) / 2
+        estimate = result.report["totals"]["latency_s"]
+        estimate_roof = before.report["totals"]["latency_s"]
+        error, error_roof = estimate / cpu - 1, estimate_roof / cpu - 1
+        errors.append(error)
+        errors_roof.append(error_roof)
+        errors_wall.append(estimate / wall - 1)
+        errors_after.append(estimate / after_cpu - 1)
+        moved = [f"{after_cpu / first_cpu - 1:+.1%}"] if first else []
+        rows.append([name, fmt_count(result.report["totals"]["macs"]), fmt_seconds(cpu), *moved, fmt_seconds(wall),
+                     fmt_seconds(estimate_roof), f"{error_roof:+.1%}", fmt_seconds(estimate), f"{error:+.1%}",
+                     "yes" if abs(error) <= 0.10 else "no", len(result.report["unsupported"])])
+        print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    moved_header = ["after / before calibration"] if first else []
+    print(md_table(["model", "MACs", "measured (CPU time, median)", *moved_header, "wall median", "roofline", "error",
+                    "kernels (fits)", "error", "within ±10%", "unsupported"], rows))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (the CPU-time median is robust to it; the wall median is not)")
     reference_after = microbench.reference_conv_s()
     print(f"reference conv kernel (64 channels, 56 x 56, 3 x 3): {reference_before * 1e6:.0f} us before the models, "
@@ -198,11 +221,10 @@ def main() -> None:
         print("\n" + summary("before (roofline)", errors_roof))
         print(summary("after (per-kernel fits)", errors) + " (nn-Meter: 99% on its own device)")
         print(summary("after, against the wall-time median instead", errors_wall))
+        if first:
+            print(summary("after, against the times measured after the calibration only", errors_after))
         if drift is not None:  # a diagnostic of how much of the error is the machine's drift, not the estimate
             print(summary("diagnostic only, the estimates scaled by that drift", [(1 + e) * (1 + drift) - 1 for e in errors]))
-    if not args.no_pixel2:
-        with tempfile.TemporaryDirectory() as tmp:
-            pixel2_check(pathlib.Path(tmp))
 
 
 if __name__ == "__main__":

@@ -273,3 +273,45 @@ def test_a_conv_whose_folded_batchnorm_output_ends_in_bn_is_found_by_name(tmp_pa
     detected = _assert_detected_as_onnxruntime_runs(model, tmp_path)
     assert any("block_bn" in (k.out, *k.aliases) for k in detected)
     assert [len(k.rows) for k in detected if k.kind == "eltwise:BatchNormalization"] == [2]
+
+
+def test_a_pointwise_conv_on_fewer_channels_than_a_block_is_its_own_kind(tmp_path):
+    """onnxruntime's NCHWc conv reads an input of fewer channels than a block in NCHW (as a
+    first layer's): a 1x1 conv there is kind pointwise_nchw_in, still writes NCHWc (no reorder
+    before the next NCHWc conv), and the kernels are still those onnxruntime runs."""
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    x = b.node("Relu", [b.conv(b.conv("x", 3, 32, 1, 1, 1), 32, 32, 3, 1, 1)])
+    model = b.model([1, 3, 32, 32], x)
+    detected = _assert_detected_as_onnxruntime_runs(model, tmp_path)
+    if not kernels.block_size(_host_config()):
+        pytest.skip("no NCHWc layout on this CPU")
+    assert [k.kind for k in detected] == ["pointwise_nchw_in", "conv_nchwc", "reorder_out"]
+
+
+def _gemv_net(width: int, n: int) -> onnx.ModelProto:
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    return b.model([1, width], b.linear("x", np.full((width, n), 0.01), gemm=True))
+
+
+@pytest.mark.parametrize("llc_mb, from_dram", [(1, True), (64, False)])
+def test_a_large_weight_streams_from_dram_only_when_the_model_overflows_the_last_level_cache(llc_mb, from_dram):
+    """A matrix-vector kernel with 4 MB of weights (beyond the 1 MB cache) is never faster than
+    DRAM in a model that overflows the last-level cache; in one that fits it (LeNet-Caffe's
+    1.6 MB fc layer: ~35 GB/s measured, 2.6x DRAM) its fit stands."""
+    fit = kernel_fit.KindFit([1e-6, 0.0, 0.0, 0.0], [], [], [])  # 1 us, far below 4 MB at 1 GB/s
+    config = _host_config(kernel_fits=kernel_fit.KernelFits({"gemv": fit}).to_json(), dram_bandwidth=1e9,
+                          cache_bytes=1 << 20, llc_bytes=llc_mb << 20)
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(_gemv_net(1024, 1024)))
+    report = MobileCpuTarget(config).estimate(MobileCpuTarget(config).lower(model))
+    latency = sum(r.latency_s for r in report.layers)
+    assert latency == pytest.approx(1024 * 1024 * 4 / 1e9 if from_dram else 1e-6, rel=1e-3)
+
+
+def test_the_last_level_cache_is_the_largest_footprint_read_faster_than_dram(monkeypatch):
+    """Weights read at >= 1.25x the rate of a 256 MB footprint are still cached; the knee of
+    the 2-core Xeon VM's curve (21-23 GB/s to 64 MB, 19.5 at 96, ~13.5 beyond) gives 96 MB."""
+    rates = {16: 21.4, 32: 22.8, 64: 22.4, 96: 19.5, 128: 13.8, 192: 13.2, 256: 13.4}  # GB/s, measured 2026-11-30
+    monkeypatch.setattr(calibrate.mb, "matmul_chain", lambda layers, rows, width: (layers, None))
+    monkeypatch.setattr(calibrate.mb, "time_graph", lambda layers, feeds, min_time_s: layers * 2**20 / (rates[layers] * 1e9))
+    assert calibrate._last_level_cache(0.0, 0.1, quick=False) == 96 << 20
+    assert calibrate._last_level_cache(0.0, 0.1, quick=True) == 32 << 20

@@ -84,6 +84,10 @@ class MobileCpuConfig(HardwareConfig):
     cache_bytes: int = hw(2 * 1024 * 1024, source="[V] 2 MB L2 of the Kryo 280 performance cluster (Qualcomm, via press coverage); "
                                                    "weights stay cached when weights + one inference's activation traffic fit",
                           unit="B", minimum=0)
+    llc_bytes: int = hw(2 * 1024 * 1024, source="[U] the Kryo 280 cluster's 2 MB L2 taken as its last-level cache (no L3 "
+                                                "in the Snapdragon 835's CPU complex); a model whose weights + activation "
+                                                "traffic exceed it streams every large matrix-vector weight from DRAM",
+                        unit="B", minimum=0)
     # --- energy
     pj_per_mac_fp32: float = hw(4.6, source=f"{HOROWITZ}: 32-bit float mult 3.7 pJ + add 0.9 pJ [V]; [U] at 10 nm",
                                 unit="pJ", minimum=0)

@@ -69,7 +69,7 @@ FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel
 @dataclasses.dataclass
 class Kernel:
     name: str
-    kind: str                  # conv_nchwc, pointwise_nchwc, depthwise_nchwc, conv_nchw, conv1d_nchw, gemm, gemv, pool,
+    kind: str                  # conv_nchwc, pointwise_nchwc, pointwise_nchw_in, depthwise_nchwc, conv_nchw, conv1d_nchw, gemm, gemv, pool,
                                # pool_nchwc, eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
     owner: str                 # the mapping row whose latency carries this kernel
     features: tuple[float, ...]
@@ -291,6 +291,13 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
                 needs_nchwc_input = cin >= block
                 cout_pad = -(-cout // block) * block
     nchwc_head = kind.endswith("_nchwc")
+    if kind == "pointwise_nchwc" and not needs_nchwc_input:
+        # Fewer input channels than a block: onnxruntime's NCHWc conv reads the NCHW input
+        # directly (as a first layer's), a regime of its own: such 1x1 convs at 224 x 224 ran
+        # 3-10x slower per MAC than blocked ones and were the nearest neighbours of MobileNetV2's
+        # 112 x 112 pointwise convs (predicted up to 1.9x too slow). Stems with spatial kernels
+        # stay with conv_nchwc, where they predict well.
+        kind = "pointwise_nchw_in"
     if needs_nchwc_input:
         to_nchwc(x, row.name)
     else:
