@@ -313,5 +313,4 @@ def test_the_last_level_cache_is_the_largest_footprint_read_faster_than_dram(mon
     rates = {16: 21.4, 32: 22.8, 64: 22.4, 96: 19.5, 128: 13.8, 192: 13.2, 256: 13.4}  # GB/s, measured 2026-11-30
     monkeypatch.setattr(calibrate.mb, "matmul_chain", lambda layers, rows, width: (layers, None))
     monkeypatch.setattr(calibrate.mb, "time_graph", lambda layers, feeds, min_time_s: layers * 2**20 / (rates[layers] * 1e9))
-    assert calibrate._last_level_cache(0.0, 0.1, quick=False) == 96 << 20
-    assert calibrate._last_level_cache(0.0, 0.1, quick=True) == 32 << 20
+    assert calibrate._last_level_cache(0.0, 0.1) == 96 << 20
