@@ -144,8 +144,10 @@ def test_kernel_latencies_add_up_with_known_fits():
     target = MobileCpuTarget(config)
     mapping = target.lower(model)
     report = target.estimate(mapping)
-    n = len(kernels.detect(mapping, config))
-    assert sum(r.latency_s for r in report.layers) == pytest.approx(n * 11e-6)
+    found = kernels.detect(mapping, config)
+    in_place = sum(k.kind in kernel_fit.IN_PLACE_KINDS for k in found)  # the Flatten: no per-kernel term
+    assert in_place == 1
+    assert sum(r.latency_s for r in report.layers) == pytest.approx((len(found) - in_place) * 11e-6 + in_place * 10e-6)
     assert report.fixed_latency_s == pytest.approx(4e-6)
     # the same model without fits: the roofline, with the profile's invoke overhead
     plain = MobileCpuTarget(dataclasses.replace(config, kernel_fits="")).estimate(mapping)
@@ -154,12 +156,18 @@ def test_kernel_latencies_add_up_with_known_fits():
 
 def test_a_negative_per_kernel_term_never_takes_a_kernel_below_a_tenth_of_its_fit():
     """Composition may find kernels cheaper in a network than alone (per_kernel_s < 0)."""
-    fits = kernel_fit.KernelFits({"reshape": kernel_fit.KindFit([1e-6, 0.0, 0.0, 0.0], [], [], []),
+    fits = kernel_fit.KernelFits({"eltwise:Relu": kernel_fit.KindFit([1e-6, 0.0, 0.0, 0.0], [], [], []),
                                   "gemm": kernel_fit.KindFit([20e-6, 0.0, 0.0, 0.0], [], [], [])}, per_kernel_s=-2e-6)
     features = (0.0, 64.0, 64.0, 0.0, 0.0, 0.0, 0.0, 1.0, 16.0)
     assert fits.predict("gemm", features) == pytest.approx(18e-6)
-    assert fits.predict("reshape", features) == pytest.approx(1e-7)
+    assert fits.predict("eltwise:Relu", features) == pytest.approx(1e-7)
     assert kernel_fit.from_json(fits.to_json()).per_kernel_s == -2e-6
+
+
+def test_the_per_kernel_term_leaves_kernels_that_move_no_data_alone():
+    """A Reshape runs on its input's buffer: its fit stands, whatever the composition term."""
+    fits = kernel_fit.KernelFits({"reshape": kernel_fit.KindFit([1.6e-6, 0.0, 0.0, 0.0], [], [], [])}, per_kernel_s=-1e-6)
+    assert fits.predict("reshape", (0.0, 64.0, 64.0, 0.0, 0.0, 0.0, 0.0, 1.0, 16.0)) == pytest.approx(1.6e-6)
 
 
 def test_kernel_fits_round_trip_through_the_profile_toml(tmp_path):

@@ -295,7 +295,7 @@ def compose(fits: kernel_fit.KernelFits, config: Any, count: int, seed: int = 0,
         predicted = sum(fits.predict(k.kind, k.features) or 0.0 for k in found)
         measured = kernel_bench.run_time(model, shape) - fits.invoke_s
         if measured > 0 and predicted > 0:
-            rows.append((predicted, len(found), measured))
+            rows.append((predicted, sum(k.kind not in kernel_fit.IN_PLACE_KINDS for k in found), measured))
     if len(rows) < 2:
         return 1.0, 0.0
     measured = np.array([m for *_, m in rows])

@@ -26,7 +26,8 @@ apportioned from CPU-time medians, see ``calibrate.compose``). ``per_kernel_s`` 
 negative: a kernel inside a network of like-sized kernels costs less than the same kernel
 in a sampled graph, where a small kernel often runs right after a large one, with the caches
 cold for it (a 4-byte Reshape measured 2 us among small kernels and 9 us after 50 ms of
-convolutions, 2026-11-30). A kernel is then never predicted below a tenth of its fit.
+convolutions, 2026-11-30). A kernel is then never predicted below a tenth of its fit, and
+the term leaves alone the kinds that move no data (``IN_PLACE_KINDS``).
 
 Fits are persisted as compact JSON in the profile's ``kernel_fits`` field (TOML string).
 """
@@ -42,6 +43,11 @@ from collections.abc import Sequence
 import numpy as np
 
 K_NEAREST = 5
+# Kinds that move no data: onnxruntime runs a Reshape on its input's own buffer (an alias), so
+# it costs its dispatch alone, with no cache state to warm or cool. The composition term is
+# fitted on synthetic CNNs that hold one such kernel at most (a Flatten) and is not applied to
+# them: BERT-tiny's 32 Reshapes (1.5 us each, their fit 1.6 us) were predicted at 0.6 us with it.
+IN_PLACE_KINDS = frozenset({"reshape"})
 # Feature indices (kernels.FEATURES) used for neighbours, after log1p.
 KNN_FEATURES = (0, 4, 5, 8, 6, 7, 1, 3)
 
@@ -133,6 +139,8 @@ class KernelFits:
         if fit is None or not features:
             return None
         alone = fit.predict(features) * self.scale
+        if kind in IN_PLACE_KINDS:
+            return alone
         return max(alone + self.per_kernel_s, 0.1 * alone)
 
     def to_json(self) -> str:
