@@ -296,6 +296,16 @@ def test_a_pointwise_conv_on_fewer_channels_than_a_block_is_its_own_kind(tmp_pat
     assert [k.kind for k in detected] == ["pointwise_nchw_in", "conv_nchwc", "reorder_out"]
 
 
+def test_a_two_input_sum_is_costed_as_an_add_and_a_wider_one_as_itself(tmp_path):
+    """onnxruntime's Sum of two tensors runs Add's loop (measured within 1%): its kernel is
+    eltwise:Add, fitted on the sampled Adds; a three-input Sum stays eltwise:Sum."""
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    r = b.node("Relu", ["x"])
+    x = b.node("Sum", [b.node("Sum", [r, "x"]), r, "x"])
+    detected = _assert_detected_as_onnxruntime_runs(b.model([1, 24, 14, 14], x), tmp_path)
+    assert [k.kind for k in detected if k.kind.startswith("eltwise:")] == ["eltwise:Relu", "eltwise:Add", "eltwise:Sum"]
+
+
 def _gemv_net(width: int, n: int) -> onnx.ModelProto:
     b = synthetic_graphs.Builder(np.random.default_rng(0))
     return b.model([1, width], b.linear("x", np.full((width, n), 0.01), gemm=True))

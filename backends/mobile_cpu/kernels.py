@@ -62,6 +62,12 @@ SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
 NCHWC_CONV_SUFFIX = {"Mul": "_mul", "BatchNormalization": "_bn"}
 # Transformer fusions onnxruntime names after no node of the original graph: known by their output.
 NAMED_BY_OUTPUT = frozenset({"Gelu", "SkipLayerNormalization", "FusedMatMul"})
+# Ops whose two-input kernel is another op's: onnxruntime's Sum of two tensors ran within 1% of
+# Add's time on the same tensors (ShuffleNet's 136x28x28 to 544x7x7 and a 64x56x56 residual, one
+# thread); the synthetic graphs sample Add, so such a Sum is costed by Add's fit. With no fit of its
+# own it had fallen back to the pooled element-wise fit, which priced ShuffleNet's 13 Sums (173 us
+# measured) at 0.4-1.9 ms across calibration draws.
+TWO_INPUT_SAME_AS = {"Sum": "Add"}
 # Feature vector of every kernel (kernel_fit uses the same order).
 FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel", "stride", "out_spatial")
 
@@ -188,7 +194,7 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
         elif row.op_class == "pool":
             kind = "pool_nchwc" if keeps and op in NCHWC_POOLS else "pool" if op in NCHWC_POOLS else f"other:{op}"
         elif row.op_class in ("elementwise", "fused"):
-            kind = f"eltwise:{op}"
+            kind = f"eltwise:{TWO_INPUT_SAME_AS.get(op, op) if len(node.inputs) == 2 else op}"
         else:
             kind = f"other:{op}"
         if kind == "pool_nchwc" or kind == "pool":
