@@ -2,10 +2,12 @@
 
 report.json keeps the targets' raw keys (``pipelined_interval_s``, ``adc_bits_histogram``)
 because scripts and ``compare --baseline`` read them; the reports translate them through one
-table, :data:`FIELDS`, instead of branching on key names. A key is matched on its dotted path
+table instead of branching on key names: :data:`FIELDS` for the keys every target shares,
+then the rows the report's own target declares for its keys (``Target.report_fields``, so a
+plugin target labels its figures without touching nncc). A key is matched on its dotted path
 (nested dicts are flattened: ``coverage.macs_fraction``, ``per_sample.energy_j``). A key no
-row declares, as plugin targets invent their own, still appears, raw, in the "Other" group:
-a report never drops a figure because nobody labelled it.
+row declares still appears, raw, in the "Other" group: a report never drops a figure because
+nobody labelled it.
 
 Values are formatted with an SI prefix chosen per value (µs next to ms), since one report
 mixes a 2 pJ shift-add with a 6 mJ training step.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 GROUPS = ("Cost", "Unit of work", "Model", "Coverage", "Structure", "Activity", "Comparison", "Notes", "Breakdowns",
@@ -33,7 +36,8 @@ class Field:
     unit: str = ""
 
 
-# First match wins, and rows within a group follow this order (undeclared keys after them).
+# The keys every target shares. First match wins, and rows within a group follow this order
+# (a target's own rows after these, undeclared keys last).
 FIELDS = tuple(Field(*row) for row in (
     ("latency_s", "Cost", "Latency", "s"),
     ("energy_j", "Cost", "Energy", "J"),
@@ -64,54 +68,7 @@ FIELDS = tuple(Field(*row) for row in (
     (r"coverage\.unsupported_ops", "Coverage", "Op types left out"),
     (r"coverage\.macs_unknown_nodes", "Coverage", "Nodes of unknown MACs", "count"),
     (r"coverage\.(.+)", "Coverage", "{0}"),
-    # reram
-    ("crossbars", "Structure", "Crossbars", "count"),
-    ("crossbars_logical", "Structure", "Crossbars before bit slicing", "count"),
-    ("tiles", "Structure", "Tiles", "count"),
-    ("imas", "Structure", "IMAs (in-situ MAC units)", "count"),
-    ("adcs", "Structure", "ADCs", "count"),
-    ("adc_conversions", "Activity", "ADC conversions", "count"),
     (r"vs_uncompressed\.(.+)", "Comparison", "{0} vs. uncompressed", "x"),
-    ("calibration", "Notes", "Calibration inputs"),
-    # truenorth
-    ("cores", "Structure", "Cores", "count"),
-    ("cores_per_copy", "Structure", "Cores per copy", "count"),
-    ("chips", "Structure", "Chips", "count"),
-    ("max_cores", "Structure", "Core limit", "count"),
-    ("copies", "Structure", "Copies averaged", "count"),
-    ("copy_mode", "Structure", "Copy mode"),
-    ("ticks", "Structure", "Ticks per input (rate coding)", "ticks"),
-    ("weight_scheme", "Structure", "Weight scheme"),
-    ("synaptic_events", "Activity", "Synaptic events", "count"),
-    # sparse-tc
-    ("mode", "Structure", "Sparsity mode"),
-    ("gemm_kernels", "Structure", "GEMM kernels", "count"),
-    ("sparse_kernels", "Structure", "GEMMs on the sparse kernel", "count"),
-    ("latency_dense_s", "Comparison", "Latency on dense kernels", "s"),
-    ("speedup_vs_dense", "Comparison", "Speedup vs. dense", "x"),
-    ("gemm_speedup_vs_dense", "Comparison", "GEMM speedup vs. dense", "x"),
-    # ucnn
-    ("design", "Structure", "Design"),
-    ("weight_bits", "Structure", "Weight bits", "count"),
-    ("group", "Structure", "Filters sharing an indirection table (G)", "count"),
-    ("energy_ratio", "Comparison", "Energy vs. baseline", "x"),
-    ("cycles_ratio", "Comparison", "Cycles vs. baseline", "x"),
-    ("throughput_normalized_energy_ratio", "Comparison", "Throughput-normalized energy vs. baseline", "x"),
-    (r"ucnn\.(.+)", "Comparison", "UCNN {0}"),
-    (r"baseline\.(.+)", "Comparison", "Baseline {0}"),
-    ("activation_density_source", "Notes", "Activation density from"),
-    ("pe_area_overhead", "Notes", "PE area overhead (paper)"),
-    ("paper_range", "Notes", "Published range"),
-    # hypar
-    ("accelerators", "Structure", "Accelerators", "count"),
-    ("skip_edges", "Structure", "Skip edges", "count"),
-    ("comm_bytes", "Activity", "Bytes between accelerators", "B"),
-    (r"dp_(.+)", "Comparison", "All data-parallel: {0}"),
-    (r"mp_(.+)", "Comparison", "All model-parallel: {0}"),
-    ("gain_perf_vs_dp", "Comparison", "Speedup vs. all data-parallel", "x"),
-    ("gain_energy_vs_dp", "Comparison", "Energy gain vs. all data-parallel", "x"),
-    # mobile-cpu
-    ("weights_in_cache", "Structure", "Weights fit in cache", "bool"),
 ))
 
 # A unit a key's name implies, for keys declared without one and for undeclared keys.
@@ -127,9 +84,25 @@ SI_PREFIXES = (("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0), ("m", 1e-3), ("µ"
 SI_RANGE = {"s": (1.0, 1e-15), "J": (1.0, 1e-15), "B": (1e9, 1.0), "Hz": (1e9, 1.0), "/s": (1e9, 1e-3), "W": (1e3, 1e-15)}
 
 
-def field_for(key: str) -> tuple[str, str, str]:
+def with_target_rows(rows: Iterable[Sequence[str]]) -> tuple[Field, ...]:
+    """:data:`FIELDS` then a target's own rows ``(pattern, group, label[, unit])``. A plugin's
+    row must not break a report: one whose pattern does not compile, or whose label asks for
+    more ``{n}`` than the pattern has groups, is left out (its keys show raw), and a group
+    outside :data:`GROUPS` becomes "Other"."""
+    own = []
+    for row in rows:
+        try:
+            f = Field(*row)
+            f.label.format(*[""] * re.compile(f.pattern).groups)
+        except (TypeError, re.error, IndexError, KeyError, ValueError):
+            continue
+        own.append(f if f.group in GROUPS else dataclasses.replace(f, group="Other"))
+    return FIELDS + tuple(own)
+
+
+def field_for(key: str, fields: tuple[Field, ...] = FIELDS) -> tuple[str, str, str]:
     """(group, label, unit) of a dotted totals key; an undeclared key is "Other", raw."""
-    for f in FIELDS:
+    for f in fields:
         m = re.fullmatch(f.pattern, key)
         if m:
             label = f.label.format(*(humanize(g) for g in m.groups()))
@@ -137,8 +110,8 @@ def field_for(key: str) -> tuple[str, str, str]:
     return "Other", key, unit_of(key)
 
 
-def field_order(key: str) -> int:
-    return next((i for i, f in enumerate(FIELDS) if re.fullmatch(f.pattern, key)), len(FIELDS))
+def field_order(key: str, fields: tuple[Field, ...] = FIELDS) -> int:
+    return next((i for i, f in enumerate(fields) if re.fullmatch(f.pattern, key)), len(fields))
 
 
 def unit_of(key: str) -> str:

@@ -19,7 +19,9 @@ import dataclasses
 import re
 from typing import Any
 
-from nncc.report_fields import GROUPS, field_for, field_order, fmt_value, humanize, unit_of
+from nncc.errors import NnccError
+from nncc.registry import TARGETS
+from nncc.report_fields import FIELDS, GROUPS, Field, field_for, field_order, fmt_value, humanize, unit_of, with_target_rows
 
 BREAKDOWN_KEY = re.compile(r"(?P<what>.+)_breakdown_(?P<unit>j|mm2|s)")
 UNIT_TOTALS = {"j": ("energy_j", "J"), "mm2": ("area_mm2", "mm2"), "s": ("latency_s", "s")}
@@ -233,12 +235,13 @@ def grouped_totals(report: dict[str, Any], chart_list: list[Chart] | None = None
     chart_list = charts(report) if chart_list is None else chart_list
     shown = {k for c in chart_list for k in c.keys}
     flat = flatten(report.get("totals", {}))
+    fields = report_fields(report)
     groups: dict[str, list[tuple[int, Row]]] = {g: [] for g in GROUPS}
     for key, v in flat.items():
         if key in shown or ("." not in key and _records(v)):   # a top-level list of records is its own table
             continue
-        group, label, unit = field_for(key)
-        groups[group].append((field_order(key), Row(key, label, _model_value(report, key, v, unit), v)))
+        group, label, unit = field_for(key, fields)
+        groups[group].append((field_order(key, fields), Row(key, label, _model_value(report, key, v, unit), v)))
     groups["Model"] += [(10**5 + i, row) for i, row in enumerate(_model_rows(report))]
     util = mean_utilization(report.get("layers", []))
     if util is not None:
@@ -255,6 +258,19 @@ def grouped_totals(report: dict[str, Any], chart_list: list[Chart] | None = None
         if unique:
             out.append((group, list(unique.values())))
     return out
+
+
+def report_fields(report: dict[str, Any]) -> tuple[Field, ...]:
+    """The label rows for this report: the shared ones, then its target's own (``Target.report_fields``).
+    A report of a target not installed here (a plugin's, read elsewhere) gets the shared rows:
+    its own keys then show raw."""
+    name = (report.get("target") or {}).get("name")
+    if not isinstance(name, str):
+        return FIELDS
+    try:
+        return with_target_rows(TARGETS.get(name).report_fields)
+    except (NnccError, AttributeError, TypeError):  # not installed here, or report_fields not a sequence of rows
+        return FIELDS
 
 
 def _records(v: Any) -> bool:

@@ -145,6 +145,10 @@ class Target(abc.ABC):
     # the model's own batch; hypar: the mini-batch, overriding ``workload``); ``--batch N`` sets
     # it. None: the target costs the model as exported and refuses ``--batch``.
     batch_field: ClassVar[str | None] = None
+    # Labels of the target's own totals keys in report.md / report.html: rows (pattern, group,
+    # label[, unit]) as in nncc.report_fields.FIELDS (groups: nncc.report_fields.GROUPS). A key
+    # no row declares is still shown, raw, under "Other".
+    report_fields: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @classmethod
     def search_space(cls) -> list[list[SearchOption]]:

@@ -57,7 +57,7 @@ def test_installed_packages_compile_lenet5(site, tmp_path):
     assert "roofline" in listed.stdout, listed.stderr
     runs = {}
     for label, passes in (("plain", ()), ("hoisted", ("-p", "hoist-maxpool"))):
-        proc = nncc("compile", LENET5, *passes, "-t", "roofline", "--tolerance", "0", "--format", "json",
+        proc = nncc("compile", LENET5, *passes, "-t", "roofline", "--tolerance", "0", "--format", "json,md",
                     "-o", tmp_path / label, pythonpath=site, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         runs[label] = report(tmp_path / label)
@@ -80,6 +80,9 @@ def test_installed_packages_compile_lenet5(site, tmp_path):
     assert rows["fc1"]["latency_s"] == pytest.approx(fc1_bytes / 1.6e9)
     assert got["totals"]["latency_s"] == pytest.approx(sum(r["latency_s"] for r in got["layers"]))
     assert got["totals"]["coverage"]["complete"]
+    # Its own total, labelled by RooflineTarget.report_fields (nothing in nncc names it).
+    assert got["totals"]["dram_bytes"] == sum(r["dram_bytes"] for r in got["layers"])
+    assert f"| DRAM traffic | {got['totals']['dram_bytes'] / 1e3:.3g} kB |" in (tmp_path / "hoisted" / "report.md").read_text()
     # Relu on pooled tensors: relu1 28 -> 7 cycles, relu2 10 -> 3 (ceil(ops / 168)), 5 ns each.
     saved = runs["plain"]["totals"]["latency_s"] - got["totals"]["latency_s"]
     assert saved == pytest.approx((28 - 7 + 10 - 3) * 5e-9, rel=1e-6)

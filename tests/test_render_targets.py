@@ -1,5 +1,5 @@
 """The built-in targets' real totals, as the reports show them: every key declared (a label and
-a unit in nncc.report_fields), none dropped, and each target's breakdowns drawn as charts."""
+a unit in its Target.report_fields or nncc.report_fields), none dropped, and each target's breakdowns drawn as charts."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_a_built_in_target_has_every_total_labelled(reports, target):
     charts = report_view.charts(report)
     groups = report_view.grouped_totals(report, charts)
     other = [row.key for group, rows in groups if group == "Other" for row in rows]
-    assert not other, f"{target} reports totals no one labelled: declare them in nncc.report_fields.FIELDS: {other}"
+    assert not other, f"{target} reports totals no one labelled: declare them in its Target.report_fields: {other}"
     shown = {key for _, rows in groups for row in rows for key in row.keys} | {key for chart in charts for key in chart.keys}
     records = {key for key, value in report["totals"].items() if isinstance(value, list) and value and isinstance(value[0], dict)}
     assert set(report_view.flatten(report["totals"])) - records <= shown

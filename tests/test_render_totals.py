@@ -38,9 +38,11 @@ HYPAR_WORKLOAD = {"workload": {"kind": "training-step", "batch": 256, "accelerat
                   "per_sample": {"latency_s": 2.99e-06, "energy_j": 2.2992707225e-05, "basis": "run latency / batch"}}
 
 
-def report_with(totals: dict, layers: list | None = None) -> dict:
+def report_with(totals: dict, layers: list | None = None, target: str = "reram") -> dict:
+    """A report of ``target`` (whose own keys its Target.report_fields label) with these totals."""
     report = synthetic_report(3)
     report["totals"] = totals
+    report["target"]["name"] = target
     if layers is not None:
         report["layers"] = layers
     return report
@@ -120,6 +122,34 @@ def test_unknown_keys_appear_raw_under_other():
     assert "### Other" in md and "| plugin_stats.widgets | 2 |" in md and "| sram_leak_j | 1 µJ |" in md
     other_card = page.split("<h3>Other</h3>")[1].split("</section>")[0]
     assert "frobnication_level" in other_card and "sram_leak_j" in other_card and "Latency" not in other_card
+
+
+def test_a_target_labels_its_own_keys_and_a_report_of_an_unknown_target_shows_them_raw():
+    """Target.report_fields label a target's own keys, after the shared rows (a plugin target
+    needs no change to nncc); the same keys in a report of a target not installed here appear
+    raw under "Other", and a row naming an unknown group lands there too; a malformed row (a
+    pattern that does not compile, a label asking for groups the pattern lacks, too many
+    fields) is left out, never an exception."""
+    from nncc.registry import TARGETS
+    from nncc.target import Target
+
+    class Widgets(Target):
+        name = "widget-npu"
+        report_fields = (("widgets", "Structure", "Widgets", "count"), (r"stage_(.+)", "Activity", "Stage {0}"),
+                         ("mood", "Feelings", "Mood"), ("cross(bars", "Structure", "Bad pattern"),
+                         ("crossbars", "Structure", "Crossbars {1}"), ("one", "two", "three", "four", "five"))
+
+    totals = {"latency_s": 1e-6, "widgets": 3, "stage_fill_j": 2e-9, "mood": "fine", "crossbars": 4}
+    TARGETS.register("widget-npu", Widgets)
+    try:
+        groups = groups_of(report_with(dict(totals), target="widget-npu"))
+    finally:
+        TARGETS._loaded.pop("widget-npu"), TARGETS._origin.pop("widget-npu")
+    assert groups["Structure"]["Widgets"] == "3" and groups["Activity"] == {"Stage fill": "2 nJ"}
+    assert "Crossbars" not in groups["Structure"] and "Bad pattern" not in groups["Structure"]
+    assert groups["Other"] == {"Mood": "fine", "crossbars": "4"}  # another target's key is not labelled here
+    unknown = groups_of(report_with(dict(totals), target="not-installed-npu"))
+    assert unknown["Other"] == {"widgets": "3", "stage_fill_j": "2 nJ", "mood": "fine", "crossbars": "4"}
 
 
 def test_energy_breakdown_is_a_stacked_bar_whose_widths_are_the_values():

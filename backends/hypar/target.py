@@ -30,6 +30,15 @@ class HyparTarget(Target):
     Config = HyparConfig
     summary = ("HyPar: training on N HMC-based accelerators; per-layer data/model parallelism chosen by hierarchical "
                "dynamic programming; compute, link traffic, energy; all-dp and all-mp baselines")
+    report_fields = (
+        ("accelerators", "Structure", "Accelerators", "count"),
+        ("skip_edges", "Structure", "Skip edges", "count"),
+        ("comm_bytes", "Activity", "Bytes between accelerators", "B"),
+        (r"dp_(.+)", "Comparison", "All data-parallel: {0}"),
+        (r"mp_(.+)", "Comparison", "All model-parallel: {0}"),
+        ("gain_perf_vs_dp", "Comparison", "Speedup vs. all data-parallel", "x"),
+        ("gain_energy_vs_dp", "Comparison", "Energy gain vs. all data-parallel", "x"),
+    )
     workload_kind = "training-step"
     batch_field = "batch"
 

@@ -28,6 +28,7 @@ class MobileCpuTarget(Target):
     name = "mobile-cpu"
     Config = hwconfig.MobileCpuConfig
     summary = "one mobile CPU core (Pixel 2 / calibrated host): per-layer roofline, Horowitz energy, TVM artifact"
+    report_fields = (("weights_in_cache", "Structure", "Weights fit in cache", "bool"),)
     profiles = {"pixel2": hwconfig.pixel2, "host": calibrate.host_profile}
     emits = ("tvm",)
 

@@ -33,6 +33,15 @@ class ReramTarget(Target):
     # --set profile=neurosim: DNN+NeuroSim V1.4's circuit models and default settings (config.neurosim).
     profiles = {"isaac": hwconfig.ReramConfig, "neurosim": hwconfig.neurosim}
     summary = "ReRAM crossbars (ISAAC/NeuroSim): bit-sliced weights, bit-serial inputs, ADC bits from measured column sums"
+    report_fields = (
+        ("crossbars", "Structure", "Crossbars", "count"),
+        ("crossbars_logical", "Structure", "Crossbars before bit slicing", "count"),
+        ("tiles", "Structure", "Tiles", "count"),
+        ("imas", "Structure", "IMAs (in-situ MAC units)", "count"),
+        ("adcs", "Structure", "ADCs", "count"),
+        ("adc_conversions", "Activity", "ADC conversions", "count"),
+        ("calibration", "Notes", "Calibration inputs"),
+    )
 
     def legalize(self) -> list[NnccPass]:
         # BatchNormalization after a conv has no analog form: it is folded into the programmed weights.

@@ -31,6 +31,14 @@ class SparseTensorCoreTarget(Target):
     profiles = {"v100": SparseTcConfig, "a100": a100}
     summary = ("V100-class GPU, HMMA tiles/waves; vector-wise N-of-16 sparse weights (Zhu et al. MICRO 2019) "
                "as --set mode=dense|software|hardware")
+    report_fields = (
+        ("mode", "Structure", "Sparsity mode"),
+        ("gemm_kernels", "Structure", "GEMM kernels", "count"),
+        ("sparse_kernels", "Structure", "GEMMs on the sparse kernel", "count"),
+        ("latency_dense_s", "Comparison", "Latency on dense kernels", "s"),
+        ("speedup_vs_dense", "Comparison", "Speedup vs. dense", "x"),
+        ("gemm_speedup_vs_dense", "Comparison", "GEMM speedup vs. dense", "x"),
+    )
 
     def legalize(self) -> list[NnccPass]:
         # Inference engines (TensorRT, cuDNN fused ops) fold BatchNorm into the conv weights;

@@ -29,6 +29,17 @@ class TrueNorthTarget(Target):
     name = "truenorth"
     Config = TrueNorthConfig
     summary = "IBM TrueNorth: 256x256 crossbar cores, 4 axon types, rate-coded spikes; cores, chips, ticks, synaptic-event energy"
+    report_fields = (
+        ("cores", "Structure", "Cores", "count"),
+        ("cores_per_copy", "Structure", "Cores per copy", "count"),
+        ("chips", "Structure", "Chips", "count"),
+        ("max_cores", "Structure", "Core limit", "count"),
+        ("copies", "Structure", "Copies averaged", "count"),
+        ("copy_mode", "Structure", "Copy mode"),
+        ("ticks", "Structure", "Ticks per input (rate coding)", "ticks"),
+        ("weight_scheme", "Structure", "Weight scheme"),
+        ("synaptic_events", "Activity", "Synaptic events", "count"),
+    )
 
     def legalize(self) -> list[NnccPass]:
         c = self.config

@@ -29,6 +29,19 @@ class UcnnTarget(Target):
     Config = UcnnConfig
     summary = ("UCNN (ISCA 2018): per-filter unique weights, factorized dot products, indirection tables; "
                "energy and cycles vs an Eyeriss-style zero-gating baseline on the same array")
+    report_fields = (
+        ("design", "Structure", "Design"),
+        ("weight_bits", "Structure", "Weight bits", "count"),
+        ("group", "Structure", "Filters sharing an indirection table (G)", "count"),
+        ("energy_ratio", "Comparison", "Energy vs. baseline", "x"),
+        ("cycles_ratio", "Comparison", "Cycles vs. baseline", "x"),
+        ("throughput_normalized_energy_ratio", "Comparison", "Throughput-normalized energy vs. baseline", "x"),
+        (r"ucnn\.(.+)", "Comparison", "UCNN {0}"),
+        (r"baseline\.(.+)", "Comparison", "Baseline {0}"),
+        ("activation_density_source", "Notes", "Activation density from"),
+        ("pe_area_overhead", "Notes", "PE area overhead (paper)"),
+        ("paper_range", "Notes", "Published range"),
+    )
 
     def legalize(self) -> list[NnccPass]:
         # An inference accelerator runs BatchNorm folded into the filters; scaling a filter by

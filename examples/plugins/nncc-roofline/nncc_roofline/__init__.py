@@ -23,6 +23,8 @@ class RooflineTarget(Target):
     name = "roofline"
     Config = RooflineConfig  # `--set pe_count=256`, `--config hw.toml` build one through nncc's checks
     summary = "Eyeriss-sized accelerator, roofline cost (168 PEs at 200 MHz, 108 KB buffer, one DRAM channel)"
+    # Labels of this target's own totals in report.md / report.html: (key pattern, group, label, unit).
+    report_fields = (("dram_bytes", "Activity", "DRAM traffic", "B"),)
 
     def lower(self, model: ir.Model, calibration: dict[str, np.ndarray] | None = None) -> Mapping[RooflineLayer]:
         # calibration: sample inputs for targets that measure the model; the roofline needs none.

@@ -34,8 +34,10 @@ class RooflineCost(LayerCost):
 
 def estimate(mapping: Mapping[RooflineLayer], config: RooflineConfig) -> CostReport:
     rows = [cost_row(row, config) for row in mapping.layers]
+    # A total of the target's own: labelled in report.md / report.html by RooflineTarget.report_fields.
     return CostReport(rows, mapping.unsupported, area_mm2=config.area_mm2,
-                      weight_bytes=sum(row.weight_bytes for row in mapping.layers))
+                      weight_bytes=sum(row.weight_bytes for row in mapping.layers),
+                      extra_totals={"dram_bytes": sum(row.dram_bytes for row in rows)})
 
 
 def cost_row(row: RooflineLayer, config: RooflineConfig) -> RooflineCost:
