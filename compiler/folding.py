@@ -8,7 +8,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 import onnxscript.optimizer
 
-from nncc.irutils import const_array
+from nncc.irutils import const_array, constant_value
 from nncc.safety import check_created_tensor
 
 # Weights produced by these ops are folded even when the result is larger than the
@@ -31,9 +31,42 @@ def _check_constant_sizes(model: ir.Model) -> None:
         check_created_tensor(int(np.prod(shape, dtype=np.float64)) * itemsize, "model", f"node '{node.name}' (ConstantOfShape {list(shape)})")
 
 
+def _materialize_constant_of_shape(model: ir.Model) -> bool:
+    """Each ConstantOfShape of the main graph with a constant shape becomes the initializer it
+    computes (np.full of its value), under its output's name: what onnxscript's folder makes of
+    it, without its general machinery. The ONNX test suite's light models compute every weight
+    so (243 nodes in ResNet-50), and folding them took 0.2 s of a 0.26 s load. Run after
+    :func:`_check_constant_sizes`, which caps the tensors."""
+    graph, changed = model.graph, False
+    outputs = set(graph.outputs)
+    for node in list(graph):
+        if node.op_type != "ConstantOfShape" or node.domain != "" or len(node.outputs) != 1 or not node.inputs:
+            continue
+        shape, out = constant_value(node.inputs[0]), node.outputs[0]
+        # Left to onnxscript: a graph output, a value a subgraph reads, a negative dimension, a
+        # value attribute that is not one element.
+        if shape is None or out in outputs or not out.name or out.name in graph.initializers \
+                or any(user.graph is not graph for user, _ in out.uses()):
+            continue
+        dims = tuple(int(d) for d in shape.reshape(-1))
+        attr = node.attributes.get("value")
+        fill = attr.value.numpy().reshape(-1) if attr is not None else np.zeros(1, dtype=np.float32)
+        if any(d < 0 for d in dims) or fill.size != 1:
+            continue
+        value = ir.Value(name=out.name, shape=ir.Shape(dims), type=out.type,
+                         const_value=ir.tensor(np.full(dims, fill[0], dtype=fill.dtype), name=out.name))
+        out.name = None  # the initializer takes the name
+        ir.convenience.replace_all_uses_with(out, value)
+        graph.remove(node, safe=True)
+        graph.register_initializer(value)
+        changed = True
+    return changed
+
+
 def fold_constants(model: ir.Model, force: frozenset[str] = frozenset()) -> bool:
     """onnxscript's folder, plus ops in ``force`` folded whatever their output size; constants lifted to initializers."""
     _check_constant_sizes(model)
+    direct = "ConstantOfShape" in force and _materialize_constant_of_shape(model)
     result = onnxscript.optimizer.fold_constants(
         model,
         input_size_limit=_NO_LIMIT,
@@ -43,7 +76,7 @@ def fold_constants(model: ir.Model, force: frozenset[str] = frozenset()) -> bool
     _axes_as_attributes(model)
     lifted = common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
     unused = common_passes.RemoveUnusedNodesPass()(model)
-    return bool(result.modified or lifted.modified or unused.modified)
+    return bool(direct or result.modified or lifted.modified or unused.modified)
 
 
 def fold_weight_constants(model: ir.Model) -> bool:

@@ -30,6 +30,58 @@ def test_light_models_load_fold_and_infer_shapes():
                 assert out.shape is not None and all(isinstance(d, int) for d in out.shape), (name, node.op_type)
 
 
+def _without_fold_provenance(proto: onnx.ModelProto) -> bytes:
+    """The model's bytes without onnxscript's "pkg.onnxscript.optimizer.folded_from" notes, its
+    initializers and value_info in name order (a fill left to onnxscript is lifted after the
+    direct ones)."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    for item in [*proto.graph.value_info, *proto.graph.initializer, *proto.graph.output, *proto.graph.node]:
+        kept = [p for p in item.metadata_props if not p.key.startswith("pkg.onnxscript.")]
+        del item.metadata_props[:]
+        item.metadata_props.extend(kept)
+    for field in (proto.graph.initializer, proto.graph.value_info):
+        ordered = sorted(field, key=lambda item: item.name)
+        del field[:]
+        field.extend(ordered)
+    return proto.SerializeToString()
+
+
+def test_constant_of_shape_weights_are_materialized_as_onnxscripts_folder_makes_them(tmp_path, monkeypatch):
+    """Loading turns each ConstantOfShape with a constant shape into the initializer it computes
+    directly (folding.py; onnxscript's folder took 0.2 s of ResNet-50's load for them): the model
+    is the one onnxscript's fold gives, byte for byte but for the provenance note onnxscript
+    leaves on what it folded, on a light model and on fills of other dtypes; one a subgraph
+    reads, and one whose output the graph returns, stay with onnxscript."""
+    from nncc import folding
+
+    def fill(name, dims, value):
+        return [helper.make_node("Constant", [], [f"{name}_shape"], value=numpy_helper.from_array(np.array(dims, np.int64))),
+                helper.make_node("ConstantOfShape", [f"{name}_shape"], [name], value=numpy_helper.from_array(np.array([value])))]
+    branch = helper.make_graph([helper.make_node("Add", ["x", "b"], ["z"])], "then", [],
+                               [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])])
+    nodes = [*fill("w", [3, 3], np.float32(0.5)), *fill("b", [2, 3], np.float32(1.0)), *fill("k", [1], np.int64(6)),
+             *fill("out2", [1], np.float32(2.0)),
+             helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Reshape", ["m", "k"], ["r"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                       helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, dims) for n, dims in (("r", [6]), ("y", [2, 3]), ("out2", [1]))])
+    path = tmp_path / "fills.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
+    direct = folding._materialize_constant_of_shape
+    for model_path in (path, light_model("light_squeezenet")):
+        calls = []
+        monkeypatch.setattr(folding, "_materialize_constant_of_shape", lambda m: calls.append(direct(m)) or calls[-1])
+        fast = ir.serde.serialize_model(load_model(model_path))
+        assert any(calls), model_path  # the direct path did the work
+        monkeypatch.setattr(folding, "_materialize_constant_of_shape", lambda m: False)
+        slow = ir.serde.serialize_model(load_model(model_path))
+        assert _without_fold_provenance(fast) == _without_fold_provenance(slow), model_path
+    monkeypatch.setattr(folding, "_materialize_constant_of_shape", direct)
+    model = load_model(path)
+    assert {"w", "k"} <= set(model.graph.initializers) and model.graph.initializers["k"].const_value.numpy().tolist() == [6]
+
+
 def test_constant_node_weights_become_initializers(tmp_path):
     w = np.arange(6, dtype=np.float32).reshape(2, 3)
     nodes = [helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w)),
