@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nncc import runtime
 from nncc.errors import NnccError
 from nncc.loading import infer_shapes, load_model
-from nncc.blocks import BLOCK, LAYER, MARK, conv_plan, fc_plan
+from nncc.blocks import BLOCK, LAYER, MARK, conv_plan, fc_plan, quantize_symmetric
 from nncc.passes.core_ops import LegalizeCoreOps
 from nncc.pipeline import PassContext, run_passes
 
@@ -319,3 +319,21 @@ def test_opset_9_gemm_blocks_get_a_zero_c_and_run_in_onnxruntime(tmp_path):
         assert not np.any(n.inputs[2].const_value.numpy())  # partial blocks: zero C, the bias goes to the Sum
     onnx.checker.check_model(ir.serde.serialize_model(model), full_check=True)
     assert _error(original, model)["max_rel_error"] <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_quantize_symmetric_in_chunks_is_the_whole_array_formula(dtype):
+    """Chunked (for the cache) or not, the same grid values, scale and max error; a NaN weight
+    gives a NaN error, as on the whole array."""
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((37, 11, 3, 3)) * 0.1).astype(dtype)
+    peak = float(np.max(np.abs(w)))
+    scale = peak / 127
+    whole = np.round(w.astype(np.float64) / scale) * scale
+    for chunk in (64, 1000, 1 << 16):
+        q, s, err = quantize_symmetric(w, 8, chunk=chunk)
+        assert q.dtype == w.dtype and q.shape == w.shape and s == scale
+        assert np.array_equal(q, whole.astype(dtype))
+        assert err == float(np.max(np.abs(whole.astype(dtype).astype(np.float64) - w.astype(np.float64))))
+    w[5, 3, 1, 1] = np.nan
+    assert np.isnan(quantize_symmetric(w, 8, chunk=64)[2])
