@@ -22,6 +22,7 @@ from nncc.backends.mobile_cpu import MobileCpuConfig, MobileCpuTarget
 from nncc.backends.mobile_cpu import calibrate, config as hwconfig, cost, tvm_emit
 from nncc.driver import CompileOptions, compile_model
 from nncc.errors import NnccError
+from nncc import notices
 from nncc.loading import load_model
 
 SLOW_LIGHT = {"light_vgg19", "light_zfnet512", "light_bvlc_alexnet"}  # 6-17 s each: weight folding
@@ -380,4 +381,11 @@ def test_quick_calibration_writes_toml_that_configure_accepts(tmp_path):
     # the host profile reads the cache instead of measuring again
     calibrate.write_cache(dict(values, device="host: cached"))
     assert MobileCpuTarget.configure(sets={"profile": "host"}).config.device == "host: cached"
-    assert math.isfinite(_estimate(light_model("light_squeezenet"), target).latency_s)
+    # A quick profile says so in the compile's warnings; a full one does not.
+    with notices.collecting() as found:
+        assert math.isfinite(_estimate(light_model("light_squeezenet"), target).latency_s)
+    assert [w["kind"] for w in found if "quick calibration" in w["message"]] == ["calibration"]
+    full = MobileCpuTarget(dataclasses.replace(target.config, calibration=target.config.calibration.replace("(quick)", "(full)")))
+    with notices.collecting() as found:
+        _estimate(light_model("light_squeezenet"), full)
+    assert not found

@@ -15,6 +15,7 @@ import onnx_ir as ir
 from nncc.backends.base import SearchOption, Target, config_sources, knob
 from nncc.calibration import Calibration
 from nncc.cost import CostReport
+from nncc.notices import warn
 
 from . import calibrate, cost, mapping, tvm_emit
 from . import config as hwconfig
@@ -44,6 +45,12 @@ class MobileCpuTarget(Target):
         return mapping.map_model(model, self.config)
 
     def estimate(self, mapping_: mapping.MobileCpuMapping) -> CostReport:
+        if self.config.calibration.endswith("(quick)"):
+            # The host profile nncc measured by itself on first use (or over a cache an older
+            # nncc wrote): its accuracy is not what the README's figures (full calibrations) say.
+            warn("calibration", f"mobile-cpu: the host profile is a quick calibration ({self.config.calibration}, "
+                                "made on first use: 43 synthetic graphs, no last-level cache measured); "
+                                "`nncc calibrate mobile-cpu` measures a full one (~6 min)")
         return cost.estimate(mapping_, self.config)
 
     def emit(self, kind: str, model: ir.Model, out_dir: pathlib.Path) -> list[pathlib.Path]:
