@@ -19,16 +19,19 @@ _NO_LIMIT = 1 << 62
 
 
 def _check_constant_sizes(model: ir.Model) -> None:
-    """Refuse ConstantOfShape nodes whose output would break the created-tensor cap."""
+    """Refuse ConstantOfShape nodes whose output would break the created-tensor cap (a shape
+    from an initializer or a Constant node: folding creates either)."""
     for node in model.graph:
-        if node.op_type != "ConstantOfShape" or node.domain != "":
+        if node.op_type != "ConstantOfShape" or node.domain != "" or not node.inputs:
             continue
-        shape = const_array(node.inputs[0])
+        shape = constant_value(node.inputs[0])
         if shape is None:
             continue
         value = node.attributes.get("value")
         itemsize = value.value.dtype.itemsize if value is not None else 4
-        check_created_tensor(int(np.prod(shape, dtype=np.float64)) * itemsize, "model", f"node '{node.name}' (ConstantOfShape {list(shape)})")
+        dims = [int(d) for d in np.asarray(shape).reshape(-1)]
+        check_created_tensor(int(np.prod(dims, dtype=np.float64) * itemsize), "model",
+                             f"ConstantOfShape node '{node.name or node.outputs[0].name}' (shape {dims})")
 
 
 def _materialize_constant_of_shape(model: ir.Model) -> bool:

@@ -150,7 +150,10 @@ def load_model(
     fix_input_values(model, input_values or {}, input_shapes or {})
     if fold:
         # Ifs are kept from onnxscript's own inlining: nncc.control_flow names the branch's values.
-        fold_holding_ifs(model, fold_weight_constants)
+        try:
+            fold_holding_ifs(model, fold_weight_constants)
+        except NnccError as e:  # the created-tensor cap names no file: this one
+            raise NnccError(path, e.what) from None
     fix_input_shapes(model, input_shapes or {}, path)
     if fold and _has_shape_or_control_flow(model):
         # Shape-driven chains fold only once the shapes are known, and an If's condition may be

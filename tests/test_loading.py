@@ -225,16 +225,25 @@ def test_loaded_model_matches_original_in_onnxruntime(conv_bn_path):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_huge_constant_of_shape_is_refused(tmp_path):
+@pytest.mark.parametrize("shape_from", ["initializer", "Constant node"])
+def test_huge_constant_of_shape_is_refused(tmp_path, shape_from):
+    """Whether its shape is an initializer or a Constant node's output, a ConstantOfShape over the
+    created-tensor cap is refused before anything is allocated, naming the file and the node."""
     shape = numpy_helper.from_array(np.array([100000, 100000, 100], dtype=np.int64), "s")
     nodes = [helper.make_node("ConstantOfShape", ["s"], ["w"], value=numpy_helper.from_array(np.array([1.0], np.float32))),
              helper.make_node("Add", ["x", "w"], ["y"])]
+    inits = [shape]
+    if shape_from == "Constant node":
+        nodes.insert(0, helper.make_node("Constant", [], ["s"], value=shape))
+        inits = []
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [100000, 100000, 100])], [shape])
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [100000, 100000, 100])], inits)
     path = tmp_path / "bomb.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
-    with pytest.raises(NnccError, match="over the .*-byte cap"):
+    with pytest.raises(NnccError, match=r"ConstantOfShape node 'w' \(shape \[100000, 100000, 100\]\) would create a tensor "
+                                        r"of 4,000,000,000,000 bytes, over the .*-byte cap") as caught:
         load_model(path)
+    assert str(caught.value.where) == str(path)
 
 
 def test_shape_inference_keeps_large_integer_initializers(tmp_path):
