@@ -306,6 +306,25 @@ def test_a_two_input_sum_is_costed_as_an_add_and_a_wider_one_as_itself(tmp_path)
     assert [k.kind for k in detected if k.kind.startswith("eltwise:")] == ["eltwise:Relu", "eltwise:Add", "eltwise:Sum"]
 
 
+def test_a_residual_joins_its_conv_only_when_its_other_operand_is_written_nchwc(tmp_path):
+    """VarGFaceNet's shape: the shortcut comes from a PRelu (NCHW), so onnxruntime leaves the
+    residual Add alone and reorders the Conv's output out; a ResNet shortcut written by an NCHWc
+    Conv after the main branch's (graph order) still joins. Detection matches onnxruntime."""
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    x = b.node("PRelu", [b.conv("x", 32, 32, 3, 1, 1), b.const(np.full((32, 1, 1), 0.1))])
+    y = b.node("Relu", [b.node("Add", [b.conv(x, 32, 32, 1, 1, 1), x])])           # shortcut from a PRelu
+    main = b.conv(y, 32, 64, 3, 2, 1)
+    z = b.node("Relu", [b.node("Add", [b.conv(main, 64, 64, 1, 1, 1), b.conv(y, 32, 64, 1, 2, 1)])])  # shortcut conv after
+    detected = _assert_detected_as_onnxruntime_runs(b.model([1, 32, 16, 16], z), tmp_path)
+    if not kernels.block_size(_host_config()):
+        pytest.skip("no NCHWc layout on this CPU")
+    kinds = [k.kind for k in detected]
+    alone = kinds.index("eltwise:Add")  # the first block's Add runs alone, after its Conv's output is reordered out
+    assert kinds.count("eltwise:Add") == 1 and kinds[alone - 1] == "reorder_out" and kinds[alone + 1] == "eltwise:Relu"
+    joined = [k for k in detected if k.kind == "pointwise_nchwc" and len(k.rows) == 3]
+    assert len(joined) == 1  # the second block's conv + Add + Relu
+
+
 def _gemv_net(width: int, n: int) -> onnx.ModelProto:
     b = synthetic_graphs.Builder(np.random.default_rng(0))
     return b.model([1, width], b.linear("x", np.full((width, n), 0.01), gemm=True))

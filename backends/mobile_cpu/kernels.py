@@ -119,7 +119,27 @@ def conv_features(row: KernelRow, cout_pad: int = 0) -> tuple[float, ...]:
 
 
 def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
-    """The kernels onnxruntime runs for this mapping, in execution order."""
+    """The kernels onnxruntime runs for this mapping, in execution order.
+
+    onnxruntime fuses a residual Add/Sum into an NCHWc Conv only when every operand is already
+    the output of an NCHWc kernel (its NCHWc transformer leaves the Add alone otherwise, NCHW,
+    and the Conv's output is reordered out), and an operand's producer may come after the Conv
+    in the graph's order (ResNet's downsampling shortcut). So detection runs again with the
+    values the previous run found NCHWc until they no longer change (two runs, three when a
+    refused join changes what follows)."""
+    written: frozenset[ir.Value] | None = None
+    for _ in range(4):
+        found, nchwc = _detect_once(mapping, config, written)
+        if nchwc == written:
+            break
+        written = nchwc
+    return found
+
+
+def _detect_once(mapping: MobileCpuMapping, config: Any,
+                 written: frozenset[ir.Value] | None) -> tuple[list[Kernel], frozenset[ir.Value]]:
+    """One run of :func:`detect`: the kernels, and the values NCHWc kernels write. A residual
+    joins its Conv only if its other operands are in ``written`` (None: assumed so)."""
     block = block_size(config)
     members: dict[str, list[KernelRow]] = {}
     for row in mapping.layers:
@@ -223,7 +243,8 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
                 and node.op_type in ("Conv", "Gemm", "MatMul"):
             joined = fusion.members if fusion is not None else []
             at = len(kernels)
-            _head(row, node, members.get(row.name, []) + joined, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals)
+            _head(row, node, members.get(row.name, []) + joined, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals,
+                  written)
             if fusion is not None and fusion.reshapes:  # onnxruntime flattens the input to 2-D and back around its Gemm
                 gemm = next(i for i in range(at, len(kernels)) if kernels[i].name == row.name)
                 size_in, size_out = _nbytes(node.inputs[0]), kernels[gemm].features[2]
@@ -235,13 +256,14 @@ def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
             for value in node.inputs:
                 to_nchw(value, row.name)
             kernels.append(Kernel(row.name, f"other:{row.op}", row.name, (), [row.name]))
-    # A residual Add fused into an NCHWc Conv reads its other operand NCHWc: a reorder unless an
-    # NCHWc kernel wrote it, which may come after the Conv in the graph's order (ResNet's shortcut).
+    # A residual Add fused into an NCHWc Conv reads its other operand NCHWc: written by an NCHWc
+    # kernel, which may come after the Conv in the graph's order (ResNet's shortcut); a reorder
+    # only in a first run, which has not yet seen which values are.
     for value, owner in residuals:
         to_nchwc(value, owner)
     for value in mapping.layers[0].layer.node.graph.outputs if mapping.layers and mapping.layers[0].layer else []:
         to_nchw(value, mapping.layers[-1].name)
-    return kernels
+    return kernels, frozenset(nchwc)
 
 
 def _fused_elementwise(row: KernelRow, fusion: transformer_fusions.Fusion, kernels: list[Kernel], to_nchw) -> None:
@@ -278,7 +300,7 @@ def _per_channel(value: ir.Value, channels: int) -> bool:
     return shape == [channels, 1, 1]
 
 
-def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals) -> None:
+def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone, residuals, written) -> None:
     x = node.inputs[0]
     shape = static_shape(x)
     kind, needs_nchwc_input, cout_pad = "gemm", False, 0
@@ -320,12 +342,13 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
             inside.append(member)
         elif kind == "gemm" and stage == 0 and transformer_fusions.scale_joins_matmul(node, mnode):
             inside.append(member)  # onnxruntime's FusedMatMul (alpha)
-        elif residual and nchwc_head and stage <= 1:
+        elif residual and nchwc_head and stage <= 1 and (written is None or all(
+                v in written for v in mnode.inputs if v is not None and v not in chain_outputs(row, inside))):
             stage = 2
             inside.append(member)
             for value in mnode.inputs:
                 if value is not None and value.producer() is not None and value.producer().name not in {row.name, *(m.name for m in inside)}:
-                    residuals.append((value, row.name))  # reordered in unless an NCHWc kernel writes it (maybe later)
+                    residuals.append((value, row.name))  # written NCHWc by a kernel, maybe later in the graph
         elif op in CONV_ACTIVATIONS and stage < 3:
             stage = 3
             inside.append(member)
@@ -341,6 +364,11 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
         nchwc.add(last)
     for member in rest:
         standalone(member, row.name)
+
+
+def chain_outputs(row: KernelRow, inside: list[KernelRow]) -> set[ir.Value]:
+    """The values a Conv head and the layers fused into it so far produce."""
+    return {v for m in [row, *inside] for v in m.layer.node.outputs if v is not None}
 
 
 def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
