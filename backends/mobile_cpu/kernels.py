@@ -16,7 +16,8 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   Measured on onnxruntime 1.32 (AVX-512, block 16), which pads channels: group 1 runs NCHWc when
   its input channels are below the block (read as NCHW) or a multiple of 4; depthwise when the
   channels are a multiple of 4; grouped when channels per group (in and out) are multiples of
-  the block. Everything else stays NCHW. Only NCHWc Convs fuse a residual Add/Sum.
+  the block. Everything else stays NCHW. Only NCHWc Convs fuse a residual Add/Sum, and only
+  when its other operand is written by an NCHWc kernel (else the Add runs NCHW).
   Pools run NCHWc when their channels are a multiple of the block (whatever their input; global
   pools only on an NCHWc input; not an AveragePool with ceil_mode and count_include_pad); Concat
   on channels and Add/Mul/Sum/activations keep NCHWc when all their inputs are NCHWc, and a Mul
