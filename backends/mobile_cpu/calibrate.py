@@ -76,6 +76,8 @@ def host_sources() -> dict[str, str]:
         "cache_bandwidth": "measured: chain of Relu ops on 64x56x56 fp32 maps (1.6 MB moved per op)",
         "cache_bytes": "measured: largest footprint of 1 MB MatMul weights still read at >= 70% of the best "
                        "bandwidth (capped by the largest cache in /sys/devices/system/cpu/cpu0/cache)",
+        "weight_stream_bandwidth": "measured (full calibration; a quick one leaves 0: the DRAM bandwidth): rate a batch-1 "
+                                   "MatMul chain reads 256 MB of weights (calibrate._last_level_cache)",
         "llc_bytes": "measured (full calibration; a quick one takes cache_bytes): largest footprint of 1 MB MatMul "
                      "weights still read at >= 1.25x the rate of a 256 MB footprint (calibrate._last_level_cache; at "
                      "least cache_bytes)",
@@ -175,10 +177,11 @@ def measure(quick: bool = False, log: Callable[[str], None] = lambda line: None)
     values["cache_bytes"] = _effective_cache(facts["cache_bytes"], values["invoke_overhead_s"], min_time, quick)
     # Reading 256 MB of weights takes ~1.2 GB at peak and seconds: a full calibration only (a
     # quick one keeps the cache as the last level: large weights priced at DRAM speed, as before).
-    values["llc_bytes"] = values["cache_bytes"] if quick else max(_last_level_cache(values["invoke_overhead_s"], min_time),
-                                                                 values["cache_bytes"])
+    llc, stream = (values["cache_bytes"], 0.0) if quick else _last_level_cache(values["invoke_overhead_s"], min_time)
+    values["llc_bytes"], values["weight_stream_bandwidth"] = max(llc, values["cache_bytes"]), stream
     log(f"overhead {values['overhead_s'] * 1e6:.2f} us/op ({', '.join(f'{k} {v * 1e6:.2f}' for k, v in tiny.items())}), "
-        f"invoke {values['invoke_overhead_s'] * 1e6:.2f} us, DRAM {values['dram_bandwidth'] / 1e9:.1f} GB/s, "
+        f"invoke {values['invoke_overhead_s'] * 1e6:.2f} us, DRAM {values['dram_bandwidth'] / 1e9:.1f} GB/s "
+        f"(weights streamed by a MatMul: {stream / 1e9:.1f}), "
         f"cache {values['cache_bandwidth'] / 1e9:.1f} GB/s (effective size {values['cache_bytes'] / 2**20:.0f} MB, "
         f"sysfs {facts['cache_bytes'] / 2**20:.0f} MB; last level {values['llc_bytes'] / 2**20:.0f} MB)")
 
@@ -323,10 +326,13 @@ def _effective_cache(sysfs_bytes: int, invoke_s: float, min_time: float, quick: 
     return int(min(max(fits) * 2**20, sysfs_bytes or 2**62))
 
 
-def _last_level_cache(invoke_s: float, min_time: float) -> int:
-    """Largest footprint of weights that a batch-1 MatMul chain still reads faster than from
-    DRAM: at >= 1.25x the rate of a footprint far beyond any cache (256 MB). On the 2-core
-    Xeon VM (2026-11-30): 21-23 GB/s up to 64 MB, 19.5 at 96 MB, 13.2-13.8 from 128 MB on."""
+def _last_level_cache(invoke_s: float, min_time: float) -> tuple[int, float]:
+    """(largest footprint of weights that a batch-1 MatMul chain still reads faster than from
+    DRAM: at >= 1.25x the rate of a footprint far beyond any cache (256 MB); that 256 MB rate).
+    On the 2-core Xeon VM (2026-11-30): 21-23 GB/s up to 64 MB, 19.5 at 96 MB, 13.2-13.8 from
+    128 MB on. The 256 MB rate is what a matrix-vector kernel streams its weights from DRAM at:
+    11.9-12.2 GB/s there while an Add of 64 MB tensors measured 13.6-14.6 (19:50 UTC), and
+    AlexNet's three fully connected layers read theirs at 11.0 under onnxruntime's profiler."""
     sizes = [16, 32, 64, 96, 128, 192]
     dram = 256 * 2**20 / max(mb.time_graph(*mb.matmul_chain(256, 1, 512), min_time_s=min_time / 2) - invoke_s, 1e-9)
     cached = [0]
@@ -334,7 +340,7 @@ def _last_level_cache(invoke_s: float, min_time: float) -> int:
         seconds = mb.time_graph(*mb.matmul_chain(megabytes, 1, 512), min_time_s=min_time / 2) - invoke_s
         if megabytes * 2**20 / max(seconds, 1e-9) >= 1.25 * dram:
             cached.append(megabytes)
-    return max(cached) * 2**20
+    return max(cached) * 2**20, dram
 
 
 def _fit_int8(config: Any, min_time: float) -> float | None:

@@ -88,6 +88,9 @@ class MobileCpuConfig(HardwareConfig):
                                                 "in the Snapdragon 835's CPU complex); a model whose weights + activation "
                                                 "traffic exceed it streams every large matrix-vector weight from DRAM",
                         unit="B", minimum=0)
+    weight_stream_bandwidth: float = hw(0.0, source="[U] none for the Pixel 2 (0: the DRAM bandwidth); host: measured by a "
+                                                    "full calibration, the rate a batch-1 MatMul chain reads 256 MB of weights",
+                                        unit="B/s", minimum=0)
     # --- energy
     pj_per_mac_fp32: float = hw(4.6, source=f"{HOROWITZ}: 32-bit float mult 3.7 pJ + add 0.9 pJ [V]; [U] at 10 nm",
                                 unit="pJ", minimum=0)

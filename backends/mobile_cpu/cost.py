@@ -134,7 +134,7 @@ def fitted_latencies(mapping: MobileCpuMapping, config: Any, costs: list[KernelC
         if seconds is None:
             seconds = standalone
         if from_dram and k.kind == "gemv" and k.features[3] > config.cache_bytes:
-            seconds = max(seconds, k.features[3] / config.dram_bandwidth)
+            seconds = max(seconds, k.features[3] / (config.weight_stream_bandwidth or config.dram_bandwidth))
         latency[k.owner] = latency.get(k.owner, 0.0) + seconds
     return latency
 
