@@ -18,6 +18,7 @@ from nncc.backends.mobile_cpu import (
     kernel_bench,
     kernel_fit,
     kernels,
+    ort_kernel_names,
     synthetic_graphs,
 )
 from nncc.backends.mobile_cpu import config as hwconfig
@@ -62,7 +63,7 @@ def _assert_detected_as_onnxruntime_runs(model: onnx.ModelProto, tmp_path, loade
     config = _host_config()
     lowered = MobileCpuTarget(config).lower(loaded or ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
     detected = kernels.detect(lowered, config)
-    ort = kernels.ort_kernels(_optimized(model, tmp_path))
+    ort = ort_kernel_names.ort_kernels(_optimized(model, tmp_path))
     ort_names = {name for name, _ in ort}
     assert len(detected) == len(ort), (sorted(k.name for k in detected), sorted(ort_names))
     for k in detected:
@@ -259,7 +260,7 @@ def test_sampled_transformer_pieces_give_samples_of_each_fused_kind(tmp_path):
     for _, model, _ in synthetic_graphs.sample_graphs({"transformer": 6}, seed=3):
         config = _host_config()
         lowered = MobileCpuTarget(config).lower(ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model)))
-        ort_names = {name for name, _ in kernels.ort_kernels(_optimized(model, tmp_path))}
+        ort_names = {name for name, _ in ort_kernel_names.ort_kernels(_optimized(model, tmp_path))}
         for k in kernels.detect(lowered, config):
             if {k.name, k.out, *k.aliases} & ort_names:
                 found[k.kind] = found.get(k.kind, 0) + 1

@@ -34,7 +34,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from . import kernels, mapping
+from . import kernels, mapping, ort_kernel_names
 from .microbench import time_graph
 
 
@@ -79,7 +79,7 @@ def profile_graph(model: onnx.ModelProto, shape: list[int], config: Any, min_tim
         with open(sess.end_profiling()) as f:
             events = json.load(f)
         optimized = onnx.load(opt, load_external_data=False)
-    ort_names = {node.name: key for node, (key, _) in zip(optimized.graph.node, kernels.ort_kernels(optimized))}
+    ort_names = {node.name: key for node, (key, _) in zip(optimized.graph.node, ort_kernel_names.ort_kernels(optimized))}
     model_runs = [e for e in events if e.get("name") == "model_run"][2:]
     nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     clean = [abs(wall - thread) <= 0.03 * wall + 5e-6 for wall, thread in runs]

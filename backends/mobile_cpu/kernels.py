@@ -31,10 +31,10 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   dimensions.
 
 ``Kernel.name`` follows the names onnxruntime gives the optimized nodes: the head node's
-name (``<output>_nchwc`` in onnxruntime for NCHWc nodes, stripped by :func:`ort_kernels`),
+name (``<output>_nchwc`` in onnxruntime for NCHWc nodes, stripped by :func:`.ort_kernel_names.ort_kernels`),
 ``reorder_in:<value>`` / ``reorder_out:<value>`` for reorders, ``reshape_in:<row>`` /
-``reshape_out:<row>`` for the Reshapes around a fused MatMul + Add. :func:`ort_kernels` reads
-the same list back from onnxruntime's optimized graph, which tests and calibration compare.
+``reshape_out:<row>`` for the Reshapes around a fused MatMul + Add. :mod:`.ort_kernel_names`
+reads the same list back from onnxruntime's optimized graph, which tests and calibration compare.
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ SHAPE_SOURCES = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})
 # Element-wise ops onnxruntime's NCHWc layout runs as a 1x1 depthwise Conv, and what it appends
 # to the output's name to name that Conv.
 NCHWC_CONV_SUFFIX = {"Mul": "_mul", "BatchNormalization": "_bn"}
-# Transformer fusions onnxruntime names after no node of the original graph: known by their output.
-NAMED_BY_OUTPUT = frozenset({"Gelu", "SkipLayerNormalization", "FusedMatMul"})
 # Ops whose two-input kernel is another op's: onnxruntime's Sum of two tensors ran within 1% of
 # Add's time on the same tensors (ShuffleNet's 136x28x28 to 544x7x7 and a 64x56x56 residual, one
 # thread); the synthetic graphs sample Add, so such a Sum is costed by Add's fit. With no fit of its
@@ -370,32 +368,3 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
 def chain_outputs(row: KernelRow, inside: list[KernelRow]) -> set[ir.Value]:
     """The values a Conv head and the layers fused into it so far produce."""
     return {v for m in [row, *inside] for v in m.layer.node.outputs if v is not None}
-
-
-def ort_kernels(optimized: Any) -> list[tuple[str, str]]:
-    """(name, op type) of each kernel in onnxruntime's optimized graph (``optimized_model_filepath``),
-    named like :class:`Kernel`: NCHWc nodes by their output without ``_nchwc``, reorders by the
-    NCHW tensor they convert, the Reshapes MatMulAddFusion puts around its Gemm after that Gemm
-    (``reshape_in:``/``reshape_out:``), the transformer fusions named after no original node by
-    their output. Initializer-only nodes are not kernels."""
-    out = []
-    gemm_of = {}  # tensor -> the MatMulAddFusion Gemm reading or writing it
-    for node in optimized.graph.node:
-        if node.name.endswith("/MatMulAddFusion"):
-            gemm_of.update((name, node.name.removesuffix("/MatMulAddFusion")) for name in (node.input[0], node.output[0]))
-    for node in optimized.graph.node:
-        if node.op_type == "ReorderInput":
-            out.append((f"reorder_in:{node.input[0]}", node.op_type))
-        elif node.op_type == "ReorderOutput":
-            out.append((f"reorder_out:{node.output[0]}", node.op_type))
-        elif node.domain == "com.microsoft.nchwc":
-            out.append((node.name.removesuffix("_nchwc"), node.op_type))
-        elif node.op_type in NAMED_BY_OUTPUT:
-            out.append((node.output[0], node.op_type))
-        elif node.op_type == "Reshape" and node.name.startswith("gemm_input_reshape") and node.output[0] in gemm_of:
-            out.append((f"reshape_in:{gemm_of[node.output[0]]}", node.op_type))
-        elif node.op_type == "Reshape" and node.name.startswith("gemm_output_reshape") and node.input[0] in gemm_of:
-            out.append((f"reshape_out:{gemm_of[node.input[0]]}", node.op_type))
-        else:  # "fused <first node>" (Conv/Gemm + activation), "<MatMul node>/MatMulAddFusion", or the node's own name
-            out.append((node.name.removeprefix("fused ").removesuffix("/MatMulAddFusion"), node.op_type))
-    return out
