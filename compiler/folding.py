@@ -22,16 +22,22 @@ def _check_constant_sizes(model: ir.Model) -> None:
     """Refuse ConstantOfShape nodes whose output would break the created-tensor cap (a shape
     from an initializer or a Constant node: folding creates either)."""
     for node in model.graph:
-        if node.op_type != "ConstantOfShape" or node.domain != "" or not node.inputs:
-            continue
-        shape = constant_value(node.inputs[0])
-        if shape is None:
+        dims = _fill_dims(node)
+        if dims is None:
             continue
         value = node.attributes.get("value")
         itemsize = value.value.dtype.itemsize if value is not None else 4
-        dims = [int(d) for d in np.asarray(shape).reshape(-1)]
         check_created_tensor(int(np.prod(dims, dtype=np.float64) * itemsize), "model",
-                             f"ConstantOfShape node '{node.name or node.outputs[0].name}' (shape {dims})")
+                             f"ConstantOfShape node '{node.name or node.outputs[0].name}' (shape {list(dims)})")
+
+
+def _fill_dims(node: ir.Node) -> tuple[int, ...] | None:
+    """The output shape of a default-domain ConstantOfShape whose shape is known before
+    inference (an initializer or a Constant node); None for any other node."""
+    if node.op_type != "ConstantOfShape" or node.domain != "" or not node.inputs or len(node.outputs) != 1:
+        return None
+    shape = constant_value(node.inputs[0])
+    return None if shape is None else tuple(int(d) for d in np.asarray(shape).reshape(-1))
 
 
 def _materialize_constant_of_shape(model: ir.Model) -> bool:
@@ -43,15 +49,15 @@ def _materialize_constant_of_shape(model: ir.Model) -> bool:
     graph, changed = model.graph, False
     outputs = set(graph.outputs)
     for node in list(graph):
-        if node.op_type != "ConstantOfShape" or node.domain != "" or len(node.outputs) != 1 or not node.inputs:
+        dims = _fill_dims(node)
+        if dims is None:
             continue
-        shape, out = constant_value(node.inputs[0]), node.outputs[0]
+        out = node.outputs[0]
         # Left to onnxscript: a graph output, a value a subgraph reads, a negative dimension, a
         # value attribute that is not one element.
-        if shape is None or out in outputs or not out.name or out.name in graph.initializers \
+        if out in outputs or not out.name or out.name in graph.initializers \
                 or any(user.graph is not graph for user, _ in out.uses()):
             continue
-        dims = tuple(int(d) for d in shape.reshape(-1))
         attr = node.attributes.get("value")
         fill = attr.value.numpy().reshape(-1) if attr is not None else np.zeros(1, dtype=np.float32)
         if any(d < 0 for d in dims) or fill.size != 1:
