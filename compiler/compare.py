@@ -13,7 +13,7 @@ import pathlib
 from typing import Any
 
 import nncc
-from nncc.driver import CompileOptions, compile_model, sha256_file
+from nncc.driver import CompileOptions, compile_model, original_facts, sha256_file
 from nncc.compare_jobs import run_targets
 from nncc.errors import NnccError
 from nncc.files import write_text_atomic
@@ -89,9 +89,11 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
             configured[name] = e
     # Pipeline heads that two or more targets share (the user's passes, fold-batchnorm) run once,
     # here, before any worker forks.
-    shared_passes = SharedPasses(loaded)
+    shared_passes = SharedPasses(loaded, model)
     shared_passes.prepare([[_fresh(p) for p in passes] + list(t.legalize())
                            for t in configured.values() if not isinstance(t, NnccError)], options.context)
+    original_facts(loaded)  # what every report says of the original, worked out once
+    sha256_file(pathlib.Path(model))
 
     def compile_one(name: str, values: dict[str, str]) -> dict[str, Any]:
         target = configured[name]

@@ -44,6 +44,24 @@ def test_nan_and_inf_weights_are_reported(tmp_path, capsys):
     assert "--strict: 1 warning(s) above" in capsys.readouterr().err
 
 
+def test_what_reports_say_of_the_original_is_worked_out_once_per_model(tmp_path, monkeypatch):
+    """compare's targets share it (driver.original_facts); a changed weight or node is seen again."""
+    from nncc import analysis, driver
+    import onnx_ir as ir
+
+    w = np.ones((4, 3), np.float32)
+    w[0, 0] = np.nan
+    model = load_model(_matmul_model(tmp_path, w))
+    calls = []
+    summary = analysis.model_summary
+    monkeypatch.setattr(analysis, "model_summary", lambda m: calls.append(m) or summary(m))
+    first = driver.original_facts(model)
+    assert driver.original_facts(model) is first and len(calls) == 1
+    assert first["nonfinite_weights"] == {"w": 1} and first["summary"]["params"] == 12
+    model.graph.initializers["w"].const_value = ir.tensor(np.ones((4, 3), np.float32))
+    assert driver.original_facts(model)["nonfinite_weights"] == {} and len(calls) == 2
+
+
 def test_finite_weights_give_no_warning(tmp_path, capsys):
     path = _matmul_model(tmp_path, np.ones((4, 3), np.float32))
     assert _compile(path, tmp_path / "out", "--strict") == 0
