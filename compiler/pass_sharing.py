@@ -6,7 +6,8 @@ target (``NnccPass.target_independent``: not ``PassContext.target`` nor its cros
 gives the same model whichever target runs it, so the longest run of such passes at the head of
 a pipeline is done once per distinct run of passes, and each target continues from its own copy
 (:func:`nncc.loading.copy_model`: new graph, the same read-only weights). A pass of a plugin is
-target-dependent unless it says otherwise, so it is never shared by accident.
+target-dependent unless it says otherwise, so it is never shared by accident. Shapes are
+inferred again after a run of passes that changed the model, once for a shared head too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import onnx_ir as ir
 
 from nncc.errors import NnccError
 from nncc.loading import copy_model, freeze_weights
+from nncc.shapes import infer_shapes
 from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext, PassRecord, run_passes
 
@@ -41,8 +43,9 @@ class SharedPasses:
     """Results of pipeline heads, kept for the targets of one compare. ``original`` is never
     changed: each head runs on a copy, and each caller gets a copy of the head's result."""
 
-    def __init__(self, original: ir.Model):
+    def __init__(self, original: ir.Model, where: object = "model"):
         self.original = original
+        self.where = where  # what shape inference errors name: the model's file
         self._heads: dict[tuple[Any, ...], tuple[ir.Model, list[PassRecord]]] = {}
 
     def prepare(self, pipelines: list[list[NnccPass]], context: PassContext) -> None:
@@ -61,32 +64,47 @@ class SharedPasses:
 
     def run(self, passes: list[NnccPass], context: PassContext) -> tuple[ir.Model, list[PassRecord]]:
         """(The model after ``passes``, one record per pass that ran), as :func:`run_passes` on a
-        copy of the original gives them."""
+        copy of the original gives them, followed by shape inference if a pass changed the model.
+        Continues from the longest head already run; the rest runs on this target's copy only
+        (a head no other target begins with is not kept: that would cost a second copy)."""
         head = shareable_head(passes, context)
-        model, records = self._head(passes[:head], context)
-        model = copy_model(model)
+        done, start, records = self._longest_run(passes[:head], context)
+        model = copy_model(start)
         # Each report gets its own records (a target's report may be changed after it is built).
         records = [dataclasses.replace(r, params=dict(r.params), stats=_copy_stats(r.stats)) for r in records]
-        return model, records + run_passes(model, passes[head:], context)
+        ran = self._run_head(model, passes[done:head], context) + run_passes(model, passes[head:], context)
+        if any(r.modified for r in ran):
+            infer_shapes(model, self.where)
+        return model, records + ran
 
     def _head(self, passes: list[NnccPass], context: PassContext) -> tuple[ir.Model, list[PassRecord]]:
+        """Run and keep the head ``passes`` (target-independent), continuing from the longest
+        head already kept (truenorth's fold-batchnorm + legalize-core-ops continues from the
+        others' fold-batchnorm)."""
         key = _signature(passes, context)
         if not key:
             return self.original, []
         if key not in self._heads:
-            # From the longest head already run (truenorth's fold-batchnorm + legalize-core-ops
-            # continues from the others' fold-batchnorm).
-            done, start, before = 0, self.original, []
-            for k in range(len(passes) - 1, 0, -1):
-                if (hit := self._heads.get(_signature(passes[:k], context))) is not None:
-                    done, (start, before) = k, hit
-                    break
+            done, start, before = self._longest_run(passes, context)
             model = copy_model(start)
-            # Without the target: a pass marked target-independent that reads it fails loudly.
-            records = before + run_passes(model, passes[done:], dataclasses.replace(context, target=None, crossbar=None))
+            ran = self._run_head(model, passes[done:], context)
+            if any(r.modified for r in ran):
+                infer_shapes(model, self.where)  # once for every target that continues from here
             freeze_weights(model)  # the weights the head made are shared by every target's copy too
-            self._heads[key] = (model, records)
+            self._heads[key] = (model, before + ran)
         return self._heads[key]
+
+    def _longest_run(self, passes: list[NnccPass], context: PassContext) -> tuple[int, ir.Model, list[PassRecord]]:
+        """(k, model, records) of the longest head ``passes[:k]`` already kept (0: the original)."""
+        for k in range(len(passes), 0, -1):
+            if (hit := self._heads.get(_signature(passes[:k], context))) is not None:
+                return k, *hit
+        return 0, self.original, []
+
+    @staticmethod
+    def _run_head(model: ir.Model, passes: list[NnccPass], context: PassContext) -> list[PassRecord]:
+        # Without the target: a pass marked target-independent that reads it fails loudly.
+        return run_passes(model, passes, dataclasses.replace(context, target=None, crossbar=None))
 
 
 def _copy_stats(stats: Any) -> Any:

@@ -42,6 +42,7 @@ def test_a_head_runs_once_and_each_caller_gets_its_own_copy(conv_bn_path, monkey
     original = load_model(conv_bn_path)
     shared = SharedPasses(original)
     context = PassContext()
+    shared.prepare([[PASSES.create("fold-batchnorm")], [PASSES.create("fold-batchnorm")]], context)
     first, records_1 = shared.run([PASSES.create("fold-batchnorm")], context)
     second, records_2 = shared.run([PASSES.create("fold-batchnorm")], context)
     assert counter.runs == 1
@@ -54,6 +55,16 @@ def test_a_head_runs_once_and_each_caller_gets_its_own_copy(conv_bn_path, monkey
     folded = next(v for v in first.graph.initializers.values() if v.name.endswith("_bnfold")).const_value.numpy()
     with pytest.raises(ValueError):
         folded[...] = 0
+
+
+def test_a_head_only_one_caller_runs_is_not_kept(conv_bn_path, monkeypatch):
+    # Kept, it would cost a second copy of the model for nothing; its shapes are inferred once.
+    counter = _Counting(monkeypatch, PASSES.get("fold-batchnorm"))
+    shared = SharedPasses(load_model(conv_bn_path))
+    model, records = shared.run([PASSES.create("fold-batchnorm")], PassContext())
+    assert counter.runs == 1 and records[0].modified and not shared._heads
+    assert "BatchNormalization" not in [n.op_type for n in model.graph]
+    assert all(o.shape is not None for n in model.graph for o in n.outputs)
 
 
 def test_a_longer_head_continues_from_a_shorter_one(conv_bn_path, monkeypatch):
