@@ -319,7 +319,12 @@ def vector_blocks(matrix: np.ndarray, vector: int) -> np.ndarray:
 def nonzeros_before(matrix: np.ndarray) -> np.ndarray:
     """[rows, K + 1]: per row, how many of the first j weights are nonzero (column j). The count
     of any vector of any length is a difference of two of its columns (:func:`vector_counts`):
-    one pass over the weights serves every vector length."""
+    one pass over the weights serves every vector length. Read-only."""
+    rows, k = matrix.shape
+    if np.count_nonzero(matrix) == matrix.size:
+        # No zero weight (most models as trained): column j is j in every row, without a pass
+        # over the weights (the cumulative sum was 0.15 s of ResNet-50's 0.3 s for sparse-tc).
+        return np.broadcast_to(np.arange(k + 1, dtype=np.int32), (rows, k + 1))
     before = np.zeros((matrix.shape[0], matrix.shape[1] + 1), dtype=np.int32)
     np.cumsum(matrix != 0, axis=1, dtype=np.int32, out=before[:, 1:])
     return before

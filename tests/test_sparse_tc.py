@@ -351,6 +351,19 @@ def test_zoo_compiles(name, tmp_path):
     assert len(costed) == result.model.graph.num_nodes()
 
 
+def test_nonzeros_before_a_dense_matrix_is_the_cumulative_sum():
+    """A matrix without zeros takes the shortcut (no pass over the weights): same counts; NaN counts as nonzero."""
+    from nncc.weights import nonzeros_before
+
+    matrix = np.random.default_rng(0).standard_normal((5, 13)).astype(np.float32)
+    matrix[2, 3] = np.nan
+    expected = np.concatenate([np.zeros((5, 1), np.int32), np.cumsum(matrix != 0, axis=1, dtype=np.int32)], axis=1)
+    np.testing.assert_array_equal(nonzeros_before(matrix), expected)
+    matrix[1, 4] = 0.0
+    expected[1, 5:] -= 1
+    np.testing.assert_array_equal(nonzeros_before(matrix), expected)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 9), st.integers(1, 70), st.sampled_from([2, 4, 8, 16, 32, 64]), st.floats(0.0, 1.0), st.integers(0, 2**31))
 def test_vector_counts_are_the_nonzeros_of_each_padded_vector(rows, k, vector, zeros, seed):
