@@ -240,6 +240,26 @@ def test_pool_and_constant_operand_layouts_are_onnxruntimes(tmp_path):
     _assert_detected_as_onnxruntime_runs(_layout_net(), tmp_path)
 
 
+@pytest.mark.parametrize("op", ["Add", "Sum"])
+def test_a_residual_is_read_by_the_nchw_conv_before_it_only_when_fused(tmp_path, op):
+    """ShuffleNet's unit: an NCHW grouped 1x1 conv (34 channels per group: no NCHWc kernel)
+    then a residual and a Relu, which the mapping fuses into the conv (counting the other
+    operand as its input). onnxruntime fuses an Add (ConvAddActivationFusion: a FusedConv
+    reading it as its Z input), never a Sum: that runs as a kernel of its own, which reads
+    both operands, and the conv reads its own input only."""
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    x = b.node("Relu", [b.conv("x", 136, 136, 1, 1, 1)])
+    x = b.node("Relu", [b.node(op, [b.conv(x, 136, 136, 1, 1, 4), x])])
+    detected = _assert_detected_as_onnxruntime_runs(b.model([1, 136, 28, 28], x), tmp_path)
+    size = 136 * 28 * 28 * 4
+    grouped = next(k for k in detected if k.kind == "conv_nchw")
+    alone = [k for k in detected if k.kind == "eltwise:Add"]
+    if op == "Add":
+        assert len(grouped.rows) == 3 and grouped.features[1] == 2 * size and not alone
+    else:
+        assert len(grouped.rows) == 1 and grouped.features[1] == size and alone[0].features[1] == 2 * size
+
+
 def test_transformer_fusions_are_onnxruntimes(tmp_path):
     """BERT-tiny as the zoo exports it: onnxruntime runs Gelu, SkipLayerNormalization and a
     scaled FusedMatMul as single kernels, and each MatMul + bias Add over the 3-D sequence as

@@ -16,8 +16,10 @@ level, one thread, x86 MLAS) runs, by its fusion and layout rules:
   Measured on onnxruntime 1.32 (AVX-512, block 16), which pads channels: group 1 runs NCHWc when
   its input channels are below the block (read as NCHW) or a multiple of 4; depthwise when the
   channels are a multiple of 4; grouped when channels per group (in and out) are multiples of
-  the block. Everything else stays NCHW. Only NCHWc Convs fuse a residual Add/Sum, and only
-  when its other operand is written by an NCHWc kernel (else the Add runs NCHW).
+  the block. Everything else stays NCHW. NCHWc Convs fuse a residual Add/Sum only when its
+  other operand is written by an NCHWc kernel (else the Add runs NCHW); an NCHW 2-D Conv with a
+  bias fuses a residual Add, never a Sum (ConvAddActivationFusion), and its activation after it.
+  A residual run on its own is no input of the Conv before it (the mapping counts it as one).
   Pools run NCHWc when their channels are a multiple of the block (whatever their input; global
   pools only on an NCHWc input; not an AveragePool with ceil_mode and count_include_pad); Concat
   on channels and Add/Mul/Sum/activations keep NCHWc when all their inputs are NCHWc, and a Mul
@@ -39,7 +41,6 @@ reads the same list back from onnxruntime's optimized graph, which tests and cal
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -47,6 +48,7 @@ import onnx_ir as ir
 from nncc.irutils import static_shape
 
 from . import transformer_fusions
+from .kernel_features import Kernel, data_features, value_bytes, conv_features
 from .mapping import KernelRow, MobileCpuMapping
 
 CONV_ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid"})
@@ -67,54 +69,9 @@ NCHWC_CONV_SUFFIX = {"Mul": "_mul", "BatchNormalization": "_bn"}
 # own it had fallen back to the pooled element-wise fit, which priced ShuffleNet's 13 Sums (173 us
 # measured) at 0.4-1.9 ms across calibration draws.
 TWO_INPUT_SAME_AS = {"Sum": "Add"}
-# Feature vector of every kernel (kernel_fit uses the same order).
-FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel", "stride", "out_spatial")
-
-
-@dataclasses.dataclass
-class Kernel:
-    name: str
-    kind: str                  # conv_nchwc, pointwise_nchwc, pointwise_nchw_in, depthwise_nchwc, conv_nchw, conv1d_nchw, gemm, gemv, pool,
-                               # pool_nchwc, eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
-    owner: str                 # the mapping row whose latency carries this kernel
-    features: tuple[float, ...]
-    rows: list[str] = dataclasses.field(default_factory=list)
-    out: str = ""              # the tensor it writes (onnxruntime names NCHWc nodes after it)
-    aliases: list[str] = dataclasses.field(default_factory=list)  # the tensors of its members (names onnxruntime may use)
-
-
 def block_size(config: Any) -> int:
     """NCHWc block (fp32 lanes) where onnxruntime uses NCHWc (x86 with AVX2: fuse_residual_add), else 0."""
     return config.lanes(32) if config.fuse_residual_add and config.simd_bits >= 256 else 0
-
-
-def _nbytes(value: ir.Value | None) -> int:
-    if value is None:
-        return 0
-    shape = value.const_value.shape if value.const_value is not None else static_shape(value)
-    return math.prod(shape) * value.dtype.itemsize if shape is not None and value.dtype is not None else 0
-
-
-def _data_features(in_bytes: float, out_bytes: float) -> tuple[float, ...]:
-    return (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, 0.0, 1.0, float(out_bytes) / 4)
-
-
-def conv_features(row: KernelRow, cout_pad: int = 0) -> tuple[float, ...]:
-    node = row.layer.node
-    w = node.inputs[1].const_value.shape if node.inputs[1] is not None and node.inputs[1].const_value is not None else None
-    out = static_shape(node.outputs[0]) or ()
-    cout = w[0] if w else (out[1] if len(out) > 1 else 1)
-    macs = float(row.macs) * (cout_pad / cout if cout_pad else 1.0)
-    if row.op_class == "gemm":
-        b = w if w else (static_shape(node.inputs[1]) if node.op_type == "MatMul" and node.inputs[1] is not None else None)
-        # the reduced dimension: K of a MatMul's [.., K, N] operand (computed, as attention's, or constant), of a Gemm's weight
-        cin_g = float(b[-2] if b and node.op_type == "MatMul" and len(b) >= 2 else w[-1] if w else 1)
-        out_spatial = float(math.prod(out[:-1])) if out else 1.0
-        return (macs, row.input_bytes, row.output_bytes, row.weight_bytes, cin_g, float(out[-1] if out else 1), 1.0, 1.0, out_spatial)
-    kernel = float(math.prod(w[2:])) if w else 1.0
-    stride = float(max(node.attributes.get_ints("strides", [1]) or [1]))
-    return (macs, row.input_bytes, row.output_bytes, row.weight_bytes, float(w[1]) if w else 1.0, float(cout), kernel, stride,
-            float(math.prod(out[2:])) if len(out) > 2 else 1.0)
 
 
 def detect(mapping: MobileCpuMapping, config: Any) -> list[Kernel]:
@@ -157,12 +114,12 @@ def _detect_once(mapping: MobileCpuMapping, config: Any,
     def to_nchw(value: ir.Value | None, owner: str) -> None:
         if value is not None and value in nchwc and value not in reordered_out:
             reordered_out[value] = None
-            kernels.append(Kernel(f"reorder_out:{value.name}", "reorder_out", owner, _data_features(_nbytes(value), _nbytes(value))))
+            kernels.append(Kernel(f"reorder_out:{value.name}", "reorder_out", owner, data_features(value_bytes(value), value_bytes(value))))
 
     def to_nchwc(value: ir.Value | None, owner: str) -> None:
         if value is not None and value not in nchwc and value not in reordered_in and value.const_value is None:
             reordered_in.add(value)
-            kernels.append(Kernel(f"reorder_in:{value.name}", "reorder_in", owner, _data_features(_nbytes(value), _nbytes(value))))
+            kernels.append(Kernel(f"reorder_in:{value.name}", "reorder_in", owner, data_features(value_bytes(value), value_bytes(value))))
 
     def standalone(row: KernelRow, owner: str) -> None:
         """A layer onnxruntime runs as its own kernel (not a Conv/Gemm head)."""
@@ -184,8 +141,8 @@ def _detect_once(mapping: MobileCpuMapping, config: Any,
         if op in SHAPE_SOURCES or (inputs and all(v in static for v in inputs)) or (not inputs and node.inputs):
             static.update(v for v in node.outputs if v is not None)
             return
-        in_bytes = sum(_nbytes(v) for v in inputs)
-        out_bytes = sum(_nbytes(v) for v in node.outputs)
+        in_bytes = sum(value_bytes(v) for v in inputs)
+        out_bytes = sum(value_bytes(v) for v in node.outputs)
         shape = static_shape(inputs[0]) if inputs else None
         keeps = False
         constants = [v for v in node.inputs if v is not None and v.const_value is not None]
@@ -220,7 +177,7 @@ def _detect_once(mapping: MobileCpuMapping, config: Any,
             kernel = math.prod(node.attributes.get_ints("kernel_shape", [0])) or (math.prod(shape[2:]) if shape else 1)
             feats = (0.0, float(in_bytes), float(out_bytes), 0.0, 0.0, 0.0, float(kernel), 1.0, float(out_bytes) / 4)
         else:
-            feats = _data_features(in_bytes, out_bytes)
+            feats = data_features(in_bytes, out_bytes)
         # onnxruntime names the NCHWc Conv a Mul by a constant or a BatchNormalization becomes
         # after its output: "<output>_mul", "<output>_bn".
         suffix = NCHWC_CONV_SUFFIX.get(op) if keeps and out is not None and (constants or op != "Mul") else None
@@ -246,9 +203,9 @@ def _detect_once(mapping: MobileCpuMapping, config: Any,
                   written)
             if fusion is not None and fusion.reshapes:  # onnxruntime flattens the input to 2-D and back around its Gemm
                 gemm = next(i for i in range(at, len(kernels)) if kernels[i].name == row.name)
-                size_in, size_out = _nbytes(node.inputs[0]), kernels[gemm].features[2]
-                kernels.insert(gemm + 1, Kernel(f"reshape_out:{row.name}", "reshape", row.name, _data_features(size_out, size_out)))
-                kernels.insert(gemm, Kernel(f"reshape_in:{row.name}", "reshape", row.name, _data_features(size_in, size_in)))
+                size_in, size_out = value_bytes(node.inputs[0]), kernels[gemm].features[2]
+                kernels.insert(gemm + 1, Kernel(f"reshape_out:{row.name}", "reshape", row.name, data_features(size_out, size_out)))
+                kernels.insert(gemm, Kernel(f"reshape_in:{row.name}", "reshape", row.name, data_features(size_in, size_in)))
         elif row.op_class in ("noop", "data", "pool", "elementwise"):
             standalone(row, row.name)
         else:  # int8, recurrent and other kernels: no per-kernel fit, costed by the roofline
@@ -274,7 +231,7 @@ def _fused_elementwise(row: KernelRow, fusion: transformer_fusions.Fusion, kerne
     for value in inputs:
         to_nchw(value, row.name)
     last = group[-1].layer.node.outputs[0]
-    kernels.append(Kernel(row.name, fusion.kind, row.name, _data_features(sum(_nbytes(v) for v in inputs), _nbytes(last)),
+    kernels.append(Kernel(row.name, fusion.kind, row.name, data_features(sum(value_bytes(v) for v in inputs), value_bytes(last)),
                           [m.name for m in group], out=last.name or "", aliases=[v.name or "" for v in made]))
 
 
@@ -348,12 +305,18 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
             for value in mnode.inputs:
                 if value is not None and value.producer() is not None and value.producer().name not in {row.name, *(m.name for m in inside)}:
                     residuals.append((value, row.name))  # written NCHWc by a kernel, maybe later in the graph
+        elif residual and not nchwc_head and stage <= 1 and _conv_add_fuses(node, mnode, inside):
+            stage = 2
+            inside.append(member)
         elif op in CONV_ACTIVATIONS and stage < 3:
             stage = 3
             inside.append(member)
         else:
             rest.append(member)
     feats = conv_features(row, cout_pad)
+    unfused = _unfused_residual_bytes(row, fused, rest)
+    if unfused:  # the mapping counted a residual operand this kernel does not read: its Add runs on its own
+        feats = (feats[0], feats[1] - unfused, *feats[2:])
     if kind == "gemm" and feats[8] == 1:
         kind = "gemv"  # one row: a matrix-vector product, bound by streaming the weights (its own fit)
     last = (inside[-1].layer.node if inside else node).outputs[0]
@@ -363,6 +326,38 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
         nchwc.add(last)
     for member in rest:
         standalone(member, row.name)
+
+
+def _conv_add_fuses(node: ir.Node, add: ir.Node, inside: list[KernelRow]) -> bool:
+    """Whether onnxruntime's ConvAddActivationFusion (CPU, default optimization level) runs this
+    residual in the NCHW Conv before it, as a FusedConv reading the other operand (its Z input),
+    with the activation that follows: an Add (never a Sum) of two 4-D tensors of one shape, after
+    a Conv with a bias (its own, or the one folding a BatchNormalization or a constant Add gives
+    it). NCHWc Convs fuse residuals by the NCHWc rules instead (in :func:`_head`)."""
+    if node.op_type != "Conv" or add.op_type != "Add" or len(add.inputs) != 2:
+        return False
+    shapes = {static_shape(v) for v in add.inputs}
+    if len(shapes) != 1 or None in shapes or len(next(iter(shapes))) != 4:
+        return False
+    has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
+    return has_bias or any(m.op in ("BatchNormalization", "Add") for m in inside)
+
+
+def _unfused_residual_bytes(row: KernelRow, fused: list[KernelRow], rest: list[KernelRow]) -> int:
+    """Bytes of the residual operands the mapping added to the head's input (mapping: a residual
+    Add/Sum fused into the Conv before it) whose Add onnxruntime runs as a kernel of its own (an
+    NCHW Conv's Sum, or a refused NCHWc join): that kernel reads them, this one does not. Left in
+    the Conv's input bytes, ShuffleNet's 13 NCHW grouped convs before a residual Sum read twice
+    their input and were priced 15-25% above the same convs without one (the input-bytes term of
+    their fit)."""
+    unfused, alone = 0, {id(m) for m in rest}
+    for index, member in enumerate(fused):
+        mnode = member.layer.node
+        if id(member) in alone and member.op in ("Add", "Sum") and len(mnode.inputs) == 2 \
+                and all(v is not None and v.const_value is None for v in mnode.inputs):
+            chain = chain_outputs(row, fused[:index])
+            unfused += sum(value_bytes(v) for v in mnode.inputs if v not in chain)
+    return unfused
 
 
 def chain_outputs(row: KernelRow, inside: list[KernelRow]) -> set[ir.Value]:
