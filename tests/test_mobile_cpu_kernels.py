@@ -260,6 +260,16 @@ def test_a_residual_is_read_by_the_nchw_conv_before_it_only_when_fused(tmp_path,
         assert len(grouped.rows) == 1 and grouped.features[1] == size and alone[0].features[1] == 2 * size
 
 
+def test_only_a_reshape_writing_a_graph_output_copies(tmp_path):
+    """onnxruntime runs a Reshape on its input's buffer unless it writes a graph output: the two
+    are kinds of their own (reshape, reshape_copy), each fitted on its own samples."""
+    b = synthetic_graphs.Builder(np.random.default_rng(0))
+    x = b.node("Relu", [b.node("Reshape", [b.node("Relu", ["x"]), b.ints([1, 8, 4, 28, 28])])])
+    x = b.node("Reshape", [x, b.ints([1, 32, 28, 28])])
+    detected = _assert_detected_as_onnxruntime_runs(b.model([1, 32, 28, 28], x), tmp_path)
+    assert [k.kind for k in detected if k.kind.startswith("reshape")] == ["reshape", "reshape_copy"]
+
+
 def test_transformer_fusions_are_onnxruntimes(tmp_path):
     """BERT-tiny as the zoo exports it: onnxruntime runs Gelu, SkipLayerNormalization and a
     scaled FusedMatMul as single kernels, and each MatMul + bias Add over the 3-D sequence as

@@ -20,7 +20,7 @@ FEATURES = ("macs", "in_bytes", "out_bytes", "w_bytes", "cin_g", "cout", "kernel
 class Kernel:
     name: str
     kind: str                  # conv_nchwc, pointwise_nchwc, pointwise_nchw_in, depthwise_nchwc, conv_nchw, conv1d_nchw, gemm, gemv, pool,
-                               # pool_nchwc, eltwise:<Op>, reorder_in, reorder_out, reshape, transpose, concat, other:<Op>
+                               # pool_nchwc, eltwise:<Op>, reorder_in, reorder_out, reshape, reshape_copy, transpose, concat, other:<Op>
     owner: str                 # the mapping row whose latency carries this kernel
     features: tuple[float, ...]
     rows: list[str] = dataclasses.field(default_factory=list)
