@@ -22,14 +22,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import onnx_ir as ir
 from nncc.analysis import Layer, recurrence
 from nncc.irutils import static_shape
 from nncc.ops import CONTRIB_RECURRENT, INTEGER_OPS, NO_OPS, RECURRENT_OPS
 from nncc.weights import Weight
 from nncc.workload import model_batch
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 # The weighted ops HyPar splits by batch (dp) or input channels (mp), integer forms included
 # (their maps travel at their integer width, see ``data_bits``).
@@ -131,6 +134,10 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
 
 def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:
     """The weighted-layer DAG of ``rows`` (``analysis.layers(model)``, topological order)."""
+    # Imported here: networkx takes 0.1 s to import, which nncc compare would pay before its
+    # workers fork (it configures every target first) instead of in the worker compiling hypar.
+    import networkx as nx
+
     batch = model_batch(model)
     full = nx.DiGraph()
     by_node = {id(r.node): r for r in rows}
