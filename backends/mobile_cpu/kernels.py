@@ -302,7 +302,7 @@ def _head(row, node, fused, block, nchwc, kernels, to_nchw, to_nchwc, standalone
     for member in fused:
         op = member.op
         mnode = member.layer.node
-        residual = op in ("Add", "Sum") and all(v is not None and v.const_value is None for v in mnode.inputs)
+        residual = _is_residual(mnode)
         if rest:
             rest.append(member)
         elif op in FOLDABLE and not residual and stage == 0 and kind != "gemm" or (kind == "gemm" and op == "Add" and stage == 0 and not residual):
@@ -364,11 +364,15 @@ def _unfused_residual_bytes(row: KernelRow, fused: list[KernelRow], rest: list[K
     unfused, alone = 0, {id(m) for m in rest}
     for index, member in enumerate(fused):
         mnode = member.layer.node
-        if id(member) in alone and member.op in ("Add", "Sum") and len(mnode.inputs) == 2 \
-                and all(v is not None and v.const_value is None for v in mnode.inputs):
+        if id(member) in alone and len(mnode.inputs) == 2 and _is_residual(mnode):
             chain = chain_outputs(row, fused[:index])
             unfused += sum(value_bytes(v) for v in mnode.inputs if v not in chain)
     return unfused
+
+
+def _is_residual(node: ir.Node) -> bool:
+    """An Add/Sum of computed tensors only (no constant operand): a residual join."""
+    return node.op_type in ("Add", "Sum") and all(v is not None and v.const_value is None for v in node.inputs)
 
 
 def chain_outputs(row: KernelRow, inside: list[KernelRow]) -> set[ir.Value]:
