@@ -29,7 +29,7 @@ from nncc.errors import NnccError
 from nncc.files import replace_folder_atomically
 from nncc.loading import copy_model, infer_shapes, load_model, save_model
 from nncc.pass_base import NnccPass
-from nncc.pass_sharing import SharedPasses
+from nncc.pass_sharing import SharedPasses, shapes_stale
 from nncc.pipeline import PassContext, PassRecord, run_passes
 from nncc.verification import Verifier
 
@@ -236,8 +236,9 @@ def _ratios_to_uncompressed(model_path, original: ir.Model, target: Target, reco
         return None
     plain = copy_model(original)
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
-    run_passes(plain, list(target.legalize()), context)
-    infer_shapes(plain, model_path)
+    legalize = list(target.legalize())
+    if shapes_stale(run_passes(plain, legalize, context), legalize):
+        infer_shapes(plain, model_path)
     plain, _ = costed_copy(plain, model_path, options.trip_counts)
     return target.ratios_to_uncompressed(target.estimate(target.lower(plain, calibration=options.context.calibration)), cost)
 

@@ -7,7 +7,8 @@ gives the same model whichever target runs it, so the longest run of such passes
 a pipeline is done once per distinct run of passes, and each target continues from its own copy
 (:func:`nncc.loading.copy_model`: new graph, the same read-only weights). A pass of a plugin is
 target-dependent unless it says otherwise, so it is never shared by accident. Shapes are
-inferred again after a run of passes that changed the model, once for a shared head too.
+inferred again after a run of passes that changed the model (unless each pass that did keeps
+shapes: ``NnccPass.keeps_shapes``), once for a shared head too.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class SharedPasses:
         # Each report gets its own records (a target's report may be changed after it is built).
         records = [dataclasses.replace(r, params=dict(r.params), stats=_copy_stats(r.stats)) for r in records]
         ran = self._run_head(model, passes[done:head], context) + run_passes(model, passes[head:], context)
-        if any(r.modified for r in ran):
+        if shapes_stale(ran, passes):
             infer_shapes(model, self.where)
         return model, records + ran
 
@@ -88,7 +89,7 @@ class SharedPasses:
             done, start, before = self._longest_run(passes, context)
             model = copy_model(start)
             ran = self._run_head(model, passes[done:], context)
-            if any(r.modified for r in ran):
+            if shapes_stale(ran, passes):
                 infer_shapes(model, self.where)  # once for every target that continues from here
             freeze_weights(model)  # the weights the head made are shared by every target's copy too
             self._heads[key] = (model, before + ran)
@@ -105,6 +106,13 @@ class SharedPasses:
     def _run_head(model: ir.Model, passes: list[NnccPass], context: PassContext) -> list[PassRecord]:
         # Without the target: a pass marked target-independent that reads it fails loudly.
         return run_passes(model, passes, dataclasses.replace(context, target=None, crossbar=None))
+
+
+def shapes_stale(records: list[PassRecord], passes: list[NnccPass]) -> bool:
+    """Whether a pass of ``records`` changed the model without keeping its shapes (a run of
+    ``passes``): shapes must then be inferred again."""
+    keeps = {p.name: p.keeps_shapes for p in passes}
+    return any(r.modified and not keeps.get(r.name, False) for r in records)
 
 
 def _copy_stats(stats: Any) -> Any:

@@ -68,6 +68,7 @@ class LegalizeCoreOps(NnccPass):
 
     name = "legalize-core-ops"
     target_independent = True
+    keeps_shapes = True  # every block, split, sum and activation value is made with its shape (_value)
     summary = "split Conv/Gemm/MatMul into crossbar-sized core-ops + reduction ops; quantize weights; legalize activations"
     crossbar: int = 256
     fan_out: int | None = None

@@ -68,6 +68,7 @@ class FoldBatchNorm(NnccPass):
 
     name = "fold-batchnorm"
     target_independent = True
+    keeps_shapes = True  # the conv takes over the BatchNorm's output value, shape and all
     exact_tolerance = 1e-5
     summary = "fold inference BatchNormalization into the preceding Conv/Gemm"
 

@@ -141,3 +141,33 @@ def test_a_shared_head_that_fails_fails_only_the_targets_that_run_it(monkeypatch
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "refused" in rows["sparse-tc"] and "refused" in rows["ucnn"]
     assert "refused" not in rows["hypar"] and "100.0%" in rows["hypar"]
+
+
+
+_KEEPS_SHAPES = sorted(name for name in PASSES.names() if PASSES.get(name).keeps_shapes)
+
+
+@pytest.mark.parametrize("pass_name", _KEEPS_SHAPES)
+@pytest.mark.parametrize("model", ["light_shufflenet", "light_inception_v2", "ppocr_cls"])
+def test_a_pass_that_keeps_shapes_gives_the_shapes_inference_gives(pass_name, model):
+    """NnccPass.keeps_shapes skips shape inference after the pass: each value's shape and type
+    as the pass left them must be what onnx's inference gives (grouped and depthwise convs,
+    BatchNorm, concats, residual Sums and Reshapes; legalize-core-ops at 64 splits most layers)."""
+    import corpus
+    from nncc.pipeline import run_passes
+    from nncc.shapes import infer_shapes
+
+    if model.startswith("light_"):
+        path, loaded = light_model(model), load_model(light_model(model))
+    else:
+        path = corpus.path(model)
+        loaded = load_model(path, corpus.ENTRY[model].shapes)
+    params = {"crossbar": 64} if pass_name == "legalize-core-ops" else {}
+    assert run_passes(loaded, [PASSES.create(pass_name, **params)], PassContext())[0].modified
+
+    def shapes():
+        return {v.name: (v.shape, v.type) for g in loaded.graphs() for n in g for v in n.outputs}
+
+    kept = shapes()
+    infer_shapes(loaded, path)
+    assert [k for k, v in shapes().items() if kept.get(k) != v] == []
