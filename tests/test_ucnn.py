@@ -141,6 +141,31 @@ def test_jump_padding_and_rlc():
     assert rlc_bits(np.array([5] + [0] * 40 + [5]), 16, 5) == 3 * 21
 
 
+def _rlc_pairs_walked(stream: list[int], run_bits: int) -> int:
+    """The (run, value) pairs of ``stream``, written out one element at a time: a full run field
+    (2^run_bits - 1 zeros) plus one more zero is a pair of its own (that zero as its value);
+    zeros after the last value are never written."""
+    pairs, run = 0, 0
+    for v in stream:
+        if v == 0:
+            run += 1
+        else:
+            pairs, run = pairs + 1 + run // 2 ** run_bits, 0
+    return pairs
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.3, 0.7, 0.97, 1.0])
+def test_rlc_counts_the_pairs_of_the_stream_walked_out(density):
+    """rlc_bits counts from the values of a sparse stream and from the zero runs of a dense one:
+    both give the pairs a walk over the stream writes, trailing zeros included."""
+    rng = np.random.default_rng(int(density * 100))
+    for _ in range(200):
+        n = int(rng.integers(0, 80))
+        stream = np.where(rng.random(n) < density, rng.integers(1, 4, n), 0)
+        for run_bits in (1, 2, 3):
+            assert rlc_bits(stream, 8, run_bits) == _rlc_pairs_walked(stream.tolist(), run_bits) * (8 + run_bits)
+
+
 def test_quantization_counts_distinct_values_without_changing_weights():
     w = np.linspace(-1, 1, 1001)
     assert len(np.unique(quantize_codes(w, 8))) == 255
