@@ -46,13 +46,19 @@ def per_slice_max(col_values: np.ndarray, n: int, geometry: CrossbarGeometry) ->
 
 
 def quantize_inputs(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.ndarray:
-    """Activation codes as unsigned integers 0 .. 2^bits - 1 (two's complement when signed)."""
+    """Activation codes as unsigned integers 0 .. 2^bits - 1 (two's complement when signed), in
+    the smallest unsigned dtype that holds them (uint8 up to 8 bits: what the bit-plane search
+    reads; an int64 copy of every sampled patch was 8x the bytes to write and convert)."""
+    dtype = np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.int64
     if scale <= 0:
-        return np.zeros(x.shape, dtype=np.int64)
+        return np.zeros(x.shape, dtype=dtype)
     if signed:
-        q = np.clip(np.rint(x / scale * (2 ** (bits - 1) - 1)), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1).astype(np.int64)
-        return q & (2 ** bits - 1)
-    return np.clip(np.rint(x / scale * (2 ** bits - 1)), 0, 2 ** bits - 1).astype(np.int64)
+        q = np.clip(np.rint(x / scale * (2 ** (bits - 1) - 1)), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        if dtype is np.int64:
+            return q.astype(np.int64) & (2 ** bits - 1)
+        np.add(q, 2 ** bits, out=q, where=q < 0)  # two's complement: integers below 2^17, exact in float32
+        return q.astype(dtype)
+    return np.clip(np.rint(x / scale * (2 ** bits - 1)), 0, 2 ** bits - 1).astype(dtype)
 
 
 def _bit_planes(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -63,12 +69,14 @@ def _bit_planes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.concatenate([((codes >> b) & 1) for b in range(bits)]).astype(np.uint8)
 
 
-def _packed_planes(codes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def packed_planes(codes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """([V*bits x ceil(rows/8)] bit planes packed 8 rows a byte, [rows] 1 bits per row over all planes).
 
     Packed planes are what the search needs (distinct planes, ones per plane): for codes of a
     byte or less, one shift, mask and packbits per bit is ~40x faster than unpacking every bit
-    of every code and transposing the result."""
+    of every code and transposing the result. Rows are packed 8 to a byte along each plane, so
+    a block of rows starting at a multiple of 8 is a slice of the bytes: a layer's codes are
+    packed once for all its crossbar row blocks."""
     if bits > 8:
         planes = _bit_planes(codes, bits)
         return np.packbits(planes, axis=1), planes.sum(axis=0, dtype=np.int64)
@@ -141,8 +149,8 @@ class _LevelBound:
 
 
 def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.ndarray, floor: np.ndarray,
-               chunk: int = 256, col_sums: np.ndarray | None = None,
-               cells_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               chunk: int = 256, col_sums: np.ndarray | None = None, cells_t: np.ndarray | None = None,
+               planes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For one crossbar row block: per slice, the larger of ``floor`` (what earlier row blocks
     reached) and this block's largest column sum over the input vectors ``codes`` [V x rows]
     and all their bit planes; and the density of 1 bits per row (for the read energy).
@@ -152,40 +160,49 @@ def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.nda
     planes count once, planes go most ones first, and a column leaves the computation as soon
     as no remaining plane can lift it above its slice's maximum so far (a plane with p ones
     adds at most the column's p largest cells). Column sums are integers below 2^24: float32
-    is exact. Where the caller has them: ``col_sums``, the block's column sums, and
-    ``cells_t``, ``phys`` transposed as float32."""
+    is exact. Where the caller has them: ``col_sums``, the block's column sums,
+    ``cells_t``, ``phys`` transposed as float32, and ``planes``, :func:`packed_planes` of ``codes``."""
     best = np.array(floor, dtype=np.float64)
     rows = phys.shape[0]
     if len(codes) == 0:
         return best, np.full(rows, 0.5)
-    packed, row_ones = _packed_planes(codes, bits)
+    packed, row_ones = planes if planes is not None else packed_planes(codes, bits)
     density = row_ones.astype(np.float64) / len(packed)  # the count of 1s is an exact integer: same as a float sum
-    packed = packed[_distinct_rows(packed)]
     ones = _popcount(packed).sum(axis=1, dtype=np.int64)
-    order = np.argsort(-ones, kind="stable")
-    packed, ones = packed[order], ones[order]
-    packed, ones = packed[ones > 0], ones[ones > 0]
-    if not len(packed):
+    most = int(ones.max(initial=0))
+    if not most:
         return best, density
-    planes = np.unpackbits(packed, axis=1, count=rows).astype(np.float32)  # only the distinct planes are unpacked
     # The cells one row per column (float32, exact small integers), filtered along with the
     # live columns ``cols`` rather than gathered and converted for every chunk of planes.
     cells = cells_t if cells_t is not None else phys.T.astype(np.float32)
     if col_sums is None:
         col_sums = cells @ np.ones(rows, dtype=np.float32)  # integers below 2^24: exact
     # Two bounds on what the densest plane adds to a column: its sum (cheap, for every column),
-    # then its ``ones`` largest cells (counted per level) for the columns the sum leaves.
+    # then its ``most`` largest cells (counted per level) for the columns the sum leaves. Most
+    # row blocks end here (ResNet-50: 375 of 434): no column can pass its slice's maximum, and
+    # the planes need not be told apart, sorted or unpacked.
     cols = np.flatnonzero(col_sums > best[col_slice])
     cells = cells[cols]
     bound = _LevelBound(cells)
-    for start in range(0, len(planes) + chunk, chunk):
+    keep = bound(most) > best[col_slice[cols]]
+    cols, cells = cols[keep], cells[keep]
+    if not cols.size:
+        return best, density
+    bound.keep(keep)
+    distinct = _distinct_rows(packed)
+    packed, ones = packed[distinct], ones[distinct]
+    order = np.argsort(-ones, kind="stable")
+    packed, ones = packed[order], ones[order]
+    packed, ones = packed[ones > 0], ones[ones > 0]
+    unpacked = np.unpackbits(packed, axis=1, count=rows).astype(np.float32)  # only the distinct planes are unpacked
+    for start in range(0, len(unpacked) + chunk, chunk):
         keep = bound(int(ones[start]) if start < len(ones) else 0) > best[col_slice[cols]]
         if not keep.all():
             cols, cells = cols[keep], cells[keep]
             bound.keep(keep)
-        if not cols.size or start >= len(planes):
+        if not cols.size or start >= len(unpacked):
             break
-        top = (planes[start:start + chunk] @ cells.T).max(axis=0)
+        top = (unpacked[start:start + chunk] @ cells.T).max(axis=0)
         slices = col_slice[cols]
         for s in range(len(best)):  # np.maximum.at(best, slices, top), without ufunc.at's per-element cost
             here = top[slices == s]

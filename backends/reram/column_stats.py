@@ -42,15 +42,18 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
         # Routing: a column segment holding a non-zero cell sends a partial sum into its
         # column's adder tree; an all-zero segment (a deleted connection group) sends none.
         stack = np.zeros(phys_cols, dtype=np.int64)
-        group_codes = None
+        group_codes = planes = None
         if codes is not None:  # bytes when they fit: the planes of every row block are cut from them
             group_codes = np.ascontiguousarray(codes[gi], dtype=np.uint8 if config.input_bits <= 8 else None)
+            if X % 8 == 0:  # row blocks start on a byte of the packed planes: pack the layer's once
+                planes = adc.packed_planes(group_codes, config.input_bits)
         for r in range(0, k, X):
             # Cells as small integers, transposed ([physical columns, rows]): a column's cells
             # contiguous, and a column-major float buffer for the read conductance without a
             # transposing copy. One block at a time stays in cache.
             cells_t = cell_matrix_t(w[r:r + X], geometry, scale)
-            block.add(st, stack, cells_t, None if group_codes is None else group_codes[:, r:r + X])
+            block_planes = None if planes is None else (planes[0][:, r // 8:-(-(r + X) // 8)], planes[1][r:r + X])
+            block.add(st, stack, cells_t, None if group_codes is None else group_codes[:, r:r + X], block_planes)
         st["wires"] += int(stack.sum())
         st["wire_lengths"] += float(sum(tree_length(int(h)) * count for h, count in zip(*np.unique(stack[stack > 0], return_counts=True))))
     return st
@@ -65,7 +68,7 @@ class _Block:
         self.X = config.geometry.size
         self.starts = np.arange(0, phys_cols, self.X)  # first column of each crossbar
 
-    def add(self, st, stack, cells_t, codes) -> None:
+    def add(self, st, stack, cells_t, codes, planes=None) -> None:
         config, X, col_slice = self.config, self.X, self.col_slice
         rows = cells_t.shape[1]
         # The cells as float32, [physical columns x rows]: their exact integer column sums (one
@@ -89,7 +92,7 @@ class _Block:
         full = bool(mask.all())
         if codes is not None:
             st["sums"], density = adc.slice_sums(codes, cells_t.T, config.input_bits, col_slice, st["sums"],
-                                                 col_sums=col_sums.astype(np.float64), cells_t=cells_f)
+                                                 col_sums=col_sums.astype(np.float64), cells_t=cells_f, planes=planes)
         else:
             density = np.full(rows, 0.5)  # [U] half the bits 1 if unmeasured
             st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_sums.astype(np.float32), self.n, config.geometry))
