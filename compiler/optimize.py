@@ -22,11 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nncc import runtime
+from nncc import reuse, runtime
 from nncc.target import SearchOption, Target
 from nncc.driver import CompileOptions, CompileResult, compile_model, load_eval_data, write_outputs
 from nncc.errors import NnccError
-from nncc.loading import load_model
 from nncc.pipeline import PassContext, parse_pass_spec
 from nncc.registry import TARGETS
 from nncc.render import fmt_joules, fmt_seconds
@@ -125,7 +124,7 @@ class Search:
         if finetune_epochs and train is None:
             raise NnccError("--finetune-epochs", "fine-tuning needs training data apart from the scoring data: give --train-data")
         self.train, self.finetune_epochs = train, finetune_epochs
-        self.input_name = load_model(model_path, self.input_shapes).graph.inputs[0].name
+        self.input_name = reuse.loaded_model(model_path, self.input_shapes).graph.inputs[0].name
         self.points: list[Point] = []
         self.results: dict[str, CompileResult] = {}
         # None: every point compiled here, one after another. Else a nncc.sweep_exec pool
@@ -290,7 +289,9 @@ def compile_option(task: dict[str, Any], target_cls: type[Target] | None = None)
         # The scoring set's first 64 inputs calibrate; only the separate training set trains.
         context = PassContext(calibration={task["input_name"]: task["x"][:64]}, data=task["train"])
         options = CompileOptions(task["input_shapes"], verify_samples=0, context=context)
-        result = compile_model(task["model"], target, passes, options)
+        # Every point of a search compiles the same file: loaded once per process (nncc.reuse).
+        result = compile_model(task["model"], target, passes, options,
+                               loaded=reuse.loaded_model(task["model"], options.input_shapes))
     except NnccError as e:
         return {"error": str(e)}
     accuracy = runtime.top1_accuracy(runtime.session(result.model, threads=1), task["x"], task["y"])

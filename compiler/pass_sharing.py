@@ -44,9 +44,13 @@ class SharedPasses:
     """Results of pipeline heads, kept for the targets of one compare. ``original`` is never
     changed: each head runs on a copy, and each caller gets a copy of the head's result."""
 
-    def __init__(self, original: ir.Model, where: object = "model"):
+    def __init__(self, original: ir.Model, where: object = "model", keep: int = 0):
         self.original = original
         self.where = where  # what shape inference errors name: the model's file
+        # keep > 0: every head :meth:`run` runs is kept too, the ``keep`` most recently used
+        # (compiles that come one at a time: a sweep's points, nncc.reuse); 0: only what
+        # :meth:`prepare` ran (compare knows every pipeline up front).
+        self.keep = keep
         self._heads: dict[tuple[Any, ...], tuple[ir.Model, list[PassRecord]]] = {}
 
     def prepare(self, pipelines: list[list[NnccPass]], context: PassContext) -> None:
@@ -69,6 +73,8 @@ class SharedPasses:
         Continues from the longest head already run; the rest runs on this target's copy only
         (a head no other target begins with is not kept: that would cost a second copy)."""
         head = shareable_head(passes, context)
+        if self.keep and head:
+            self._keep(passes[:head], context)
         done, start, records = self._longest_run(passes[:head], context)
         model = copy_model(start)
         # Each report gets its own records (a target's report may be changed after it is built).
@@ -94,6 +100,20 @@ class SharedPasses:
             freeze_weights(model)  # the weights the head made are shared by every target's copy too
             self._heads[key] = (model, before + ran)
         return self._heads[key]
+
+    def _keep(self, passes: list[NnccPass], context: PassContext) -> None:
+        """Run or reuse the head ``passes``, the most recently used of at most ``keep`` kept heads
+        (a failing head is left to the caller's own run, which raises it)."""
+        key = _signature(passes, context)
+        if key in self._heads:
+            self._heads[key] = self._heads.pop(key)  # most recently used last
+            return
+        try:
+            self._head(passes, context)
+        except NnccError:
+            return
+        while len(self._heads) > self.keep:
+            del self._heads[next(iter(self._heads))]
 
     def _longest_run(self, passes: list[NnccPass], context: PassContext) -> tuple[int, ir.Model, list[PassRecord]]:
         """(k, model, records) of the longest head ``passes[:k]`` already kept (0: the original)."""

@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import pathlib
 import shutil
 import signal
 import sys
@@ -80,6 +81,7 @@ def _time_limit(seconds: float | None):
 
 def _compile(task: dict[str, Any]) -> dict[str, Any]:
     import nncc
+    from nncc import reuse
     from nncc.driver import CompileOptions, compile_model
     from nncc.pipeline import PassContext, parse_pass_spec
     from nncc.registry import TARGETS, load_plugin
@@ -97,7 +99,12 @@ def _compile(task: dict[str, Any]) -> dict[str, Any]:
     options = CompileOptions({k: tuple(v) for k, v in (task.get("input_shapes") or {}).items()}, verify_samples=0,
                              eval_data=task.get("eval_data"), context=PassContext())
     with _time_limit(task.get("timeout_s")):
-        report = compile_model(task["model"], target, passes, options).report
+        # A worker compiles many points of one model: loaded and its shared pipeline heads run
+        # once (nncc.reuse); each point compiles its own copy, as a fresh process would.
+        loaded = reuse.loaded_model(task["model"], options.input_shapes)
+        data = task.get("eval_data")
+        shared = reuse.shared_heads(loaded, pathlib.Path(task["model"]), (reuse.file_version(data),) if data else ())
+        report = compile_model(task["model"], target, passes, options, loaded=loaded, shared=shared).report
     accuracy = report["verification"].get("accuracy", {}).get("top1_compiled")
     return {"status": "ok", "error": None, "totals": report["totals"], "accuracy": accuracy,
             "warnings": len(report["warnings"]), "nncc_version": nncc.__version__}
