@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+import onnx_ir as ir
 import pytest
 from conftest import light_model
-from nncc import loading, pass_sharing, reuse, sweep_exec
+from nncc import loading, models, pass_sharing, reuse, sweep_exec
+from nncc.backends.reram import activations
 from nncc.driver import CompileOptions, compile_model
 from nncc.pipeline import PassContext, parse_pass_spec
 from nncc.registry import TARGETS
@@ -41,9 +44,10 @@ def counted(monkeypatch):
     return calls
 
 
-def fresh_totals(path, target: str, sets: dict[str, str], passes=()) -> dict:
+def fresh_totals(path, target: str, sets: dict[str, str], passes=(), eval_data=None) -> dict:
+    reuse.forget()  # nothing measured before
     configured = TARGETS.get(target).configure(None, dict(sets))
-    options = CompileOptions({}, verify_samples=0, context=PassContext())
+    options = CompileOptions({}, verify_samples=0, eval_data=eval_data, context=PassContext())
     return compile_model(path, configured, [parse_pass_spec(p) for p in passes], options).report["totals"]
 
 
@@ -81,8 +85,7 @@ def test_kept_heads_are_bounded_and_each_pass_setting_has_its_own(counted, monke
 
 
 def test_optimizes_points_load_the_file_once(counted):
-    import numpy as np
-    from nncc import models, optimize
+    from nncc import optimize
 
     lenet = str(models.bundled_path("lenet5"))
     name = loading.load_model(lenet).graph.inputs[0].name
@@ -98,3 +101,36 @@ def test_optimizes_points_load_the_file_once(counted):
         fresh = compile_model(lenet, TARGETS.get("reram").configure(None, dict(sets)),
                               [parse_pass_spec(p) for p in passes], options).report["totals"]
         assert run["totals"] == {k: v for k, v in fresh.items() if isinstance(v, (int, float, str)) or v is None}
+
+
+def test_reram_calibrates_once_per_model_and_inputs(monkeypatch, tmp_path):
+    lenet = str(models.bundled_path("lenet5"))
+    data = tmp_path / "data.npz"  # as many samples as the random inputs: only their values differ
+    rng = np.random.default_rng(1)
+    np.savez(data, x=rng.random((8, 1, 28, 28), dtype=np.float32), y=np.zeros(8, dtype=np.int64))
+    points = [({"crossbar_size": "64"}, [], None), ({"crossbar_size": "128", "cell_bits": "1"}, [], None),
+              # Other weights: measured again; its ratios to the unpruned model reuse the first measurement.
+              ({"crossbar_size": "64"}, ["prune:ratio=0.5"], None),
+              ({}, [], str(data))]  # other inputs: measured again
+    fresh = [fresh_totals(lenet, "reram", sets, passes, eval_data) for sets, passes, eval_data in points]
+    reuse.forget()
+    runs = []
+    measure = activations.run_exposing
+    monkeypatch.setattr(activations, "run_exposing", lambda *a: runs.append(1) or measure(*a))
+    results = [sweep_exec.evaluate({**task(lenet, sets, "reram", passes), "eval_data": eval_data})
+               for sets, passes, eval_data in points]
+    assert len(runs) == 3
+    assert [r["totals"] for r in results] == fresh
+
+
+def test_a_fingerprint_tells_a_copy_from_a_changed_model():
+    model = loading.load_model(RESNET)
+    assert reuse.ModelFingerprint(loading.copy_model(model)) == reuse.ModelFingerprint(model)
+    renamed, other_weight, other_attr = (loading.copy_model(model) for _ in range(3))
+    renamed.graph.inputs[0].name = "renamed"
+    value = next(iter(other_weight.graph.initializers.values()))
+    value.const_value = ir.tensor(value.const_value.numpy().copy())  # equal values, another tensor
+    conv = next(n for n in other_attr.graph if n.op_type == "Conv")
+    conv.attributes["strides"] = ir.AttrInt64s("strides", [3, 3])
+    for changed in (renamed, other_weight, other_attr):
+        assert reuse.ModelFingerprint(changed) != reuse.ModelFingerprint(model)
