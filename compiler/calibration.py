@@ -74,8 +74,15 @@ def _split_samples(arr: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
 
 # onnxruntime's CPU kernels split their work over outputs (rows, channel blocks), never over a
 # reduction, so a tensor comes out bit for bit the same at any thread count (checked on the zoo:
-# tests/test_calibration_threads.py): calibration may use the machine's cores.
-CALIBRATION_THREADS = max(1, min(4, os.cpu_count() or 1))
+# tests/test_calibration_threads.py): calibration, and what targets measure on its inputs (reram's
+# ADC search), may use the machine's cores; a process that shares them with others (compare's and
+# sweep's workers) gets its share (NNCC_CALIBRATION_THREADS in a sweep's workers).
+def _threads_allowed(default: int) -> int:
+    given = os.environ.get("NNCC_CALIBRATION_THREADS", "")
+    return max(1, int(given)) if given.isdigit() else default
+
+
+CALIBRATION_THREADS = _threads_allowed(max(1, min(4, os.cpu_count() or 1)))
 
 
 def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[str, np.ndarray]]):

@@ -142,9 +142,10 @@ class LocalPool:
         self.context = multiprocessing.get_context("spawn")
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        # Each worker calibrates (onnxruntime, reram's ADC search) on its share of the cores.
         os.environ.update(WORKER_ENV)  # inherited by every worker spawned from here on
-        return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_init_worker,
-                                      initargs=(WORKER_ENV, os.getpid()))
+        env = {**WORKER_ENV, "NNCC_CALIBRATION_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+        return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_init_worker, initargs=(env, os.getpid()))
 
     def run(self, tasks: list[dict[str, Any]], fn=evaluate) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """``(task, fn(task))`` as each finishes; ``fn``: a module-level function (workers import it)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncc import models
+from nncc import calibration, models
 from nncc.backends.reram import adc
 from nncc.driver import CompileOptions, compile_model
 from nncc.registry import TARGETS
@@ -67,3 +67,19 @@ def test_an_all_zero_input_block_reaches_nothing():
     phys = np.ones((4, 6), np.float32)
     best, density = adc.slice_sums(np.zeros((3, 4), np.int64), phys, 8, np.arange(6) % 2, np.array([5.0, 0.0]))
     assert list(best) == [5.0, 0.0] and not density.any()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_search_split_among_threads_finds_every_column_sums_maxima(monkeypatch, tmp_path, threads):
+    """Each row block's columns shared among threads (interleaved, each thread pruning with its
+    own maxima): the same sums on random blocks and on LeNet-5's real ones."""
+    monkeypatch.setattr(calibration, "CALIBRATION_THREADS", threads)
+    monkeypatch.setattr(adc, "_THREADED_WORK", 0)  # every block split, however small
+    rng = np.random.default_rng(threads)
+    for rows, cols in ((128, 200), (37, 5), (64, 2)):
+        codes = (rng.integers(0, 256, (300, rows)) * (rng.random((300, rows)) < 0.7)).astype(np.uint8)
+        phys = (rng.integers(0, 4, (rows, cols)) * (rng.random((rows, cols)) < 0.6)).astype(np.float32)
+        col_slice, floor = np.arange(cols) % 4, np.array([0.0, 3.0, 0.0, 500.0])
+        np.testing.assert_array_equal(adc.slice_sums(codes, phys, 8, col_slice, floor)[0],
+                                      every_column_sum(codes, phys, 8, col_slice, floor)[0])
+    assert _compile_checking(monkeypatch, models.export("lenet5", tmp_path / "lenet5.onnx")) > 0

@@ -22,10 +22,13 @@ never negative, else two's complement (as ISAAC handles signed inputs).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import math
+import os
 
 import numpy as np
 
+from nncc import calibration
 from nncc.crossbar import CrossbarGeometry, column_slices
 
 
@@ -138,6 +141,12 @@ class _LevelBound:
     def keep(self, mask: np.ndarray) -> None:
         self.counts = self.counts[:, mask]
 
+    def subset(self, index: np.ndarray) -> _LevelBound:
+        """The bound of some of the columns (a copy: each thread drops its own)."""
+        part = object.__new__(_LevelBound)
+        part.levels, part.counts = self.levels, self.counts[:, index]
+        return part
+
     def __call__(self, ones: int) -> np.ndarray:
         left = np.full(self.counts.shape[1], ones, dtype=np.int64)
         bound = np.zeros(self.counts.shape[1])
@@ -195,6 +204,38 @@ def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.nda
     packed, ones = packed[order], ones[order]
     packed, ones = packed[ones > 0], ones[ones > 0]
     unpacked = np.unpackbits(packed, axis=1, count=rows).astype(np.float32)  # only the distinct planes are unpacked
+    # The columns split among threads, each searching its share with its own maxima (a thread
+    # prunes with what it found; the maxima are the same, found in parallel). BLAS does the
+    # work and lets go of the GIL; calibration.CALIBRATION_THREADS is the share of cores.
+    parts = min(calibration.CALIBRATION_THREADS, cols.size) if unpacked.size * cols.size >= _THREADED_WORK else 1
+    if parts <= 1:
+        return _search(unpacked, ones, cols, cells, bound, best, col_slice, chunk), density
+    shares = [np.arange(i, cols.size, parts) for i in range(parts)]  # interleaved: every slice in every share
+    found = _threads().map(lambda share: _search(unpacked, ones, cols[share], cells[share], bound.subset(share),
+                                                 best.copy(), col_slice, chunk), shares)
+    return np.maximum.reduce(list(found)), density
+
+
+# Planes x columns x rows above which a row block's search is split among threads (a few ms of
+# BLAS work: a thread's hand-over costs tens of microseconds).
+_THREADED_WORK = 1 << 24
+_pool: tuple[int, cf.ThreadPoolExecutor] | None = None
+
+
+def _threads() -> cf.ThreadPoolExecutor:
+    """A pool of this process (a forked child makes its own: it inherits no threads)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), cf.ThreadPoolExecutor(max_workers=max(2, calibration.CALIBRATION_THREADS),
+                                                    thread_name_prefix="nncc-adc"))
+    return _pool[1]
+
+
+def _search(unpacked: np.ndarray, ones: np.ndarray, cols: np.ndarray, cells: np.ndarray, bound: _LevelBound,
+            best: np.ndarray, col_slice: np.ndarray, chunk: int) -> np.ndarray:
+    """``best`` raised to the largest sums of the planes ``unpacked`` (most ones first) over the
+    columns ``cols`` (their cells ``cells``), each column dropped once its ``bound`` leaves it
+    no way above its slice's maximum."""
     for start in range(0, len(unpacked) + chunk, chunk):
         keep = bound(int(ones[start]) if start < len(ones) else 0) > best[col_slice[cols]]
         if not keep.all():
@@ -208,7 +249,7 @@ def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.nda
             here = top[slices == s]
             if here.size:
                 best[s] = max(best[s], float(here.max()))
-    return best, density
+    return best
 
 
 # ---------------------------------------------------------------- input vectors of a layer
