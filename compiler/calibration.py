@@ -12,6 +12,7 @@ interest exposed as extra graph outputs (the graph is restored afterwards).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Literal
@@ -75,14 +76,44 @@ def _split_samples(arr: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
 # onnxruntime's CPU kernels split their work over outputs (rows, channel blocks), never over a
 # reduction, so a tensor comes out bit for bit the same at any thread count (checked on the zoo:
 # tests/test_calibration_threads.py): calibration, and what targets measure on its inputs (reram's
-# ADC search), may use the machine's cores; a process that shares them with others (compare's and
-# sweep's workers) gets its share (NNCC_CALIBRATION_THREADS in a sweep's workers).
-def _threads_allowed(default: int) -> int:
-    given = os.environ.get("NNCC_CALIBRATION_THREADS", "")
-    return max(1, int(given)) if given.isdigit() else default
+# ADC search), may use the machine's cores: CALIBRATION_THREADS, or a worker's share of them.
+CALIBRATION_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+# In a worker process of compare or sweep: how many of its pool's workers are compiling now (a
+# multiprocessing.Value shared by them). None in any other process.
+_busy_workers = None
 
 
-CALIBRATION_THREADS = _threads_allowed(max(1, min(4, os.cpu_count() or 1)))
+def share_cores(busy_workers) -> None:
+    """In a pool's worker: from now on :func:`threads` divides the cores among the workers of
+    ``busy_workers`` that are compiling (:func:`working`)."""
+    global _busy_workers
+    _busy_workers = busy_workers
+
+
+def threads() -> int:
+    """Threads calibration may use now: all of CALIBRATION_THREADS, or in a pool's worker its
+    share among the busy workers (a worker left alone once the others ran out of work gets them
+    all: compare's longest target, reram, finishes on both cores of a 2-core machine)."""
+    if _busy_workers is None:
+        return CALIBRATION_THREADS
+    return max(1, CALIBRATION_THREADS // max(1, _busy_workers.value))
+
+
+@contextlib.contextmanager
+def working():
+    """Counts this worker as busy while it compiles (nothing outside a pool's worker)."""
+    busy = _busy_workers
+    if busy is None:
+        yield
+        return
+    with busy.get_lock():
+        busy.value += 1
+    try:
+        yield
+    finally:
+        with busy.get_lock():
+            busy.value -= 1
 
 
 def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[str, np.ndarray]]):
@@ -94,7 +125,7 @@ def run_exposing(model: ir.Model, values: Iterable[ir.Value], feeds: list[dict[s
             raise NnccError("calibration", f"tensor '{v.name}' has no type; run shape inference first")
         graph.outputs.append(v)
     try:
-        sess = runtime.session(model, threads=CALIBRATION_THREADS, where="calibration")
+        sess = runtime.session(model, threads=threads(), where="calibration")
     finally:
         for _ in extra:
             graph.outputs.pop()

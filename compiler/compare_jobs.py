@@ -27,14 +27,8 @@ _compile_one: Callable[[str, dict[str, str]], dict[str, Any]] | None = None
 
 def _in_worker(name: str, values: dict[str, str]) -> dict[str, Any]:
     assert _compile_one is not None
-    return _compile_one(name, values)
-
-
-def _share_cores(workers: int) -> None:
-    """In a worker: its share of the onnxruntime threads calibration may use (two workers each
-    calibrating on two threads of a 2-core machine made ResNet-50's compare 10% slower than one
-    thread each)."""
-    calibration.CALIBRATION_THREADS = max(1, calibration.CALIBRATION_THREADS // workers)
+    with calibration.working():
+        return _compile_one(name, values)
 
 
 def run_targets(specs: list[tuple[str, dict[str, str]]], compile_one: Callable[[str, dict[str, str]], dict[str, Any]],
@@ -73,8 +67,12 @@ def _pool(specs, workers: int, done: dict[str, dict[str, Any]], advance) -> list
     """Runs ``specs`` on a pool of ``workers`` forked processes into ``done``; returns those a
     broken pool did not finish."""
     broken = []
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                initializer=_share_cores, initargs=(workers,)) as pool:
+    # The workers share the cores: calibration (onnxruntime, reram's ADC search) in each takes its
+    # share among the busy ones (two workers each calibrating on two threads of a 2-core machine
+    # made ResNet-50's compare 10% slower than one thread each).
+    context = multiprocessing.get_context("fork")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=calibration.share_cores,
+                                initargs=(context.Value("i", 0),)) as pool:
         futures = {pool.submit(_in_worker, name, values): (name, values) for name, values in specs}
         for future in cf.as_completed(futures):
             try:

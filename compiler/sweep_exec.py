@@ -110,8 +110,11 @@ def _compile(task: dict[str, Any]) -> dict[str, Any]:
             "warnings": len(report["warnings"]), "nncc_version": nncc.__version__}
 
 
-def _init_worker(env: dict[str, str], parent: int) -> None:
+def _init_worker(env: dict[str, str], parent: int, busy_workers) -> None:
     os.environ.update(env)
+    from nncc import calibration  # numpy comes in after OPENBLAS_NUM_THREADS is set
+
+    calibration.share_cores(busy_workers)
     # A Ctrl-C in the terminal reaches the whole process group: the parent stops the sweep,
     # workers should not print a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -124,6 +127,14 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
+
+
+def _busy(fn, task: dict[str, Any]) -> dict[str, Any]:
+    """``fn(task)`` in a pool's worker, counted busy meanwhile."""
+    from nncc import calibration
+
+    with calibration.working():
+        return fn(task)
 
 
 class LocalPool:
@@ -144,8 +155,10 @@ class LocalPool:
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
         # Each worker calibrates (onnxruntime, reram's ADC search) on its share of the cores.
         os.environ.update(WORKER_ENV)  # inherited by every worker spawned from here on
-        env = {**WORKER_ENV, "NNCC_CALIBRATION_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
-        return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_init_worker, initargs=(env, os.getpid()))
+        # Calibration in each worker (onnxruntime, reram's ADC search) takes its share of the
+        # cores among the workers busy at the time (nncc.calibration.threads).
+        return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_init_worker,
+                                      initargs=(WORKER_ENV, os.getpid(), self.context.Value("i", 0)))
 
     def run(self, tasks: list[dict[str, Any]], fn=evaluate) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """``(task, fn(task))`` as each finishes; ``fn``: a module-level function (workers import it)."""
@@ -156,7 +169,7 @@ class LocalPool:
             while queue or running:
                 try:
                     while queue and len(running) < self.jobs:
-                        future = pool.submit(fn, queue[-1])  # taken off the queue only once submitted
+                        future = pool.submit(_busy, fn, queue[-1])  # taken off the queue only once submitted
                         running[future] = queue.pop()
                 except cf.process.BrokenProcessPool:  # broke since the last wait: the futures in flight say so
                     if not running:

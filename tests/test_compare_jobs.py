@@ -4,6 +4,7 @@ that dies costs its own target only."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 
@@ -49,9 +50,18 @@ def test_a_worker_that_dies_costs_only_its_target(capsys, tmp_path, monkeypatch)
 
 
 def test_workers_share_the_calibration_threads(monkeypatch):
-    """Each forked worker calibrates on its share of the cores, never below one thread."""
+    """Each worker calibrates on its share of the cores among the busy ones, never below one
+    thread; the last one busy gets them all."""
+    busy = multiprocessing.get_context("fork").Value("i", 0)
     monkeypatch.setattr(calibration, "CALIBRATION_THREADS", 4)
-    compare_jobs._share_cores(2)
-    assert calibration.CALIBRATION_THREADS == 2
-    compare_jobs._share_cores(8)
-    assert calibration.CALIBRATION_THREADS == 1
+    monkeypatch.setattr(calibration, "_busy_workers", None)
+    assert calibration.threads() == 4  # not a worker
+    calibration.share_cores(busy)
+    with calibration.working():
+        assert calibration.threads() == 4  # alone
+        busy.value += 1  # another worker starts
+        assert calibration.threads() == 2
+        busy.value += 7
+        assert calibration.threads() == 1
+        busy.value -= 8
+    assert busy.value == 0

@@ -206,8 +206,8 @@ def slice_sums(codes: np.ndarray, phys: np.ndarray, bits: int, col_slice: np.nda
     unpacked = np.unpackbits(packed, axis=1, count=rows).astype(np.float32)  # only the distinct planes are unpacked
     # The columns split among threads, each searching its share with its own maxima (a thread
     # prunes with what it found; the maxima are the same, found in parallel). BLAS does the
-    # work and lets go of the GIL; calibration.CALIBRATION_THREADS is the share of cores.
-    parts = min(calibration.CALIBRATION_THREADS, cols.size) if unpacked.size * cols.size >= _THREADED_WORK else 1
+    # work and lets go of the GIL; calibration.threads() is this process's share of the cores.
+    parts = min(calibration.threads(), cols.size) if unpacked.size * cols.size >= _THREADED_WORK else 1
     if parts <= 1:
         return _search(unpacked, ones, cols, cells, bound, best, col_slice, chunk), density
     shares = [np.arange(i, cols.size, parts) for i in range(parts)]  # interleaved: every slice in every share
