@@ -22,7 +22,7 @@ from nncc.pass_sharing import SharedPasses
 from nncc.registry import TARGETS
 from nncc.verification import Verifier
 from nncc.render import fmt_count, fmt_joules, fmt_seconds, md_table
-from nncc.workload import label, with_batch
+from nncc.workload import label, model_batch, with_batch
 
 COMPARE_SCHEMA = "nncc.compare/1"
 GATED_METRICS = ("latency_s", "energy_j")
@@ -117,7 +117,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         write_text_atomic(json_out, json.dumps(payload, indent=1))
     gate_lines, failed = _gate(results, old, limit, gate) if old else ([], None)
     warnings = [w for row in results.values() for w in row.get("warnings", [])]
-    notes = _notes(results, batch, unbatched)
+    summary = original_facts(loaded)["summary"]
+    notes = _notes(results, batch, unbatched, {**summary, "batch": model_batch(loaded)})
     table = _table(pathlib.Path(model).name, results, old, gate) + "\n\n" + "\n".join(notes + gate_lines)
     return table, failed, warnings
 
@@ -197,12 +198,16 @@ def _gate(results, old, limit, gate: str = "per-sample") -> tuple[list[str], str
     return lines, "; ".join(failures) or None
 
 
-def _notes(results, batch: int | None, unbatched: list[str]) -> list[str]:
-    """How to read the per-sample columns, and which targets --batch left at their own workload."""
+def _notes(results, batch: int | None, unbatched: list[str], model: dict[str, Any] | None = None) -> list[str]:
+    """How to read the per-sample columns, the model's size (``model``: its summary and batch),
+    and which targets --batch left at their own workload."""
     pipelined = [n for n, r in results.items() if r.get("totals", {}).get("per_sample", {}).get("basis", "").startswith("pipeline")]
     lines = ["Per sample: one run's latency and energy ÷ the samples it processes (throughput-normalized"
              + (f"; {', '.join(pipelined)}: the pipeline interval, runs overlap" if pipelined else "")
              + "). Per-run totals are in `--json`."]
+    if model is not None:
+        lines.append(f"The model as exported (batch {model['batch']}): {fmt_count(model['macs'])} MACs per run, "
+                     f"{fmt_count(model['params'])} parameters; coverage is the share of its MACs each target costed.")
     if batch is not None and unbatched:
         lines.append(f"`--batch {batch}`: {', '.join(unbatched)} {'has' if len(unbatched) == 1 else 'have'} no batch setting "
                      "and cost the model as exported.")
@@ -216,7 +221,10 @@ def _coverage_cell(cov: dict[str, Any]) -> str:
 
 
 def _table(model_name, results, old, gate: str = "per-sample") -> str:
-    header = ["target", "workload", "latency / sample", "energy / sample", "area mm²", "MACs", "coverage", "unsupported"]
+    # No MACs column: a target's totals.macs counts its own run (sparse-tc's batch of N: N
+    # inferences; hypar's training step: the graph's forward once), so rows would not compare.
+    # The model's own MACs are one note under the table; coverage is the share of them costed.
+    header = ["target", "workload", "latency / sample", "energy / sample", "area mm²", "coverage", "unsupported"]
     if old:
         header += [f"Δ latency ({gate})", f"Δ energy ({gate})"]
     rows = []
@@ -226,8 +234,7 @@ def _table(model_name, results, old, gate: str = "per-sample") -> str:
             continue
         t = row["totals"]
         cells = [name, label(t["workload"]), fmt_seconds(t["per_sample"]["latency_s"]), fmt_joules(t["per_sample"]["energy_j"]),
-                 "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", fmt_count(t["macs"]),
-                 _coverage_cell(t["coverage"]), ", ".join(sorted(set(row["unsupported"]))) or "0"]
+                 "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", _coverage_cell(t["coverage"]), ", ".join(sorted(set(row["unsupported"]))) or "0"]
         if old:
             base = old.get(name, {}).get("totals")
             now, before, _ = _gated(t, base, gate) if base else (t, {}, None)

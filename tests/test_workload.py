@@ -142,6 +142,11 @@ def test_batch_option_applies_agrees_or_refuses(tmp_path, capsys, lenet5):
     assert code == 0, err
     assert "| sparse-tc | inference ×4 |" in table and "| reram | inference ×1 |" in table
     assert "`--batch 4`: reram has no batch setting" in table
+    # No per-target MACs column (sparse-tc's run of 4 would count 4x the MACs of reram's run of
+    # one); the model's own MACs once, under the table.
+    header = next(line for line in table.splitlines() if line.startswith("| target |"))
+    assert "MACs" not in header
+    assert "The model as exported (batch 1): 417k MACs per run, 61.7k parameters;" in table
 
 
 def test_gate_per_sample_and_total(tmp_path, capsys, lenet5):
