@@ -1,6 +1,7 @@
 """Quantize weights and activations, emitted as QDQ ONNX (QuantizeLinear/DequantizeLinear pairs).
 
-Weights of Conv / Gemm / MatMul are stored as int8 initializers followed by a
+Weights of Conv / Gemm / MatMul (and both weights of an LSTM / GRU / RNN: W, and R, which
+multiplies the previous hidden state) are stored as int8 initializers followed by a
 DequantizeLinear; float activations at the inputs and outputs of those ops get a
 QuantizeLinear -> DequantizeLinear pair. The graph's inputs and outputs stay float, so the
 same feed runs the original and the quantized model. onnxruntime fuses the 8-bit patterns
@@ -186,6 +187,18 @@ def _quantize_weight_input(graph: ir.Graph, target: Target, bits: int, config: Q
             "error_bound": float(np.max(scale)) / 2, "channels": int(scale.size), "_scale": scale}
 
 
+def _quantize_recurrence(graph: ir.Graph, target: Target, bits: int, config: QuantConfig) -> dict[str, Any]:
+    """A recurrent op's R quantized as its W is (the two weights multiply x_t and h_{t-1} every
+    step), or why it stays float."""
+    recurrence = target.weight.recurrence
+    kept = _float_weight_kept(recurrence)
+    if kept:
+        return {"kept_float": kept}
+    row = _quantize_weight_input(graph, Target(target.node, target.name, recurrence), bits, config)
+    row.pop("_scale")
+    return row
+
+
 def _quantize_bias(graph: ir.Graph, node: ir.Node, x_scale: np.float32, w_scale: np.ndarray) -> bool:
     """Bias as int32 with scale x_scale * w_scale (the accumulator's scale), as the QDQ format wants."""
     value = bias_of(node)
@@ -281,6 +294,8 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
             w_scale = row.pop("_scale")
             if x in params and _quantize_bias(graph, t.node, params[x][0], w_scale):
                 biases += 1
+            if t.weight.recurrence is not None:  # an LSTM/GRU/RNN's R: the same bits, per gate row
+                row["recurrence"] = _quantize_recurrence(graph, t, layer_bits[t.name], config)
         layers.append(row)
     for p, (scale, zp, levels, clip) in params.items():
         _insert_activation_qdq(graph, p, scale, zp, levels, clip)
@@ -290,7 +305,11 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
     stats["biases_int32"] = biases
     # Bytes as stored (8-bit containers) and as packed at the nominal widths.
     stored = sum(v.const_value.nbytes for v in graph.initializers.values() if v.const_value is not None)
-    packed = stored - sum(t.params * (1 - stats["weight_bits"][t.name] / 8) for t in targets if t.name in stats["weight_bits"])
+    quantized = {t.name: t.params for t in targets}
+    for t, row in zip(targets, layers):
+        if "bits" in row.get("recurrence", {}):
+            quantized[t.name] += math.prod(t.weight.recurrence.shape)
+    packed = stored - sum(count * (1 - stats["weight_bits"][name] / 8) for name, count in quantized.items() if name in stats["weight_bits"])
     stats.update(weight_bytes_stored=int(stored), weight_bytes_packed=int(round(packed)))
     return stats
 
@@ -323,7 +342,7 @@ def check_opset(model: ir.Model, where: str) -> None:
 
 @dataclasses.dataclass
 class QuantizeQDQ(NnccPass):
-    """Quantize Conv/Gemm/MatMul weights and activations to ``bits`` (2-8), as QDQ ONNX.
+    """Quantize Conv/Gemm/MatMul/LSTM/GRU/RNN weights and activations to ``bits`` (2-8), as QDQ ONNX.
 
     Parameters: ``bits`` (weights, and activations unless ``activation_bits`` is set);
     ``per_channel`` / ``symmetric`` for weights; ``activations`` (False: weights only);
