@@ -51,13 +51,16 @@ class CompileOptions:
 @dataclasses.dataclass
 class CompileResult:
     model_path: pathlib.Path
-    original: ir.Model
+    # None when nothing after the passes needed it (no verification, no ratios to the
+    # uncompressed model, loaded here): let go before lowering, its weights with it.
+    original: ir.Model | None
     model: ir.Model
     target: Target
     mapping: Mapping
     cost: CostReport
     records: list[PassRecord]
     report: dict[str, Any]
+    original_facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # nncc.driver.original_facts
 
 
 def sha256_file(path: pathlib.Path) -> str:
@@ -122,7 +125,7 @@ def _warnings(result: CompileResult, raised: list[dict[str, str]]) -> list[dict[
     found += [{"kind": "contrib", "message": line} for record in result.report.get("contrib", [])
               if (line := describe_contrib(record)) is not None]
     found += raised
-    bad = original_facts(result.original)["nonfinite_weights"]
+    bad = result.original_facts["nonfinite_weights"]
     if bad:
         names = ", ".join(f"{name} ({count})" for name, count in list(bad.items())[:5]) + (", ..." if len(bad) > 5 else "")
         found.append({"kind": "weights", "message": f"{sum(bad.values())} NaN or infinite weight value(s) in {len(bad)} "
@@ -162,6 +165,7 @@ def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], o
     # ``original`` is the verification reference, read and never changed (so ``loaded`` itself
     # serves); ``model`` is what the passes rewrite.
     original = loaded if loaded is not None else load_model(model_path, options.input_shapes, input_values=options.input_values)
+    facts = original_facts(original)
     eval_data = load_eval_data(options.eval_data) if options.eval_data else None
     if eval_data is not None and options.context.calibration is None:
         name = original.graph.inputs[0].name
@@ -174,6 +178,16 @@ def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], o
     options.context.crossbar = target.crossbar_geometry()
     # Shapes inferred again where a pass changed the model (the original's are current).
     model, records = (shared or SharedPasses(original, model_path)).run(list(passes) + list(target.legalize()), options.context)
+    if loaded is None and options.verify_samples <= 0 and eval_data is None and not _wants_ratios(target, records):
+        # The passes made their own weights (fold-batchnorm scales every conv's): the original's
+        # are not needed again, and holding them would keep a second model in memory while
+        # the target lowers (its peak: reram's calibration session). Its weights are let go
+        # one by one: a model's graph, nodes and values refer to one another, and only a full
+        # cycle collection (~35 ms on ResNet-50) would free them with the model.
+        for graph in original.graphs():
+            for value in graph.initializers.values():
+                value.const_value = None
+        original = None
     progress("lowering")
     costed, control_flow = costed_copy(model, model_path, options.trip_counts)
     # Targets measure on the user's calibration data too (ADC bits, spike rates).
@@ -192,13 +206,13 @@ def _compile(model_path: pathlib.Path, target: Target, passes: list[NnccPass], o
         measured = runtime.measure_latency(sess, runtime.sample_inputs(model, 1, seed=1)[0])
         measured["threads"] = 1
         measured["executor"] = "onnxruntime"
-    report = build_report(model_path, original, model, target, cost, records, verification, measured, costed)
+    report = build_report(model_path, facts, model, target, cost, records, verification, measured, costed)
     flow = [r for r in control_flow if "domain" not in r]
     if flow:
         report["control_flow"] = flow
     if len(flow) < len(control_flow):
         report["contrib"] = [r for r in control_flow if "domain" in r]
-    return CompileResult(model_path, original, model, target, mapping, cost, records, report)
+    return CompileResult(model_path, original, model, target, mapping, cost, records, report, facts)
 
 
 def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | None = None
@@ -226,13 +240,19 @@ def costed_copy(model: ir.Model, where: object, trip_counts: dict[str, int] | No
     return copy, records + loops + contrib
 
 
+def _wants_ratios(target: Target, records: list[PassRecord]) -> bool:
+    """Whether the target reports ratios to the uncompressed model (it has them, and a user
+    pass changed the model)."""
+    if type(target).ratios_to_uncompressed is Target.ratios_to_uncompressed:
+        return False
+    return any(r.modified for r in records if r.name not in {p.name for p in target.legalize()})
+
+
 def _ratios_to_uncompressed(model_path, original: ir.Model, target: Target, records: list[PassRecord], cost: CostReport,
                              options: CompileOptions) -> dict[str, Any] | None:
     """The target's ratios against the model compiled with only the target's own legalization
     (one more lowering, done only when a user pass changed the model and the target has ratios)."""
-    if type(target).ratios_to_uncompressed is Target.ratios_to_uncompressed:
-        return None
-    if not any(r.modified for r in records if r.name not in {p.name for p in target.legalize()}):
+    if not _wants_ratios(target, records):
         return None
     plain = copy_model(original)
     context = PassContext(calibration=options.context.calibration, target=target.name, crossbar=target.crossbar_geometry())
@@ -252,7 +272,8 @@ def verify(verifier: Verifier | None, original: ir.Model, model: ir.Model, optio
     return verifier.verify(model, options.verify_samples, options.tolerance, eval_data, str(options.eval_data or ""))
 
 
-def build_report(model_path, original, model, target, cost, records, verification, measured, costed=None) -> dict[str, Any]:
+def build_report(model_path, facts, model, target, cost, records, verification, measured, costed=None) -> dict[str, Any]:
+    """report.json's content; ``facts``: :func:`original_facts` of the model as loaded."""
     summary = analysis.model_summary(model)
     report = {
         "schema": REPORT_SCHEMA,
@@ -261,7 +282,7 @@ def build_report(model_path, original, model, target, cost, records, verificatio
             "name": model_path.stem,
             "path": str(model_path),
             "sha256": sha256_file(model_path),
-            "original": dict(original_facts(original)["summary"]),
+            "original": dict(facts["summary"]),
             **summary,
         },
         "target": target.describe(),
