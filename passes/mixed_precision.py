@@ -44,7 +44,8 @@ from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext
 from nncc.calibration import calibration_feeds
 from nncc.passes.quant_scales import dequantize, quantize_weight, stored_bits
-from nncc.passes.quantize import QuantConfig, Target, find_targets, onnxruntime_kernels, prepare, quantize_targets
+from nncc.passes.ort_kernels import onnxruntime_kernels
+from nncc.passes.quantize import QuantConfig, Target, find_targets, prepare, quantize_targets
 
 METHOD = ("sensitivity search: per-layer relative output MSE measured in onnxruntime with one layer's weights "
           "quantized at a time, then a greedy knapsack (smallest error increase per budget unit saved) over the "

@@ -21,27 +21,22 @@ dequantized values, which simulates the precision, not the speed.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
-import os
-import tempfile
 from typing import Any, Literal
 
 import numpy as np
-import onnx
 import onnx_ir as ir
-import onnxruntime as ort
 
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers, unique_name
-from nncc.loading import stamp_runtime_ir_version
 from nncc.ops import INTEGER_OPS, is_weighted
 from nncc.pass_base import NnccPass
 from nncc.pipeline import PassContext
 from nncc.calibration import calibration_feeds, collect_ranges
 from nncc.passes.fold import FoldBatchNorm
 from nncc.passes.quant_scales import activation_params, dequantize, quantize_weight, stored_bits
+from nncc.passes.ort_kernels import onnxruntime_kernels
 from nncc.passes.weighted import skip_record
 from nncc.weights import layer_name
 from nncc.weights import Weight, bias_of, weight_of
@@ -312,25 +307,6 @@ def quantize_targets(model: ir.Model, targets: list[Target], layer_bits: dict[st
     packed = stored - sum(count * (1 - stats["weight_bits"][name] / 8) for name, count in quantized.items() if name in stats["weight_bits"])
     stats.update(weight_bytes_stored=int(stored), weight_bytes_packed=int(round(packed)))
     return stats
-
-
-def onnxruntime_kernels(model: ir.Model) -> dict[str, Any]:
-    """Which kernels onnxruntime runs, read from its optimized graph (ORT_ENABLE_ALL, CPU)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    stamp_runtime_ir_version(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-        try:
-            ort.InferenceSession(ir.to_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise NnccError("quantize", f"onnxruntime cannot run the quantized model: {str(e).splitlines()[0]}") from None
-        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    ops = collections.Counter(n.op_type for n in optimized.graph.node)
-    integer = {op: n for op, n in ops.items() if op.startswith("QLinear") or "Integer" in op or op in ("QGemm", "QAttention")}
-    dense = {op: n for op, n in ops.items() if op in ("Conv", "Gemm", "MatMul", "FusedConv", "FusedGemm", "FusedMatMul")}
-    return {"integer": dict(sorted(integer.items())), "float": dict(sorted(dense.items())),
-            "quantize_dequantize": ops["QuantizeLinear"] + ops["DequantizeLinear"]}
 
 
 def check_opset(model: ir.Model, where: str) -> None:

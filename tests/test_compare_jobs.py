@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from nncc import calibration, compare_jobs, models
+from nncc import calibration, models
 from nncc.cli import main
 from nncc.compare_jobs import CRASHED
 
