@@ -234,7 +234,8 @@ def _table(model_name, results, old, gate: str = "per-sample") -> str:
             continue
         t = row["totals"]
         cells = [name, label(t["workload"]), fmt_seconds(t["per_sample"]["latency_s"]), fmt_joules(t["per_sample"]["energy_j"]),
-                 "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", _coverage_cell(t["coverage"]), ", ".join(sorted(set(row["unsupported"]))) or "0"]
+                 "n/a" if t.get("area_mm2") is None else f"{t['area_mm2']:.4g}", _coverage_cell(t["coverage"]),
+                 ", ".join(sorted(set(row["unsupported"]))) or "0"]
         if old:
             base = old.get(name, {}).get("totals")
             now, before, _ = _gated(t, base, gate) if base else (t, {}, None)

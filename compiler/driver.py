@@ -15,7 +15,7 @@ import numpy as np
 import onnx_ir as ir
 
 import nncc
-from nncc import analysis, notices, render, render_html, runtime
+from nncc import analysis, notices, render, render_html, reuse, runtime
 from nncc.target import Mapping, Target
 from nncc.cost import CostReport
 from nncc.control_flow import inline_costlier_branches
@@ -66,8 +66,7 @@ class CompileResult:
 def sha256_file(path: pathlib.Path) -> str:
     """The file's sha256, read once per version of the file (compare reports it for every
     target; a 100 MB model takes 0.4 s to hash here)."""
-    stat = os.stat(path)
-    return _sha256_of(os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _sha256_of(*reuse.file_version(path))
 
 
 @functools.lru_cache(maxsize=16)

@@ -35,6 +35,8 @@ _kept: tuple[tuple[Any, ...], ir.Model, dict[tuple[Any, ...], SharedPasses]] | N
 
 
 def file_version(path: str | os.PathLike) -> tuple[Any, ...]:
+    """(real path, device, inode, size, modification time): what tells one version of a file
+    from the next here (nncc.driver.sha256_file hashes a file once per version too)."""
     stat = os.stat(path)
     return os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
