@@ -15,7 +15,7 @@ import numpy as np
 
 from nncc.crossbar import CrossbarGeometry, cell_matrix_t, column_slices, logical_blocks, physical_matrix
 
-from . import adc
+from . import adc, block_kernels
 
 
 def levels(n: int, geometry: CrossbarGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -47,13 +47,22 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
             group_codes = np.ascontiguousarray(codes[gi], dtype=np.uint8 if config.input_bits <= 8 else None)
             if X % 8 == 0:  # row blocks start on a byte of the packed planes: pack the layer's once
                 planes = adc.packed_planes(group_codes, config.input_bits)
+                before = adc.ones_before(planes[0])
+        w_t = block_kernels.transposed_weights(w, geometry, config)
         for r in range(0, k, X):
             # Cells as small integers, transposed ([physical columns, rows]): a column's cells
             # contiguous, and a column-major float buffer for the read conductance without a
-            # transposing copy. One block at a time stays in cache.
-            cells_t = cell_matrix_t(w[r:r + X], geometry, scale)
-            block_planes = None if planes is None else (planes[0][:, r // 8:-(-(r + X) // 8)], planes[1][r:r + X])
-            block.add(st, stack, cells_t, None if group_codes is None else group_codes[:, r:r + X], block_planes)
+            # transposing copy. One block at a time stays in cache. The compiled kernel gives
+            # the cells with their column sums, placed crossbars and read conductance, in one pass.
+            rows = min(X, k - r)
+            cells = None if w_t is None else block_kernels.block_pass(w_t, r, rows, geometry, scale, config)
+            if cells is None:
+                cells = block_kernels.BlockCells(cell_matrix_t(w[r:r + X], geometry, scale))
+            block_planes = None
+            if planes is not None:
+                b0, b1 = r // 8, -(-(r + X) // 8)
+                block_planes = (planes[0][:, b0:b1], planes[1][r:r + X], before[:, min(b1, before.shape[1] - 1)] - before[:, b0])
+            block.add(st, stack, cells, None if group_codes is None else group_codes[:, r:r + X], block_planes)
         st["wires"] += int(stack.sum())
         st["wire_lengths"] += float(sum(tree_length(int(h)) * count for h, count in zip(*np.unique(stack[stack > 0], return_counts=True))))
     return st
@@ -68,21 +77,26 @@ class _Block:
         self.X = config.geometry.size
         self.starts = np.arange(0, phys_cols, self.X)  # first column of each crossbar
 
-    def add(self, st, stack, cells_t, codes, planes=None) -> None:
+    def add(self, st, stack, cells: block_kernels.BlockCells, codes, planes=None) -> None:
         config, X, col_slice = self.config, self.X, self.col_slice
+        cells_t, col_sums = cells.cells_t, cells.col_sums
         rows = cells_t.shape[1]
-        # The cells as float32, [physical columns x rows]: their exact integer column sums (one
-        # BLAS product; integers below 2^24 are exact in any order) say which columns hold a
-        # non-zero cell (cells are >= 0), bound the column sums of the planes and give the
-        # weight bound; then the read conductance is computed on them in place.
-        cells_f = cells_t.astype(np.float32)
-        col_sums = cells_f @ np.ones(rows, dtype=np.float32)
+        # Without the kernel's sums, the cells as float32, [physical columns x rows]: their exact
+        # integer column sums (one BLAS product; integers below 2^24 are exact in any order) say
+        # which columns hold a non-zero cell (cells are >= 0), bound the column sums of the
+        # planes and give the weight bound; then the read conductance is computed on them in place.
+        cells_f = None
+        if col_sums is None:
+            cells_f = cells_t.astype(np.float32)
+            col_sums = cells_f @ np.ones(rows, dtype=np.float32)
         nz = col_sums > 0
         st["live"] |= nz
         stack += nz
         # A partial parallel read senses every column once per group of rows_parallel rows.
         st["nz_cols"] += np.bincount(col_slice[nz], minlength=config.geometry.slices) * reads(rows, config)
-        occupied = np.logical_or.reduceat(nz, self.starts) if self.starts.size else np.zeros(0, dtype=bool)
+        occupied = cells.placed
+        if occupied is None:
+            occupied = np.logical_or.reduceat(nz, self.starts) if self.starts.size else np.zeros(0, dtype=bool)
         if not occupied.any():
             # All cells zero: no column sum exceeds what earlier blocks reached (sums are >= 0),
             # and no crossbar is placed to read: nothing to add.
@@ -92,7 +106,8 @@ class _Block:
         full = bool(mask.all())
         if codes is not None:
             st["sums"], density = adc.slice_sums(codes, cells_t.T, config.input_bits, col_slice, st["sums"],
-                                                 col_sums=col_sums.astype(np.float64), cells_t=cells_f, planes=planes)
+                                                 col_sums=col_sums.astype(np.float64), cells_t=cells_t if cells_f is None else cells_f,
+                                                 planes=planes)
         else:
             density = np.full(rows, 0.5)  # [U] half the bits 1 if unmeasured
             st["sums"] = np.maximum(st["sums"], adc.per_slice_max(col_sums.astype(np.float32), self.n, config.geometry))
@@ -100,8 +115,11 @@ class _Block:
         st["placed"] += placed
         st["dac_rows"] += rows * placed
         idle = X * placed - int(mask.sum())  # unused columns of a placed crossbar conduct at Roff
-        used = cells_f if full else cells_f[mask]
-        st["read_s"] += float(density @ (self.row_conductance(used, mask, full) + idle * config.g_off))
+        row_g = cells.row_g
+        if row_g is None:
+            cells_f = cells_t.astype(np.float32) if cells_f is None else cells_f
+            row_g = self.row_conductance(cells_f if full else cells_f[mask], mask, full)
+        st["read_s"] += float(density @ (row_g + idle * config.g_off))
         st["active_rows"] += float(density.sum()) * placed  # rows whose input bit is 1, per bit
 
     def row_conductance(self, cells_f, mask, full) -> np.ndarray:

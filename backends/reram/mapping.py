@@ -54,7 +54,6 @@ from nncc.analysis import Layer, layers, recurrence, stored_widths
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.crossbar import column_slices, dense_crossbars, layer_scale, max_abs, row_blocks
-from nncc.errors import NnccError
 from nncc.irutils import constant_value, is_constant
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
 

@@ -1,0 +1,213 @@
+/* One crossbar row block in one pass over its weights: the compiled form of
+ * nncc.crossbar.cell_matrix_t followed by column_stats' column sums, placed crossbars and row
+ * read conductance (backends/reram/block_kernels.py calls it; numpy computes the same where
+ * this module is not built, and tests/test_reram_block_kernels.py compares the two).
+ *
+ * Every figure is the one the numpy code computes, to the last bit:
+ *   - a weight code is rint(|w| / scale * (2^bits - 1)) (differential) or
+ *     rint(w / scale * (2^(bits-1) - 1)) + 2^(bits-1) (offset), each step in float64 as numpy
+ *     does it on the float64 copy of the weights;
+ *   - a cell is (code >> shift) & mask, its slice's cut; column sums are integers;
+ *   - a crossbar (X consecutive physical columns) is placed when one of its columns holds a
+ *     non-zero cell;
+ *   - a cell's read conductance is ((float)cell / top) * (g_on - g_off) + g_off, each step
+ *     rounded to float32 (numpy's float32 ufuncs; the build turns off contraction into fused
+ *     multiply-adds, -ffp-contract=off), and a row's conductance adds the columns of the placed
+ *     crossbars one after another in float32, as numpy's sum over the columns of a column-major
+ *     buffer does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* On x86-64, an AVX2 clone beside the baseline one, chosen at load time by the CPU: the loops
+ * are the same, twice the lanes (AVX2 has no FMA, and contraction is off anyway). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* rint() for |q| < 2^51 in the default rounding mode (to nearest, ties to even): adding and
+ * taking away 1.5 * 2^52 leaves q rounded to an integer; inline, where rint() is a call into
+ * libm on a baseline x86-64 build. Not folded away: IEEE semantics (no -ffast-math, setup.py). */
+static inline double round_even(double q) {
+    const double magic = 6755399441055744.0;
+    const double shifted = q + magic;
+    return shifted - magic;
+}
+
+typedef struct {
+    const float *w_t;          /* [n x k] row-major: one output per row */
+    Py_ssize_t n, k, r0, rows; /* the block: rows r0 .. r0 + rows - 1 */
+    double scale, top_code, offset;
+    int differential, slices, size;
+    const uint8_t *shift, *mask; /* per slice, MSB first */
+    const float *top;            /* per slice: the top cell value (2^b - 1) as float32 */
+    float g_span, g_off;
+} Block;
+
+/* The codes of every output over the block's rows, by polarity: codes[(p * n + j) * rows + r].
+ * Returns 0 where a code is NaN or outside 0 .. 65535 (numpy's general path must run). */
+CLONES static int quantize(const Block *b, uint16_t *restrict codes, double *restrict q) {
+    const Py_ssize_t n = b->n, R = b->rows;
+    const double scale = b->scale, top = b->top_code, offset = b->offset;
+    const int diff = b->differential;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const float *restrict src = b->w_t + j * b->k + b->r0;
+        uint16_t *restrict pos = codes + j * R, *restrict neg = codes + (n + j) * R;
+        int bad = 0;
+        for (Py_ssize_t r = 0; r < R; r++) {
+            const double x = (double)src[r];
+            q[r] = ((diff ? fabs(x) : x) / scale) * top;
+        }
+        for (Py_ssize_t r = 0; r < R; r++) /* NaN, infinite or far out of range */
+            bad |= (q[r] != q[r]) | (q[r] <= -1e15) | (q[r] >= 1e15);
+        if (bad)
+            return 0;
+        for (Py_ssize_t r = 0; r < R; r++) {
+            const double v = round_even(q[r]) + offset;
+            bad |= (v < 0.0) | (v > 65535.0);
+            q[r] = v;
+        }
+        if (bad)
+            return 0;
+        for (Py_ssize_t r = 0; r < R; r++) {
+            const uint16_t code = (uint16_t)(int32_t)q[r];
+            pos[r] = (!diff || src[r] > 0.0f) ? code : 0;
+            if (diff)
+                neg[r] = src[r] < 0.0f ? code : 0;
+        }
+    }
+    return 1;
+}
+
+/* Cells, column sums and placed crossbars, one crossbar (X columns) at a time, and the row
+ * conductance of each placed one's columns added in column order while its cells are in cache. */
+CLONES static void cut(const Block *b, const uint16_t *restrict codes, uint8_t *restrict cells, int64_t *restrict col_sum,
+                       uint8_t *restrict placed, float *restrict acc) {
+    const Py_ssize_t n = b->n, R = b->rows, S = b->slices, X = b->size;
+    const Py_ssize_t cols = (b->differential ? 2 : 1) * S * n;
+    int first = 1;
+    for (Py_ssize_t start = 0; start < cols; start += X) {
+        const Py_ssize_t end = start + X < cols ? start + X : cols;
+        int64_t any = 0;
+        for (Py_ssize_t c = start; c < end; c++) {
+            const Py_ssize_t ps = c / n, j = c % n, p = ps / S, s = ps % S;
+            const uint16_t *restrict code = codes + (p * n + j) * R;
+            uint8_t *restrict dst = cells + c * R;
+            const uint16_t sh = b->shift[s], m = b->mask[s];
+            uint32_t total = 0;
+            for (Py_ssize_t r = 0; r < R; r++) {
+                const uint8_t cell = (uint8_t)((code[r] >> sh) & m);
+                dst[r] = cell;
+                total += cell;
+            }
+            col_sum[c] = total;
+            any |= total;
+        }
+        placed[start / X] = any != 0;
+        if (!any)
+            continue;
+        for (Py_ssize_t c = start; c < end; c++) {
+            const uint8_t *restrict col = cells + c * R;
+            const float t = b->top[(c / n) % S], span = b->g_span, off = b->g_off;
+            if (first) {
+                for (Py_ssize_t r = 0; r < R; r++) {
+                    float g = (float)col[r] / t;
+                    g = g * span;
+                    acc[r] = g + off;
+                }
+                first = 0;
+            } else {
+                for (Py_ssize_t r = 0; r < R; r++) {
+                    float g = (float)col[r] / t;
+                    g = g * span;
+                    g = g + off;
+                    acc[r] = acc[r] + g;
+                }
+            }
+        }
+    }
+    if (first)
+        for (Py_ssize_t r = 0; r < R; r++)
+            acc[r] = 0.0f;
+}
+
+/* block_pass(w_t, k, r0, rows, scale, weight_bits, differential, size, shifts, masks, tops, g_span, g_off,
+ *            cells_t, col_sums, placed, row_g) -> bool
+ *
+ * w_t: float32 [n x k] C-contiguous (the layer's [k x n] matrix transposed); the block is rows
+ * r0 .. r0 + rows - 1; size: the crossbar's X. shifts, masks: one byte per slice (MSB first);
+ * tops: float32 per slice. Writes cells_t: uint8 [P*S*n x rows] (column (p*S + s)*n + j, as
+ * cell_matrix_t), col_sums: int64 [P*S*n], placed: one byte per crossbar of X columns,
+ * row_g: float32 [rows] (0 where no crossbar is placed). Returns False where numpy's general
+ * path must run instead (a code that is NaN or outside 0 .. 65535): nothing written is then
+ * to be read. */
+static PyObject *block_pass(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w = {0}, shifts = {0}, masks = {0}, tops = {0}, cells = {0}, sums = {0}, placed = {0}, row_g = {0};
+    Py_ssize_t k, r0, rows;
+    double scale;
+    int bits, differential, size;
+    float g_span, g_off;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnndiiiy*y*y*ffw*w*w*w*", &w, &k, &r0, &rows, &scale, &bits, &differential, &size,
+                          &shifts, &masks, &tops, &g_span, &g_off, &cells, &sums, &placed, &row_g))
+        return NULL;
+    const Py_ssize_t S = shifts.len, P = differential ? 2 : 1;
+    const Py_ssize_t n = k > 0 ? w.len / (Py_ssize_t)sizeof(float) / k : 0;
+    const Py_ssize_t cols = P * S * n;
+    if (S < 1 || masks.len != S || tops.len != S * (Py_ssize_t)sizeof(float) || k < 1 || r0 < 0 || rows < 1 ||
+        r0 + rows > k || size < 1 || bits < 1 || bits > 16 || n * k * (Py_ssize_t)sizeof(float) != w.len ||
+        cells.len != cols * rows || sums.len != cols * (Py_ssize_t)sizeof(int64_t) ||
+        placed.len != (cols + size - 1) / size || row_g.len != rows * (Py_ssize_t)sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "block_pass: buffer sizes do not match");
+        goto done;
+    }
+    const Block block = {
+        .w_t = (const float *)w.buf, .n = n, .k = k, .r0 = r0, .rows = rows, .scale = scale,
+        .top_code = differential ? (double)((1L << bits) - 1) : (double)((1L << (bits - 1)) - 1),
+        .offset = differential ? 0.0 : (double)(1L << (bits - 1)), .differential = differential,
+        .slices = (int)S, .size = size, .shift = (const uint8_t *)shifts.buf, .mask = (const uint8_t *)masks.buf,
+        .top = (const float *)tops.buf, .g_span = g_span, .g_off = g_off,
+    };
+    uint16_t *codes = malloc((size_t)(P * n * rows) * sizeof(uint16_t));
+    double *scratch = malloc((size_t)rows * sizeof(double));
+    if (!codes || !scratch) {
+        free(codes);
+        free(scratch);
+        PyErr_NoMemory();
+        goto done;
+    }
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = quantize(&block, codes, scratch);
+    if (ok)
+        cut(&block, codes, (uint8_t *)cells.buf, (int64_t *)sums.buf, (uint8_t *)placed.buf, (float *)row_g.buf);
+    Py_END_ALLOW_THREADS
+    free(codes);
+    free(scratch);
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&shifts);
+    PyBuffer_Release(&masks);
+    PyBuffer_Release(&tops);
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&sums);
+    PyBuffer_Release(&placed);
+    PyBuffer_Release(&row_g);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"block_pass", block_pass, METH_VARARGS, "A crossbar row block's cells, column sums, placed crossbars and row conductance."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_block_kernels", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__block_kernels(void) { return PyModule_Create(&module); }
