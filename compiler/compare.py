@@ -107,7 +107,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
         except NnccError as e:  # this target's limit; the others still report
             return {"error": e.what}
 
-    results = run_targets(specs, compile_one, jobs, progress)
+    first = {name for name, _ in specs if TARGETS.get(name).runs_model}
+    results = run_targets(specs, compile_one, jobs, progress, first=first)
     if all("error" in r for r in results.values()):
         first = next(iter(results.values()))["error"]
         raise NnccError(model, f"no target could compile the model ({first})")

@@ -32,9 +32,10 @@ def _in_worker(name: str, values: dict[str, str]) -> dict[str, Any]:
 
 
 def run_targets(specs: list[tuple[str, dict[str, str]]], compile_one: Callable[[str, dict[str, str]], dict[str, Any]],
-                jobs: int = 1, progress=None) -> dict[str, dict[str, Any]]:
+                jobs: int = 1, progress=None, first: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
     """``{target: compile_one(target, values)}`` for each ``(target, values)`` of ``specs``, in
-    their order, on up to ``jobs`` worker processes."""
+    their order, on up to ``jobs`` worker processes; the targets ``first`` names (the longest:
+    ``Target.runs_model``) start before the others, which fill the other workers meanwhile."""
     task = progress.add_task("comparing", total=len(specs)) if progress else None
     workers = min(jobs, len(specs))
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -50,7 +51,8 @@ def run_targets(specs: list[tuple[str, dict[str, str]]], compile_one: Callable[[
     _compile_one = compile_one
     done: dict[str, dict[str, Any]] = {}
     try:
-        broken = _pool(specs, workers, done, lambda: progress and progress.update(task, advance=1))
+        started = sorted(specs, key=lambda spec: spec[0] not in first)  # stable: the others in their order
+        broken = _pool(started, workers, done, lambda: progress and progress.update(task, advance=1))
         # A dead worker breaks the pool for every target still in it: each of those runs again
         # alone, so that only the one that kills its worker is recorded as crashed.
         for name, values in broken:

@@ -149,6 +149,9 @@ class Target(abc.ABC):
     # label[, unit]) as in nncc.report_fields.FIELDS (groups: nncc.report_fields.GROUPS). A key
     # no row declares is still shown, raw, under "Other".
     report_fields: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Whether ``lower`` runs the model (reram's calibration runs in onnxruntime): the longest
+    # compiles, which ``compare --jobs`` starts first so that the others fill the other workers.
+    runs_model: ClassVar[bool] = False
 
     @classmethod
     def search_space(cls) -> list[list[SearchOption]]:

@@ -3,7 +3,6 @@ the complete old output or the complete new one at every moment (the issue's kil
 
 from __future__ import annotations
 
-import os
 import pathlib
 import random
 import signal

@@ -20,7 +20,6 @@ import zipfile
 from collections.abc import Callable
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

@@ -11,22 +11,19 @@ their column sums, the crossbars placed and the read conductance of each row.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
 
+from nncc import native
 from nncc.crossbar import CrossbarGeometry
 
-try:
-    from . import _block_kernels as _compiled
-except ImportError:  # not built (no C compiler at install): numpy computes the same
-    _compiled = None
+MODULE = "nncc.backends.reram._block_kernels"
 
 
 def compiled():
-    """The compiled module, or None (not built, or turned off by NNCC_NUMPY_KERNELS=1)."""
-    return None if os.environ.get("NNCC_NUMPY_KERNELS") == "1" else _compiled
+    """The compiled module, or None (not built, or turned off: :func:`nncc.native.kernels`)."""
+    return native.kernels(MODULE)
 
 
 class BlockCells(NamedTuple):

@@ -43,6 +43,7 @@ instead of the configured ``weight_bits`` / ``input_bits``; the row records its 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import math
 from typing import Any
@@ -53,6 +54,7 @@ import onnx_ir as ir
 from nncc.analysis import Layer, layers, recurrence, stored_widths
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
+from nncc.calibration import CALIBRATION_THREADS
 from nncc.crossbar import column_slices, dense_crossbars, layer_scale, max_abs, row_blocks
 from nncc.irutils import constant_value, is_constant
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
@@ -348,37 +350,55 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     calib = activations.Calibration(model, sampled, config, calibration) if config.adc_bits_from in MEASURED_MODES \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
     speedups = pipeline_speedups([p[0] for p in plans.values()], config.pipeline_speedup) if config.pipeline_speedup else {}
-    for layer in table:
-        if id(layer.node) in plans:
-            _, mats, mvms = plans[id(layer.node)]
-            k = mats[0].shape[0]
-            contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
-            lay_config = _layer_config(layer, config)
-            if id(layer.node) in speedups:
-                lay_config = dataclasses.replace(lay_config, replicate=speedups[id(layer.node)])
-            vectors = (lambda groups: None) if contrib else (lambda groups, lay=layer, k=k: calib.vectors(lay, groups, k))
-            row = map_mvm(layer, mats, mvms, lay_config, vectors, integer=contrib or layer.op in INTEGER_OPS)
-            if lay_config is not config:
-                row.weight_bits, row.input_bits = lay_config.weight_bits, lay_config.input_bits
-            if layer.op == "ConvTranspose" and layer.output_shapes[0] is not None:
-                row.overlap_adds = max(0, mvms * row.cols * row.groups - math.prod(layer.output_shapes[0]))
-                row.shift_adds += row.overlap_adds
-            rows.append(row)
-            if layer.op in RECURRENT_OPS or contrib:
-                _add_gates(rows[-1], layer, lay_config)
-        elif id(layer.node) in products:
-            row = products[id(layer.node)]
-            (unsupported if isinstance(row, Unsupported) else rows).append(row)
-        elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
-            if is_digital(layer.op):
-                row = digital_row(layer, config)
-                (unsupported if isinstance(row, Unsupported) else rows).append(row)
-            else:
-                unsupported.append(Unsupported(layer.name, layer.op, "no reram estimator for this op (not an MVM, "
-                                                                     "not in the digital-unit table)"))
+    # The layers are placed on threads, each on its own (the row-block kernel, BLAS and numpy's
+    # large array operations let go of the GIL): a compare's reram worker uses the cores the
+    # others have left. Rows are taken in the table's order, as placed one after another.
+    with cf.ThreadPoolExecutor(CALIBRATION_THREADS, thread_name_prefix="nncc-reram-layers") as pool:
+        placed = {key: pool.submit(_map_planned, layer, mats, mvms, config, speedups.get(key), calib)
+                  for key, (layer, mats, mvms) in plans.items()}
+        for layer in table:
+            _add_row(layer, placed, products, rows, unsupported, config)
     mapping = ReramMapping(layers=rows, unsupported=unsupported, calibration=calib.source)
     mapping.imas, mapping.tiles = place(mapping.crossbar_layers, config)
     return mapping
+
+
+def _map_planned(layer: Layer, mats: list[np.ndarray], mvms: int, config, replicate: int | None,
+                 calib: activations.Calibration) -> tuple[CrossbarLayer, Any]:
+    """(The row of a planned MVM layer, the config it was placed with)."""
+    k = mats[0].shape[0]
+    contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
+    lay_config = _layer_config(layer, config)
+    if replicate is not None:
+        lay_config = dataclasses.replace(lay_config, replicate=replicate)
+    vectors = (lambda groups: None) if contrib else (lambda groups: calib.vectors(layer, groups, k))
+    row = map_mvm(layer, mats, mvms, lay_config, vectors, integer=contrib or layer.op in INTEGER_OPS)
+    if layer.op == "ConvTranspose" and layer.output_shapes[0] is not None:
+        row.overlap_adds = max(0, mvms * row.cols * row.groups - math.prod(layer.output_shapes[0]))
+        row.shift_adds += row.overlap_adds
+    return row, lay_config
+
+
+def _add_row(layer: Layer, placed: dict, products: dict, rows: list, unsupported: list, config) -> None:
+    """The table row(s) of ``layer``: its placed MVM (from ``placed``), its product of two
+    activations, its digital op, or why it is not costed."""
+    if id(layer.node) in placed:
+        row, lay_config = placed[id(layer.node)].result()
+        if lay_config is not config:
+            row.weight_bits, row.input_bits = lay_config.weight_bits, lay_config.input_bits
+        rows.append(row)
+        if layer.op in RECURRENT_OPS or (layer.domain, layer.op) in CONTRIB_RECURRENT:
+            _add_gates(row, layer, lay_config)
+    elif id(layer.node) in products:
+        row = products[id(layer.node)]
+        (unsupported if isinstance(row, Unsupported) else rows).append(row)
+    elif layer.domain in DEFAULT_DOMAINS and layer.op not in MVM_OPS:
+        if is_digital(layer.op):
+            row = digital_row(layer, config)
+            (unsupported if isinstance(row, Unsupported) else rows).append(row)
+        else:
+            unsupported.append(Unsupported(layer.name, layer.op, "no reram estimator for this op (not an MVM, "
+                                                                 "not in the digital-unit table)"))
 
 
 def _add_gates(row: CrossbarLayer, layer: Layer, config) -> None:

@@ -33,6 +33,7 @@ class ReramTarget(Target):
     # --set profile=neurosim: DNN+NeuroSim V1.4's circuit models and default settings (config.neurosim).
     profiles = {"isaac": hwconfig.ReramConfig, "neurosim": hwconfig.neurosim}
     summary = "ReRAM crossbars (ISAAC/NeuroSim): bit-sliced weights, bit-serial inputs, ADC bits from measured column sums"
+    runs_model = True  # the ADC bits' calibration runs
     report_fields = (
         ("crossbars", "Structure", "Crossbars", "count"),
         ("crossbars_logical", "Structure", "Crossbars before bit slicing", "count"),

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from nncc import native
 from nncc.crossbar import max_abs
 
 # Filters are processed in chunks of about this many weights: it bounds memory on VGG's fc6,
@@ -129,11 +130,10 @@ def filter_stats(codes: np.ndarray, group: int = 1, weight_bits: int = 16, index
     padding = dict.fromkeys(widths, 0)
     rows = max(group, (CHUNK_ELEMENTS // max(k, 1)) // group * group)
     for start in range(0, f, rows):
-        chunk, jumps = _chunk_stats(codes[start:start + rows], group, multipliers)
-        total.add(chunk)
-        # Jumps are at most K: count each length once, then price every width on the counts
+        # Jumps are at most K: each length counted once, then every width priced on the counts
         # (one pass over the weights instead of one per width).
-        counts = np.bincount(jumps, minlength=1)
+        chunk, counts = _chunk_stats(codes[start:start + rows], group, multipliers)
+        total.add(chunk)
         lengths = np.arange(counts.size, dtype=np.int64)
         for j in widths:
             padding[j] += int((counts * (-(-lengths // ((1 << j) - 1)) - 1).clip(min=0)).sum())
@@ -143,10 +143,14 @@ def filter_stats(codes: np.ndarray, group: int = 1, weight_bits: int = 16, index
 
 
 def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightStats, np.ndarray]:
+    """(The counts of a chunk of filters, its entries counted by jump length)."""
     f, k = codes.shape
+    if g == 1 and (compiled := _compiled_single(codes, multipliers)) is not None:
+        return compiled
     nonzero = codes != 0
     if g == 1:
-        return _chunk_stats_single(codes, nonzero, multipliers)
+        stats, jumps = _chunk_stats_single(codes, nonzero, multipliers)
+        return stats, np.bincount(jumps, minlength=1)
     per_filter_unique = _distinct_rows(codes, ignore=0)
     stats = WeightStats(filters=f, k=k, zeros=int(f * k - nonzero.sum()), unique=int(per_filter_unique.sum()),
                         unique_max=int(per_filter_unique.max(initial=0)))
@@ -180,7 +184,30 @@ def _chunk_stats(codes: np.ndarray, g: int, multipliers: int) -> tuple[WeightSta
     # Jumps: positions sorted by (group, position); a stable sort by group keeps positions ascending.
     order = np.argsort(leaf, axis=1, kind="stable")
     ordered = np.take_along_axis(leaf, order, axis=1)
-    return stats, _jumps(order, ordered, ordered != np.iinfo(np.int64).max)
+    return stats, np.bincount(_jumps(order, ordered, ordered != np.iinfo(np.int64).max), minlength=1)
+
+
+KERNELS = "nncc.backends.ucnn._filter_kernels"
+
+
+def _compiled_single(codes: np.ndarray, multipliers: int) -> tuple[WeightStats, np.ndarray] | None:
+    """:func:`_chunk_stats` for G = 1 by the compiled kernel (``_filter_kernels.c``: the same
+    counts, each filter's groups found in one pass, not by sorting it), or None where it does
+    not apply (not built, codes other than int32, codes spanning more than 2^20 values: its tables would outgrow a cache)."""
+    kernel = native.kernels(KERNELS)
+    f, k = codes.shape
+    if kernel is None or codes.dtype != np.int32 or not codes.size:
+        return None
+    low, high = int(codes.min()), int(codes.max())
+    if high - low >= 1 << 20:
+        return None
+    sizes, jumps = np.zeros(k + 1, dtype=np.int64), np.zeros(k + 1, dtype=np.int64)
+    zeros, unique, unique_max, entries, act_adds, psum_adds, base_cycles = kernel.single_group_stats(
+        np.ascontiguousarray(codes), f, low, high - low + 1, multipliers, sizes, jumps)
+    stats = WeightStats(filters=f, k=k, zeros=zeros, unique=unique, unique_max=unique_max, entries=entries, mults=unique,
+                        act_adds=act_adds, psum_adds=psum_adds, base_cycles=base_cycles)
+    stats.group_sizes = {int(n): int(c) for n, c in enumerate(sizes) if n and c}
+    return stats, jumps
 
 
 def _chunk_stats_single(codes: np.ndarray, nonzero: np.ndarray, multipliers: int) -> tuple[WeightStats, np.ndarray]:
