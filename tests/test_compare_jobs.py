@@ -65,3 +65,25 @@ def test_workers_share_the_calibration_threads(monkeypatch):
         assert calibration.threads() == 1
         busy.value -= 8
     assert busy.value == 0
+
+
+def test_the_targets_that_run_the_model_start_first(monkeypatch):
+    """reram (``runs_model``: its calibration runs) is compare's longest compile: it starts
+    before the others, which fill the other workers meanwhile; the results keep the spec order."""
+    from nncc import compare_jobs
+    from nncc.registry import TARGETS
+
+    assert TARGETS.get("reram").runs_model
+    assert not any(TARGETS.get(name).runs_model for name in TARGETS.names() if name != "reram")
+    submitted = []
+
+    def pool(specs, workers, done, advance):
+        submitted.extend(name for name, _ in specs)
+        done.update({name: {"totals": {}} for name, _ in specs})
+        return []
+
+    monkeypatch.setattr(compare_jobs, "_pool", pool)
+    specs = [(name, {}) for name in ["hypar", "mobile-cpu", "reram", "sparse-tc"]]
+    results = compare_jobs.run_targets(specs, lambda name, values: {}, jobs=2, first={"reram"})
+    assert submitted == ["reram", "hypar", "mobile-cpu", "sparse-tc"]
+    assert list(results) == ["hypar", "mobile-cpu", "reram", "sparse-tc"]
