@@ -35,3 +35,22 @@ def test_large_weights_are_shared_and_results_equal(tmp_path):
     # The model itself is unchanged: its initializer still holds the array, not the placeholder.
     assert not isinstance(model.graph.initializers["big"].const_value, ir.ExternalTensor)
     assert onnx.checker.check_model(ir.to_proto(model)) is None
+
+
+def test_mid_sized_weights_shared_give_the_same_bits(tmp_path, monkeypatch):
+    """Convolution weights of 16 kB - 1 MB are shared too (SHARE_WEIGHT_BYTES): onnxruntime's
+    optimizations and kernels give the bits a session of the whole serialized model gives."""
+    from nncc import models
+    from nncc.loading import load_model
+
+    model = load_model(models.export("resnet18", tmp_path / "resnet18.onnx"))
+    sizes = [v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None]
+    assert any(runtime.SHARE_WEIGHT_BYTES < n <= 1 << 20 for n in sizes)
+    feed = runtime.sample_inputs(model, 1)[0]
+    shared = runtime.session(model)
+    assert len(shared.nncc_shared_weights) > sum(n > 1 << 20 for n in sizes)
+    monkeypatch.setattr(runtime, "SHARE_WEIGHT_BYTES", 1 << 62)  # every weight inside the serialized model
+    whole = runtime.session(model)
+    assert not whole.nncc_shared_weights
+    for got, want in zip(shared.run(None, feed), whole.run(None, feed)):
+        np.testing.assert_array_equal(got, want)
