@@ -1,4 +1,4 @@
-"""The layer DAG HyPar partitions, built with networkx from the (shape-inferred) model.
+"""The layer DAG HyPar partitions, built from the (shape-inferred) model.
 
 Nodes are the weighted layers (Conv/ConvTranspose/Gemm/MatMul with a constant weight, read
 through the layer view's ``weight`` and its layout; LSTM/GRU/RNN with their W and R: the weight
@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 from nncc.analysis import Layer, recurrence
@@ -30,9 +29,6 @@ from nncc.irutils import static_shape
 from nncc.ops import CONTRIB_RECURRENT, INTEGER_OPS, NO_OPS, RECURRENT_OPS
 from nncc.weights import Weight
 from nncc.workload import model_batch
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 # The weighted ops HyPar splits by batch (dp) or input channels (mp), integer forms included
 # (their maps travel at their integer width, see ``data_bits``).
@@ -54,10 +50,50 @@ class LayerSpec:
     data_bits: int = 0   # the width of its maps and errors when the model fixes one (integer, float16); 0: the config's
 
 
+class DiGraph:
+    """A directed graph: nodes and edges in the order they were added (the little of networkx's
+    DiGraph the partition reads; importing networkx took 0.15-0.3 s of each hypar compile)."""
+
+    def __init__(self) -> None:
+        self._succ: dict[str, dict[str, None]] = {}
+        self._pred: dict[str, dict[str, None]] = {}
+
+    def add_node(self, node: str) -> None:
+        self._succ.setdefault(node, {})
+        self._pred.setdefault(node, {})
+
+    def add_nodes_from(self, nodes) -> None:
+        for node in nodes:
+            self.add_node(node)
+
+    def add_edge(self, u: str, v: str) -> None:
+        self.add_node(u)
+        self.add_node(v)
+        self._succ[u][v] = None
+        self._pred[v][u] = None
+
+    def has_edge(self, u: str, v: str) -> bool:
+        return v in self._succ.get(u, {})
+
+    def predecessors(self, node: str):
+        return iter(self._pred[node])
+
+    def successors(self, node: str):
+        return iter(self._succ[node])
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self._succ)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(u, v) for u, succ in self._succ.items() for v in succ]
+
+
 @dataclasses.dataclass
 class LayerGraph:
     specs: list[LayerSpec]                 # weighted layers, topological order
-    dag: nx.DiGraph                        # weighted layers and their data edges
+    dag: DiGraph                           # weighted layers and their data edges
     folded: dict[str, str | None]          # non-weighted node -> weighted layer it folds into
     batch: int                             # the model's own batch (sizes above are divided by it)
 
@@ -134,12 +170,8 @@ def _spec(layer: Layer, batch: int) -> LayerSpec | None:
 
 def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:
     """The weighted-layer DAG of ``rows`` (``analysis.layers(model)``, topological order)."""
-    # Imported here: networkx takes 0.1 s to import, which nncc compare would pay before its
-    # workers fork (it configures every target first) instead of in the worker compiling hypar.
-    import networkx as nx
-
     batch = model_batch(model)
-    full = nx.DiGraph()
+    full = DiGraph()
     by_node = {id(r.node): r for r in rows}
     specs: dict[str, LayerSpec] = {}
     for row in rows:
@@ -151,7 +183,7 @@ def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:
             producer = value.producer() if value is not None else None
             if producer is not None and id(producer) in by_node:
                 full.add_edge(by_node[id(producer)].name, row.name)
-    dag = nx.DiGraph()
+    dag = DiGraph()
     dag.add_nodes_from(specs)
     for name in specs:
         for source in _weighted_sources(full, name, specs):
@@ -160,7 +192,7 @@ def build(model: ir.Model, rows: list[Layer]) -> LayerGraph:
     return LayerGraph([specs[r.name] for r in rows if r.name in specs], dag, folded, batch)
 
 
-def _weighted_sources(full: nx.DiGraph, name: str, weighted: dict) -> set[str]:
+def _weighted_sources(full: DiGraph, name: str, weighted: dict) -> set[str]:
     """Weighted layers whose output reaches ``name`` through non-weighted ops only."""
     found, stack, seen = set(), list(full.predecessors(name)), set()
     while stack:
@@ -175,7 +207,7 @@ def _weighted_sources(full: nx.DiGraph, name: str, weighted: dict) -> set[str]:
     return found
 
 
-def _fold_target(full: nx.DiGraph, name: str, weighted: dict) -> str | None:
+def _fold_target(full: DiGraph, name: str, weighted: dict) -> str | None:
     """The weighted layer a non-weighted op follows: its nearest weighted producer, else consumer."""
     for walk in (full.predecessors, full.successors):
         frontier, seen = [name], {name}
