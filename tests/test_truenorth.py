@@ -357,3 +357,35 @@ def test_mnist_figures_against_copies_on_all_test_digits():
     assert rows[(1, 64)]["accuracy"] >= rows[(1, 1)]["accuracy"] + 0.15
     assert rows[(4, 1)]["accuracy"] >= 0.95
     assert rows[(1, 64)]["cores"] == 64 * m["cores_per_copy"] and rows[(1, 64)]["chips"] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(out=st.lists(st.integers(1, 60), min_size=1, max_size=2), max_pos=st.integers(1, 300), base=st.integers(1, 40),
+       k=st.integers(1, 5), stride=st.integers(1, 3), dil=st.integers(1, 2), axons=st.sampled_from([64, 256, 512]))
+def test_tile_search_bisects_to_the_first_fit_counting_down(out, max_pos, base, k, stride, dil, axons):
+    """The last axis' tile is found by bisection (a tile's axons never shrink as it grows): the
+    tiles are those of counting down from the largest until one fits."""
+    from nncc.backends.truenorth import packing
+
+    nd = len(out)
+    kernel, strides, dilations = (k,) * nd, (stride,) * nd, (dil,) * nd
+
+    def axons_of(tile):
+        return base * math.prod(packing.span(t, k, stride, dil) for t in tile)
+
+    def counting_down(prefix):
+        i = len(prefix)
+        room = max_pos // max(1, math.prod(prefix))
+        if i == nd - 1:
+            for t in range(min(out[i], room), 0, -1):
+                if axons_of(prefix + (t,)) <= axons:
+                    return [prefix + (t,)]
+            return []
+        found = []
+        for t in range(1, min(out[i], room) + 1):
+            if axons_of(prefix + (t,) + (1,) * (nd - i - 1)) > axons:
+                break
+            found += counting_down(prefix + (t,))
+        return found
+
+    assert list(packing._tiles(tuple(out), max_pos, base, axons, kernel, strides, dilations)) == counting_down(())

@@ -74,10 +74,18 @@ def _tiles(out: tuple, max_pos: int, base: int, axons: int, kernel, strides, dil
         room = max_pos // max(1, math.prod(prefix))
         rest = (1,) * (len(out) - i - 1)
         if not rest:
-            for t in range(min(out[i], room), 0, -1):
-                if axons_of(prefix + (t,)) <= axons:
-                    yield prefix + (t,)
-                    return
+            # The largest t that fits, by bisection: a tile's axons never shrink as it grows
+            # (span is non-decreasing in t), so this is the first fit counting down from the top,
+            # in log(out) steps instead of up to out.
+            low, high = 0, min(out[i], room)  # axons_of fits at low (0: nothing yet), not above high
+            while low < high:
+                mid = (low + high + 1) // 2
+                if axons_of(prefix + (mid,)) <= axons:
+                    low = mid
+                else:
+                    high = mid - 1
+            if low:
+                yield prefix + (low,)
             return
         for t in range(1, min(out[i], room) + 1):
             if axons_of(prefix + (t,) + rest) > axons:
