@@ -298,9 +298,10 @@ def layers(model: ir.Model) -> list[Layer]:
     return rows
 
 
-def model_summary(model: ir.Model) -> dict[str, Any]:
-    """Totals for the report's ``model`` section."""
-    rows = layers(model)
+def model_summary(model: ir.Model, rows: list[Layer] | None = None) -> dict[str, Any]:
+    """Totals for the report's ``model`` section (``rows``: :func:`layers` of ``model``, when the
+    caller has them)."""
+    rows = layers(model) if rows is None else rows
     params = sum(v.const_value.size for v in model.graph.initializers.values() if v.const_value is not None)
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     return {

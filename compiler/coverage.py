@@ -18,7 +18,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from nncc.analysis import layers, node_macs
+from nncc.analysis import Layer, layers, node_macs
 from nncc.cost import Unsupported
 from nncc.irutils import const_array, static_shape
 from nncc.ops import op_class
@@ -57,11 +57,12 @@ def control_flow_macs(node: ir.Node) -> int | None:
     return body * shape[axes[0] % len(shape)] if shape else None
 
 
-def coverage(model: ir.Model, unsupported: list[Unsupported]) -> dict[str, Any]:
-    """``totals.coverage`` of a report: costed MACs against the model's, and what was left out."""
+def coverage(model: ir.Model, unsupported: list[Unsupported], rows: list[Layer] | None = None) -> dict[str, Any]:
+    """``totals.coverage`` of a report: costed MACs against the model's, and what was left out
+    (``rows``: :func:`nncc.analysis.layers` of ``model``, when the caller has them)."""
     left_out = {u.name for u in unsupported}
     total = costed = unknown = 0
-    for layer in layers(model):
+    for layer in layers(model) if rows is None else rows:
         macs = control_flow_macs(layer.node) if layer.op in CONTROL_FLOW else layer.macs
         if macs == 0 and op_class(layer.op, layer.domain) == "weighted":
             macs = None  # a dot product counts no MACs only when its shapes are unknown
