@@ -235,7 +235,7 @@ def cell_matrices(w_kn: np.ndarray, geometry: CrossbarGeometry, scale: float | N
         return cells, (np.ascontiguousarray(cells.T) if transposed else None)
     k = w.shape[0]
     signed = np.stack([codes * (w > 0), codes * (w < 0)], axis=1) if geometry.polarities == 2 else codes[:, None, :]  # [k, P, n]
-    shifts, masks = _cuts(geometry.slice_bits(), codes.dtype)
+    shifts, masks = slice_cuts(geometry.slice_bits(), codes.dtype)
     # slice_codes of each polarity at once, broadcast over the slices: cells[i, p, s, j] (the
     # column order (p*S + s)*N + j), two numpy calls whatever the slice count.
     cells = None
@@ -256,7 +256,7 @@ def cell_matrix_t(w_kn: np.ndarray, geometry: CrossbarGeometry, scale: float | N
     return cell_matrices(w_kn, geometry, scale, rows_major=False)[1]
 
 
-def _cuts(slice_bits: list[int], dtype) -> tuple[np.ndarray, np.ndarray]:
+def slice_cuts(slice_bits: list[int], dtype) -> tuple[np.ndarray, np.ndarray]:
     """Per slice (MSB first), the shift and mask slice_codes applies."""
     shifts = np.cumsum([0] + slice_bits[::-1])[:-1][::-1]  # bits below each slice
     return shifts.astype(dtype), np.array([2 ** b - 1 for b in slice_bits], dtype=dtype)

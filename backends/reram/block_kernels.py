@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nncc import native
-from nncc.crossbar import CrossbarGeometry
+from nncc.crossbar import CrossbarGeometry, slice_cuts
 
 MODULE = "nncc.backends.reram._block_kernels"
 
@@ -52,9 +52,7 @@ def block_pass(w_t: np.ndarray, start: int, rows: int, geometry: CrossbarGeometr
     if kernels is None or not scale or not np.isfinite(scale):
         return None
     n, k = w_t.shape
-    slice_bits = geometry.slice_bits()
-    shifts = np.cumsum([0] + slice_bits[::-1])[:-1][::-1]  # bits below each slice (MSB first), as crossbar._cuts
-    tops = np.array([2 ** b - 1 for b in slice_bits], dtype=np.float32)  # column_stats.levels' top
+    shifts, masks = slice_cuts(geometry.slice_bits(), np.uint8)  # cell_matrix_t's cuts, one byte each
     cols, size = n * geometry.column_factor, geometry.size
     cells_t = np.empty((cols, rows), dtype=np.uint8)
     col_sums = np.empty(cols, dtype=np.int64)
@@ -62,6 +60,6 @@ def block_pass(w_t: np.ndarray, start: int, rows: int, geometry: CrossbarGeometr
     row_g = np.empty(rows, dtype=np.float32)
     # Python floats act as float32 in numpy's expression g_off + cell / top * (g_on - g_off).
     ok = kernels.block_pass(w_t, k, start, rows, float(scale), geometry.weight_bits, geometry.encoding == "differential", size,
-                            bytes(int(s) for s in shifts), bytes(2 ** b - 1 for b in slice_bits), tops,
+                            shifts.tobytes(), masks.tobytes(), masks.astype(np.float32),  # a slice's top cell value = its mask
                             np.float32(config.g_on - config.g_off), np.float32(config.g_off), cells_t, col_sums, placed, row_g)
     return BlockCells(cells_t, col_sums, placed, row_g) if ok else None
