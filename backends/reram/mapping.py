@@ -51,38 +51,26 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from nncc.analysis import Layer, layers, recurrence, stored_widths
+from nncc.analysis import Layer, layers, recurrence
 from nncc.backends.base import Mapping
 from nncc.cost import Unsupported
 from nncc.calibration import CALIBRATION_THREADS
 from nncc.crossbar import column_slices, dense_crossbars, layer_scale, max_abs, row_blocks
-from nncc.irutils import constant_value, is_constant
 from nncc.ops import CONTRIB_RECURRENT, DEFAULT_DOMAINS, INTEGER_OPS, RECURRENT_OPS, WEIGHTED_OPS
 
 from . import adc, activations
 from .column_stats import adc_units, add_counts, block_stats, packed_stats
 from .column_stats import reads as column_reads
 from .digital import DigitalLayer, digital_row, dynamic_product_row, is_digital
+from .layer_matrices import STATIC_ONLY, contrib_recurrent_matrices, layer_config, layer_matrices
 from .placement import pipeline_speedups, place
 
 # Every weighted op is a matrix-vector product; the crossbar mapping covers those whose weight
-# layout is a convolution filter or a matrix, held in the op's second operand (UNMAPPED says
-# why the others are not placed).
+# layout is a convolution filter or a matrix, held in the op's second operand
+# (:mod:`.layer_matrices` says why the others are not placed).
 MVM_OPS = WEIGHTED_OPS
-WEIGHT_OPERAND = 1
-MATRIX_PRODUCTS = frozenset({"Gemm", "MatMul"})
 # ADC modes that run the calibration inputs (the input bits also set the array read energy).
 MEASURED_MODES = ("calibration", "fixed")
-# The weight zero point's input slot of each integer op (its weight slot is the layout's index).
-WEIGHT_ZERO_POINT = {"ConvInteger": 3, "MatMulInteger": 3, "QLinearConv": 5, "QLinearMatMul": 5}
-UNMAPPED: dict[str, str] = {
-    "Einsum": "Einsum: no weight layout for a general contraction (no reram estimator)",
-}
-STATIC_ONLY = ("both operands are activations (e.g. attention scores Q*K^T): a crossbar computes with weights "
-               "programmed before inference; rewriting ReRAM cells for every input is not modelled "
-               "(write energy, latency and endurance)")
-FIRST_OPERAND = "constant first operand (W*X) is not mapped: transpose the product so the weight is second"
-
 
 @dataclasses.dataclass
 class CrossbarLayer:
@@ -152,96 +140,6 @@ class ReramMapping(Mapping[CrossbarLayer | DigitalLayer]):
     @property
     def crossbar_layers(self) -> list[CrossbarLayer]:
         return [row for row in self.layers if isinstance(row, CrossbarLayer)]
-
-
-# ---------------------------------------------------------------- weights of a layer
-
-def _unmapped(layer: Layer) -> str | None:
-    """Why a weighted layer has no crossbar form, or None when it maps."""
-    if layer.op in UNMAPPED:
-        return UNMAPPED[layer.op]
-    weight = layer.weight
-    if weight is not None and (weight.layout.index == WEIGHT_OPERAND or layer.op in INTEGER_OPS):
-        return None
-    if layer.op in MATRIX_PRODUCTS and is_constant(layer.node.inputs[0]):
-        return FIRST_OPERAND
-    return STATIC_ONLY if layer.op in MATRIX_PRODUCTS else "conv weights are not constant: " + STATIC_ONLY
-
-
-def _matrices(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
-    """Per-group [K x N] weight matrices and MVMs per inference, or a reason it cannot map."""
-    reason = _unmapped(layer)
-    if reason:
-        return [], 0, reason
-    if layer.weight.recurrence is not None:  # counted from X: the graph may omit Y
-        rec = recurrence(layer.node)
-        if rec is None:
-            return [], 0, "shapes unknown: cannot count the time steps"
-        return layer.weight.crossbar_matrices(), rec.steps * rec.batch, None
-    out = layer.output_shapes[0]
-    if out is None:
-        return [], 0, "output shape unknown: cannot count matrix-vector products"
-    layout = layer.weight.layout
-    w = _centered(layer)
-    if layout.kind == "in_first" and w.ndim != 2:
-        return [], 0, f"{layer.op} weight of rank {w.ndim}: only a 2-D constant second operand maps onto crossbars"
-    mats = layout.matrices(w)
-    if layout.scale != 1.0:  # a Gemm's alpha: the crossbar stores the product's true matrix
-        mats = [m * layout.scale for m in mats]
-    if layout.kind == "conv_transpose":  # one MVM per input pixel, its columns overlap-added into the output
-        x = layer.input_shapes[0]
-        if x is None:
-            return [], 0, "input shape unknown: cannot count matrix-vector products"
-        return mats, math.prod(x) // w.shape[0], None
-    # One MVM per output vector (a conv: per output pixel, on the same crossbars).
-    return mats, math.prod(out) // layout.outputs(w.shape), None
-
-
-def _centered(layer: Layer) -> np.ndarray:
-    """The weight as the crossbar holds it: an integer op's stored codes minus its weight zero point."""
-    w = layer.weight.array()
-    if layer.op not in WEIGHT_ZERO_POINT:
-        return w
-    w = w.astype(np.float64)
-    zp_slot = WEIGHT_ZERO_POINT[layer.op]
-    zp = constant_value(layer.node.inputs[zp_slot]) if zp_slot < len(layer.node.inputs) and layer.node.inputs[zp_slot] is not None else None
-    if zp is None or np.size(zp) == 0:
-        return w
-    zp = np.asarray(zp, dtype=np.float64)
-    if zp.ndim == 1 and zp.size > 1 and layer.weight.layout.kind == "out_first":  # per output channel
-        zp = zp.reshape((-1,) + (1,) * (w.ndim - 1))
-    return w - zp
-
-
-def _contrib_recurrent(layer: Layer) -> tuple[list[np.ndarray], int, str | None]:
-    """DynamicQuantizeLSTM: per direction [W - zp_W; R - zp_R], [I + H, 4H]; MVMs = steps x batch."""
-    rec = recurrence(layer.node)
-    ins = layer.node.inputs
-    w, r = (constant_value(v) if v is not None else None for v in ins[1:3])
-    if rec is None or w is None or r is None:
-        return [], 0, "weights not constant or shapes unknown: cannot place the recurrent matrices"
-
-    def centered(array, slot):
-        zp = constant_value(ins[slot]) if len(ins) > slot and ins[slot] is not None else None
-        array = np.asarray(array, dtype=np.float64)
-        return array - np.asarray(zp, dtype=np.float64).reshape(-1, 1, 1) if zp is not None else array
-
-    w, r = centered(w, 9), centered(r, 11)
-    return [np.concatenate([w[d], r[d]], axis=0) for d in range(w.shape[0])], rec.steps * rec.batch, None
-
-
-def layer_widths(layer: Layer, config) -> tuple[int, int]:
-    """(weight bits, input bits) of one crossbar layer: the widths the model stores (integer and
-    float16 layers, :func:`nncc.analysis.stored_widths`), else the config's."""
-    weight_bits, input_bits = stored_widths(layer)
-    return weight_bits or config.weight_bits, input_bits or config.input_bits
-
-
-def _layer_config(layer: Layer, config):
-    wb, ib = layer_widths(layer, config)
-    if (wb, ib) == (config.weight_bits, config.input_bits):
-        return config
-    return dataclasses.replace(config, weight_bits=max(wb, config.cell_bits), input_bits=ib)
 
 
 # ---------------------------------------------------------------- one layer onto crossbars
@@ -327,7 +225,7 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     products: dict[int, DigitalLayer | Unsupported] = {}
     for layer in table:
         if (layer.domain, layer.op) in CONTRIB_RECURRENT:
-            mats, mvms, reason = _contrib_recurrent(layer)
+            mats, mvms, reason = contrib_recurrent_matrices(layer)
             if reason:
                 unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", reason))
             else:
@@ -335,7 +233,7 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
         elif layer.domain not in DEFAULT_DOMAINS:
             unsupported.append(Unsupported(layer.name, f"{layer.domain}::{layer.op}", "custom-domain op: no reram estimator"))
         elif layer.op in MVM_OPS:
-            mats, mvms, reason = _matrices(layer)
+            mats, mvms, reason = layer_matrices(layer)
             if reason == STATIC_ONLY:  # a product of two activations: the digital units compute it
                 products[id(layer.node)] = dynamic_product_row(layer, config)
             elif reason:
@@ -346,7 +244,7 @@ def map_model(model: ir.Model, config, calibration: dict[str, np.ndarray] | None
     # so do integer, float16 and transposed-convolution layers (the sampler quantizes float
     # inputs to the config's input bits over a convolution's window).
     sampled = [p[0] for p in plans.values() if p[0].op not in RECURRENT_OPS and p[0].op != "ConvTranspose"
-               and p[0].domain in DEFAULT_DOMAINS and _layer_config(p[0], config) is config and p[0].op not in INTEGER_OPS]
+               and p[0].domain in DEFAULT_DOMAINS and layer_config(p[0], config) is config and p[0].op not in INTEGER_OPS]
     calib = activations.Calibration(model, sampled, config, calibration) if config.adc_bits_from in MEASURED_MODES \
         else activations.Calibration.none(f"not used: adc_bits_from = {config.adc_bits_from}")
     speedups = pipeline_speedups([p[0] for p in plans.values()], config.pipeline_speedup) if config.pipeline_speedup else {}
@@ -368,7 +266,7 @@ def _map_planned(layer: Layer, mats: list[np.ndarray], mvms: int, config, replic
     """(The row of a planned MVM layer, the config it was placed with)."""
     k = mats[0].shape[0]
     contrib = (layer.domain, layer.op) in CONTRIB_RECURRENT
-    lay_config = _layer_config(layer, config)
+    lay_config = layer_config(layer, config)
     if replicate is not None:
         lay_config = dataclasses.replace(lay_config, replicate=replicate)
     vectors = (lambda groups: None) if contrib else (lambda groups: calib.vectors(layer, groups, k))
