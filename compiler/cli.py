@@ -110,8 +110,9 @@ def compile(model, target, out_dir, pass_specs, pipeline, input_shape, input_val
               help="What --baseline compares: figures per sample processed, or per-run totals.")
 @click.option("--summary", "summary_file", type=click.Path(),
               help="Also append the table to this file, e.g. $GITHUB_STEP_SUMMARY (written when the gate fails too).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Compile N targets at once, in forked worker processes (the table is the same).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Compile N targets at once, in forked worker processes (the table is the same). "
+                   "Default: one per usable CPU, fewer where memory is short; 1: one after another in this process.")
 @strict_option
 @batch_option
 @plugin_option

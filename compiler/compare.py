@@ -14,7 +14,7 @@ from typing import Any
 
 import nncc
 from nncc.driver import CompileOptions, compile_model, original_facts, sha256_file
-from nncc.compare_jobs import run_targets
+from nncc.compare_jobs import default_jobs, run_targets
 from nncc.errors import NnccError
 from nncc.files import write_text_atomic
 from nncc.loading import load_model
@@ -51,12 +51,13 @@ def parse_percent(text: str, where: str = "--max-regression") -> float:
 
 def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, config_file, json_out, baseline,
                     max_regression, progress=None, batch: int | None = None,
-                    gate: str = "per-sample", jobs: int = 1) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
+                    gate: str = "per-sample", jobs: int | None = None) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
     """(Markdown table, the failed gate or None, the compiled targets' warnings).
 
     ``batch`` (``--batch``) sets the batch of every target that has one; the others keep their
     own workload, which the table's workload column and a note below it say. ``jobs``
-    (``--jobs``): targets compiled at once, in worker processes (nncc.compare_jobs)."""
+    (``--jobs``): targets compiled at once, in worker processes (nncc.compare_jobs; None: one per
+    usable CPU, as memory allows)."""
     names = resolve_targets(targets_spec)
     _check_set_keys(names, sets)
     if gate not in GATES:
@@ -108,6 +109,8 @@ def compare_targets(model, targets_spec, passes, options: CompileOptions, sets, 
             return {"error": e.what}
 
     first = {name for name, _ in specs if TARGETS.get(name).runs_model}
+    if jobs is None:
+        jobs = default_jobs(len(specs), original_facts(loaded)["summary"]["weight_bytes"])
     results = run_targets(specs, compile_one, jobs, progress, first=first)
     if all("error" in r for r in results.values()):
         first = next(iter(results.values()))["error"]

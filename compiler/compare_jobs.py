@@ -1,5 +1,9 @@
 """``nncc compare --jobs N``: the targets compiled at once, in forked worker processes.
 
+Without ``--jobs``, one worker per CPU this process may use (:func:`default_jobs`), as ninja
+and onnxruntime take the machine's cores, fewer where the memory available would not hold
+that many compiles at their expected peak; ``--jobs 1`` compiles in this process.
+
 Each target's compile is independent and deterministic, so the table is the same whatever
 ``N`` is; only the wall time changes (on ResNet-50 the six targets' compiles take 0.1-2 s each).
 Workers are forked after the model was loaded, checked and shape-inferred once: each inherits it
@@ -17,12 +21,31 @@ from collections.abc import Callable
 from typing import Any
 
 from nncc import calibration
+from nncc.machine import available_memory, usable_cpus
 
 CRASHED = "the worker process compiling this target died (a crash, a signal or out of memory)"
 
 # The compile function of the compare in progress, for the forked workers (a closure over the
 # loaded model cannot be pickled; a fork inherits it).
 _compile_one: Callable[[str, dict[str, str]], dict[str, Any]] | None = None
+
+
+# A compile's expected peak resident memory, for a model holding W bytes of weights: the
+# issue-13 goal every target is measured against (benchmarks/compare_tvm.py prints each one's
+# peak): 1.5 W + 300 MB.
+PEAK_PER_WEIGHT_BYTE = 1.5
+PEAK_FIXED_BYTES = 300 << 20
+
+
+def default_jobs(targets: int, weight_bytes: int) -> int:
+    """Workers for ``targets`` compiles when ``--jobs`` is not given: one per usable CPU, no more
+    than there are targets, and no more than the available memory holds at each one's expected
+    peak (at least one: a single compile runs whatever memory says)."""
+    workers = min(usable_cpus(), max(1, targets))
+    free = available_memory()
+    if free is not None:
+        workers = min(workers, max(1, int(free // (PEAK_PER_WEIGHT_BYTE * weight_bytes + PEAK_FIXED_BYTES))))
+    return workers
 
 
 def _in_worker(name: str, values: dict[str, str]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from nncc.machine import usable_cpus
+
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # A loopback address Ray keeps as given (it replaces 127.0.0.1 and localhost by the machine's address).
 LOCAL_NODE_ADDRESS = "127.0.0.2"
@@ -280,5 +282,5 @@ class RayPool:
 
 def make_executor(jobs: int | None, ray_address: str | None):
     """``--ray ADDRESS``: Ray; else a local pool of ``--jobs`` workers (default: one per CPU)."""
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or usable_cpus()
     return RayPool(ray_address, jobs) if ray_address else LocalPool(jobs)

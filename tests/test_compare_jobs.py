@@ -87,3 +87,54 @@ def test_the_targets_that_run_the_model_start_first(monkeypatch):
     results = compare_jobs.run_targets(specs, lambda name, values: {}, jobs=2, first={"reram"})
     assert submitted == ["reram", "hypar", "mobile-cpu", "sparse-tc"]
     assert list(results) == ["hypar", "mobile-cpu", "reram", "sparse-tc"]
+
+
+def test_default_jobs_take_the_usable_cpus_as_memory_allows(monkeypatch):
+    """Without --jobs: one worker per usable CPU, no more than the targets, and no more than the
+    available memory holds at 1.5 W + 300 MB each (at least one)."""
+    from nncc import compare_jobs
+
+    monkeypatch.setattr(compare_jobs, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(compare_jobs, "available_memory", lambda: None)
+    assert compare_jobs.default_jobs(6, 100 << 20) == 4
+    assert compare_jobs.default_jobs(3, 100 << 20) == 3
+    peak = 1.5 * (100 << 20) + (300 << 20)  # 450 MB per compile of a 100 MB model
+    monkeypatch.setattr(compare_jobs, "available_memory", lambda: int(2.5 * peak))
+    assert compare_jobs.default_jobs(6, 100 << 20) == 2
+    monkeypatch.setattr(compare_jobs, "available_memory", lambda: 10 << 20)
+    assert compare_jobs.default_jobs(6, 100 << 20) == 1
+
+
+def test_the_machine_figures_are_this_process_own():
+    """The CPUs are the affinity mask's (a taskset or container limit), the memory at most the
+    machine's."""
+    from nncc import machine
+
+    if hasattr(os, "sched_getaffinity"):
+        assert machine.usable_cpus() == len(os.sched_getaffinity(0))
+    free = machine.available_memory()
+    if os.path.exists("/proc/meminfo"):
+        total = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal:")).split()[1]) * 1024
+        assert free is not None and 0 < free <= total
+
+
+def test_compare_without_jobs_uses_the_default_workers(capsys, tmp_path, monkeypatch):
+    """No --jobs: compare asks default_jobs, and its table is the one --jobs 1 gives."""
+    from nncc import compare
+
+    asked = []
+
+    def two(targets, weight_bytes):
+        asked.append((targets, weight_bytes))
+        return 2
+
+    monkeypatch.setattr(compare, "default_jobs", two)
+    out = tmp_path / "default.json"
+    assert main(["compare", str(models.bundled_path("lenet5")), "--targets", "reram,ucnn,hypar", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    serial_table, serial_json = _compare(capsys, tmp_path, 1, "serial")
+    assert asked and asked[0][0] == 3 and asked[0][1] > 0
+    assert json.loads(out.read_text())["targets"] == {k: v for k, v in serial_json["targets"].items() if k in ("reram", "ucnn", "hypar")}
+    rows = {line.split("|")[1].strip(): line for line in serial_table.splitlines() if line.startswith("| ")}
+    assert sorted(line for line in table.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in
+                  ("hypar", "reram", "ucnn")) == [rows["hypar"], rows["reram"], rows["ucnn"]]
