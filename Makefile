@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml setup.py $(wildcard backends/*/_*.c)
+$(STAMP): $(PY) pyproject.toml setup.py $(wildcard compiler/_*.c compiler/*.h backends/*/_*.c)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_EXTRA) -e '.[dev]'
 	touch $(STAMP)

@@ -1,7 +1,8 @@
-"""Compiled kernels: the C extensions setup.py builds at install (reram's row-block pass, ucnn's
-filter statistics), each a faster way to the very figures its target's numpy code computes.
+"""Compiled kernels: the C extensions setup.py builds at install (the core's grid kernels,
+reram's row-block pass, ucnn's filter statistics), each a faster way to the very figures its
+numpy code computes.
 
-A target asks :func:`kernels` for its module and computes with numpy where it gets None: the
+Code asks :func:`kernels` for its module and computes with numpy where it gets None: the
 extension was not built (no C compiler at install), or ``NNCC_NUMPY_KERNELS=1`` turned the
 compiled kernels off (to compare the two: the tests check they agree to the last bit).
 """

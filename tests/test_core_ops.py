@@ -322,18 +322,18 @@ def test_opset_9_gemm_blocks_get_a_zero_c_and_run_in_onnxruntime(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
-def test_quantize_symmetric_in_chunks_is_the_whole_array_formula(dtype):
-    """Chunked (for the cache) or not, the same grid values, scale and max error; a NaN weight
-    gives a NaN error, as on the whole array."""
+def test_quantize_symmetric_is_the_whole_array_formula(dtype):
+    """The grid values, scale and max error of the whole-array float64 formula (by the compiled
+    kernel for float32, numpy's chunks otherwise: tests/test_grid_kernels.py); a NaN weight
+    gives a NaN error."""
     rng = np.random.default_rng(1)
     w = (rng.standard_normal((37, 11, 3, 3)) * 0.1).astype(dtype)
     peak = float(np.max(np.abs(w)))
     scale = peak / 127
     whole = np.round(w.astype(np.float64) / scale) * scale
-    for chunk in (64, 1000, 1 << 16):
-        q, s, err = quantize_symmetric(w, 8, chunk=chunk)
-        assert q.dtype == w.dtype and q.shape == w.shape and s == scale
-        assert np.array_equal(q, whole.astype(dtype))
-        assert err == float(np.max(np.abs(whole.astype(dtype).astype(np.float64) - w.astype(np.float64))))
+    q, s, err = quantize_symmetric(w, 8)
+    assert q.dtype == w.dtype and q.shape == w.shape and s == scale
+    assert np.array_equal(q, whole.astype(dtype))
+    assert err == float(np.max(np.abs(whole.astype(dtype).astype(np.float64) - w.astype(np.float64))))
     w[5, 3, 1, 1] = np.nan
-    assert np.isnan(quantize_symmetric(w, 8, chunk=64)[2])
+    assert np.isnan(quantize_symmetric(w, 8)[2])

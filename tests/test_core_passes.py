@@ -15,7 +15,7 @@ from nncc.crossbar import CrossbarGeometry
 from nncc.loading import load_model
 from nncc.pass_base import check_stats
 from nncc.passes.cleanup import EliminateDeadCode
-from nncc.passes.fold import FoldBatchNorm, FoldConstants, _scaled_along
+from nncc.passes.fold import FoldBatchNorm, FoldConstants
 from nncc.pipeline import PassContext, parse_pass_spec, run_passes, DumpIR
 from nncc.registry import PASSES
 
@@ -178,15 +178,3 @@ def test_layer_passes_account_for_every_weighted_layer(tmp_path, name):
         pytest.skip(f"{name} does not report layer by layer")
     seen = {r["name"] for r in record.stats["layers"] + record.stats.get("skipped", [])}
     assert {"conv", "deconv", "fc", "wx"} <= seen, record.stats.get("skipped")
-
-
-@pytest.mark.parametrize("shape, axis", [((64, 3, 7, 7), 0), ((512, 256, 3, 3), 0), ((2048, 1000), 1), ((16, 8, 3), 1), ((7,), 0)])
-def test_fold_batchnorm_scales_weights_blockwise_exactly_as_in_one_product(shape, axis):
-    """The blockwise product (one small float64 buffer) equals the whole-tensor float64 product
-    rounded back, bit for bit."""
-    rng = np.random.default_rng(0)
-    weight = rng.standard_normal(shape).astype(np.float32)
-    scale = rng.uniform(0.01, 5.0, shape[axis])
-    factors = scale.reshape([-1 if i == axis else 1 for i in range(len(shape))])
-    expected = np.multiply(weight, factors, dtype=np.float64).astype(np.float32)
-    assert np.array_equal(_scaled_along(weight, scale, axis, block_elements=4096), expected)

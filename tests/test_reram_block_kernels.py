@@ -6,24 +6,17 @@ is (CI has one): its absence there is a failure, not a skip."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from native_kernels import kernel_checks
 
-from nncc import models, native
+from nncc import models
 from nncc.backends.reram import block_kernels, column_stats
 from nncc.crossbar import cell_matrix_t
 from nncc.driver import CompileOptions, compile_model
 from nncc.registry import TARGETS
 
-BUILT = native.kernels(block_kernels.MODULE) is not None
-needs_kernel = pytest.mark.skipif(not BUILT, reason="the compiled kernel is not built here")
-
-
-def test_kernel_is_built_where_a_compiler_is():
-    if shutil.which("cc") or shutil.which("gcc"):
-        assert BUILT, "setup.py builds backends/reram/_block_kernels.c at install"
+BUILT, needs_kernel, test_kernel_is_built_where_a_compiler_is = kernel_checks(block_kernels.MODULE, "backends/reram/_block_kernels.c")
 
 
 def numpy_block(w, start, rows, geometry, scale, config):

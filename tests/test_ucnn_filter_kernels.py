@@ -6,23 +6,16 @@ models, kernel on against NNCC_NUMPY_KERNELS=1. Built at install wherever a C co
 from __future__ import annotations
 
 import dataclasses
-import shutil
-
 import numpy as np
 import pytest
+from native_kernels import kernel_checks
 
 from nncc import models, native
 from nncc.backends.ucnn import weight_stats
 from nncc.driver import CompileOptions, compile_model
 from nncc.registry import TARGETS
 
-BUILT = native.kernels(weight_stats.KERNELS) is not None
-needs_kernel = pytest.mark.skipif(not BUILT, reason="the compiled kernel is not built here")
-
-
-def test_kernel_is_built_where_a_compiler_is():
-    if shutil.which("cc") or shutil.which("gcc"):
-        assert BUILT, "setup.py builds backends/ucnn/_filter_kernels.c at install"
+BUILT, needs_kernel, test_kernel_is_built_where_a_compiler_is = kernel_checks(weight_stats.KERNELS, "backends/ucnn/_filter_kernels.c")
 
 
 def codes_of(kind: str, rng) -> np.ndarray:

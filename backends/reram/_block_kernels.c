@@ -22,22 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* On x86-64, an AVX2 clone beside the baseline one, chosen at load time by the CPU: the loops
- * are the same, twice the lanes (AVX2 has no FMA, and contraction is off anyway). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
-
-/* rint() for |q| < 2^51 in the default rounding mode (to nearest, ties to even): adding and
- * taking away 1.5 * 2^52 leaves q rounded to an integer; inline, where rint() is a call into
- * libm on a baseline x86-64 build. Not folded away: IEEE semantics (no -ffast-math, setup.py). */
-static inline double round_even(double q) {
-    const double magic = 6755399441055744.0;
-    const double shifted = q + magic;
-    return shifted - magic;
-}
+#include "kernels_common.h"
 
 typedef struct {
     const float *w_t;          /* [n x k] row-major: one output per row */

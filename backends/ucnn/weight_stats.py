@@ -11,6 +11,7 @@ import numpy as np
 
 from nncc import native
 from nncc.crossbar import max_abs
+from nncc.grid import grid_codes
 
 # Filters are processed in chunks of about this many weights: it bounds memory on VGG's fc6,
 # and keeps each chunk's sort temporaries (8 MB of int64) small enough for the allocator to
@@ -84,10 +85,8 @@ def quantize_codes(weight: np.ndarray, bits: int) -> np.ndarray:
     if peak == 0.0 or not np.isfinite(peak):
         return np.zeros(w.shape, dtype=np.int64)
     scale = peak / (2 ** (bits - 1) - 1)
-    # Divided in float64 (a float32 weight widens exactly) without a float64 copy first; codes
-    # of up to 32 bits kept as int32 (half the memory the sorts and counts below walk through).
-    codes = np.divide(w, scale, dtype=np.float64)
-    return np.rint(codes, out=codes).astype(np.int32 if bits <= 32 else np.int64)
+    # Codes of up to 32 bits kept as int32 (half the memory the sorts and counts below walk through).
+    return grid_codes(w, scale, np.int32 if bits <= 32 else np.int64)
 
 
 def _distinct_rows(matrix: np.ndarray, ignore: int | None = None) -> np.ndarray:
