@@ -10,7 +10,7 @@ step must round as numpy's does.
 
 from setuptools import Extension, setup
 
-FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11"]
+FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-std=c11"]
 COMMON = {"extra_compile_args": FLAGS, "include_dirs": ["compiler"], "depends": ["compiler/kernels_common.h"], "optional": True}
 
 setup(ext_modules=[Extension("nncc._grid_kernels", ["compiler/_grid_kernels.c"], **COMMON),

@@ -102,3 +102,31 @@ def test_reports_equal_numpy(tmp_path, monkeypatch, name, sets):
     without = report()
     assert with_kernel["totals"] == without["totals"]
     assert with_kernel["layers"] == without["layers"]
+
+
+@needs_kernel
+@pytest.mark.parametrize("bits", [1, 4, 8, 12, 16])
+@pytest.mark.parametrize("signed", [False, True])
+def test_input_codes_are_numpys(bits, signed, monkeypatch):
+    """The sampled input vectors' codes (adc.quantize_inputs): float32 x / scale * levels, rint,
+    clip, two's complement, as numpy computes them, on ties, values beyond the range, -0.0,
+    infinities; a NaN leaves them to numpy."""
+    from nncc.backends.reram import adc
+
+    rng = np.random.default_rng(bits)
+    levels = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+    x = rng.normal(0.0, 0.6, (37, 5, 9)).astype(np.float32)
+    x.flat[:40] = (np.arange(40) - 20) / max(levels, 1) * 0.5  # exact halves of a step: ties to even
+    x.flat[40:44] = [-0.0, 3.5, -7.25, 1e30]
+    x.flat[44:46] = [np.inf, -np.inf]
+    for scale in (1.0, 0.37, 1e-30):
+        kernel = adc.quantize_inputs(x, bits, scale, signed)
+        with monkeypatch.context() as m, np.errstate(invalid="ignore", over="ignore"):
+            m.setenv("NNCC_NUMPY_KERNELS", "1")
+            expected = adc.quantize_inputs(x, bits, scale, signed)
+        assert kernel.dtype == expected.dtype and np.array_equal(kernel, expected), (scale, signed)
+    x.flat[7] = np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        with_nan = adc.quantize_inputs(x, bits, 0.5, signed)
+        monkeypatch.setenv("NNCC_NUMPY_KERNELS", "1")
+        assert np.array_equal(with_nan, adc.quantize_inputs(x, bits, 0.5, signed))

@@ -15,6 +15,10 @@
  *     multiply-adds, -ffp-contract=off), and a row's conductance adds the columns of the placed
  *     crossbars one after another in float32, as numpy's sum over the columns of a column-major
  *     buffer does.
+ *
+ * And the codes of the calibration's sampled input vectors (input_codes: adc.quantize_inputs,
+ * float32 as numpy computes it with a Python float scale): rint(x / scale * levels) in float32,
+ * clipped to the code range, two's complement when signed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -188,8 +192,61 @@ done:
     return result;
 }
 
+/* rintf() for every float, clipped to [low, high]: adding and taking away 1.5 * 2^23 rounds q
+ * to an integer (ties to even) where |q| < 2^22; a larger |q| lies outside every code range
+ * (at most 16 bits) and, off by a little, is clipped the same. NaN: the caller's flag. One loop
+ * per code width, so that each vectorizes. */
+#define CODES_LOOP(NAME, TYPE)                                                                          \
+    CLONES static int NAME(const float *x, Py_ssize_t n, float scale, float levels, float low, float high, \
+                           float wrap, TYPE *out) {                                                     \
+        int nan = 0;                                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                            \
+            const float magic = 12582912.0f; /* 1.5 * 2^23 */                                           \
+            const float q = x[i] / scale * levels;                                                      \
+            float r = (q + magic) - magic;                                                              \
+            nan |= q != q;                                                                              \
+            r = r < low ? low : r > high ? high : r;                                                    \
+            r = r < 0.0f ? r + wrap : r;                                                                \
+            out[i] = (TYPE)(int32_t)r;                                                                  \
+        }                                                                                               \
+        return !nan;                                                                                    \
+    }
+CODES_LOOP(codes_u8, uint8_t)
+CODES_LOOP(codes_u16, uint16_t)
+
+/* input_codes(x: float32 buffer, scale: float, bits, signed, out: uint8 (bits <= 8) or uint16
+ * buffer) -> bool (False: an x / scale was NaN; numpy computes them). */
+static PyObject *input_codes(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer x = {0}, out = {0};
+    double scale;
+    int bits, is_signed;
+    if (!PyArg_ParseTuple(args, "y*dipw*", &x, &scale, &bits, &is_signed, &out))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t n = x.len / (Py_ssize_t)sizeof(float);
+    const int wide = bits > 8;
+    if (bits < 1 || bits > 16 || x.len != n * (Py_ssize_t)sizeof(float) || out.len != n * (wide ? 2 : 1)) {
+        PyErr_SetString(PyExc_ValueError, "input_codes: buffer sizes do not match");
+    } else {
+        /* numpy: x / scale * levels with a Python float scale and int levels, both taken as float32 */
+        const float levels = (float)((is_signed ? 1L << (bits - 1) : 1L << bits) - 1);
+        const float low = is_signed ? -(float)(1L << (bits - 1)) : 0.0f, high = levels;
+        int ok;
+        Py_BEGIN_ALLOW_THREADS
+        ok = wide ? codes_u16((const float *)x.buf, n, (float)scale, levels, low, high, (float)(1L << bits), (uint16_t *)out.buf)
+                  : codes_u8((const float *)x.buf, n, (float)scale, levels, low, high, (float)(1L << bits), (uint8_t *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = PyBool_FromLong(ok);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_pass", block_pass, METH_VARARGS, "A crossbar row block's cells, column sums, placed crossbars and row conductance."},
+    {"input_codes", input_codes, METH_VARARGS, "Activation codes of float32 input vectors, as adc.quantize_inputs computes them."},
     {NULL, NULL, 0, NULL},
 };
 

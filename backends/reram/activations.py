@@ -94,17 +94,20 @@ class Calibration:
         parts = self.raw.get(lay.name)
         if not parts:
             return None
-        x = np.concatenate(parts)  # [V, C, kernel elements]
-        if x.shape[1] % groups or (x.shape[1] // groups) * x.shape[2] != k:
+        channels, window = parts[0].shape[1:]  # each run's part: [vectors, C, kernel elements]
+        if channels % groups or (channels // groups) * window != k:
             return None
         low, scale = self.stats[lay.name]
         signed = low < 0
         bits = self.config.input_bits
-        codes = adc.quantize_inputs(x, bits, scale, signed)
-        codes = codes.reshape(len(x), groups, k).transpose(1, 0, 2)
+        # Each run's vectors quantized apart and their codes joined: the float vectors are never
+        # copied into one array (4x the bytes of 8-bit codes, fresh memory for every layer).
+        codes = np.concatenate([adc.quantize_inputs(part, bits, scale, signed) for part in parts])
+        vectors = len(codes)
+        codes = codes.reshape(vectors, groups, k).transpose(1, 0, 2)
         record = {"inputs": f"{bits} bits, {'two' + chr(39) + 's complement' if signed else 'unsigned'}, one scale per layer "
                             "(max |x| over the calibration runs)",
-                  "input_scale": scale, "input_signed": bool(signed), "calibration_vectors": int(len(x))}
+                  "input_scale": scale, "input_signed": bool(signed), "calibration_vectors": int(vectors)}
         return codes, record
 
 

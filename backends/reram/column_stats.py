@@ -47,7 +47,7 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
             group_codes = np.ascontiguousarray(codes[gi], dtype=np.uint8 if config.input_bits <= 8 else None)
             if X % 8 == 0:  # row blocks start on a byte of the packed planes: pack the layer's once
                 planes = adc.packed_planes(group_codes, config.input_bits)
-                before = adc.ones_before(planes[0])
+                block_ones = adc.ones_per_block(planes[0], X // 8)
         w_t = block_kernels.transposed_weights(w, geometry, config)
         for r in range(0, k, X):
             # Cells as small integers, transposed ([physical columns, rows]): a column's cells
@@ -61,7 +61,7 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
             block_planes = None
             if planes is not None:
                 b0, b1 = r // 8, -(-(r + X) // 8)
-                block_planes = (planes[0][:, b0:b1], planes[1][r:r + X], before[:, min(b1, before.shape[1] - 1)] - before[:, b0])
+                block_planes = (planes[0][:, b0:b1], planes[1][r:r + X], block_ones[:, r // X])
             block.add(st, stack, cells, None if group_codes is None else group_codes[:, r:r + X], block_planes)
         st["wires"] += int(stack.sum())
         st["wire_lengths"] += float(sum(tree_length(int(h)) * count for h, count in zip(*np.unique(stack[stack > 0], return_counts=True))))
