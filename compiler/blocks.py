@@ -90,12 +90,24 @@ def conv_plan(c: int, m: int, group: int, kernel: int, crossbar: int, fan_out: i
 
 def quantize_symmetric(w: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     """(w on the 2^bits - 1 level symmetric grid, scale, max |error|); error <= scale / 2."""
-    peak = max_abs(w)
-    if peak == 0.0:
-        return w.copy(), 0.0, 0.0
-    scale = peak / ((1 << (bits - 1)) - 1)
-    q, error = grid_values(w, scale)
+    scale = symmetric_scale(w, bits)
+    q, error = on_grid(w, scale)
     return q, scale, error
+
+
+def symmetric_scale(w: np.ndarray, bits: int) -> float:
+    """The step of w's 2^bits - 1 level symmetric grid (its largest |w| on the top level); 0.0
+    for an all-zero w."""
+    peak = max_abs(w)
+    return 0.0 if peak == 0.0 else peak / ((1 << (bits - 1)) - 1)
+
+
+def on_grid(w: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """(w on the grid of step ``scale``, max |error|): any part of a weight quantized with its
+    whole weight's :func:`symmetric_scale` gives the whole's values there (a zero scale: w as it is)."""
+    if scale == 0.0:
+        return w.copy(), 0.0
+    return grid_values(w, scale)
 
 
 @dataclasses.dataclass

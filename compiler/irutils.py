@@ -115,8 +115,11 @@ def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray, taken: s
     """Register ``array`` as a new initializer (unique name, size-capped like every pass-made
     tensor); ``taken`` as for :func:`unique_name`."""
     check_created_tensor(int(array.nbytes), "pass", f"initializer '{base_name}'")
+    # A numpy array as ir.tensor() would wrap it, without its protocol checks (typing's
+    # runtime isinstance: 0.04 s of ResNet-50's legalization over 649 initializers).
+    tensor = ir.Tensor(array) if type(array) is np.ndarray else ir.tensor(array)
     value = ir.Value(name=unique_name(graph, base_name, taken), shape=ir.Shape(array.shape),
-                     type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), const_value=ir.tensor(array))
+                     type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), const_value=tensor)
     graph.register_initializer(value)
     return value
 

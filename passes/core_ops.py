@@ -42,7 +42,7 @@ from nncc import runtime
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
 from nncc.irutils import add_initializer, const_array, drop_unused_initializers, fresh_name, replace_node_output, static_shape
-from nncc.blocks import BLOCK, LAYER, MARK, Block, BlockedLayer, describe_weighted, quantize_symmetric
+from nncc.blocks import BLOCK, LAYER, MARK, Block, BlockedLayer, describe_weighted, on_grid, symmetric_scale
 from nncc.ops import ACTIVATIONS
 from nncc.pass_base import NnccPass
 from nncc.passes.weighted import skip_record, weighted_nodes
@@ -126,22 +126,31 @@ class LegalizeCoreOps(NnccPass):
 
     def _legalize(self, graph: ir.Graph, layer: BlockedLayer, label: str) -> dict[str, Any]:
         node = layer.node
-        wq, scale, err = quantize_symmetric(layer.weight, self.weight_bits)
+        # The layer's grid step from all of its weights; each block is quantized on it straight into
+        # its own array (a whole quantized copy, then every block copied out of it, wrote the
+        # weights twice). The blocks partition the weights: their largest error is the layer's.
+        scale = symmetric_scale(layer.weight, self.weight_bits)
+        errors: list[float] = []
+
+        def quantized(part: np.ndarray) -> np.ndarray:
+            q, error = on_grid(part, scale)
+            errors.append(error)
+            return q
+
         blocks = sum(len(group) for group in layer.plan)
-        record = {"op": node.op_type, "fan_in": int(layer.fan_in), "fan_out": int(layer.fan_out),
-                  "in_chunks": len(layer.plan[0]), "out_chunks": len(layer.plan), "core_ops": blocks,
-                  "reduction_ops": sum(1 for group in layer.plan if len(group) > 1),
-                  "weight_scale": scale, "max_weight_error": err, "error_bound": scale / 2}
         if blocks == 1:  # fits one crossbar: quantize in place, keep the node (and its attributes) as it is
             value = layer.operand.value
-            tensor = np.ascontiguousarray(layer.weight_tensor(wq))
+            tensor = np.ascontiguousarray(layer.weight_tensor(quantized(layer.weight)))
             node.replace_input_with(layer.operand.layout.index, self._initializer(graph, f"{value.name}_q{self.weight_bits}", tensor))
             node.metadata_props.update({MARK: "block", LAYER: label, BLOCK: layer.plan[0][0].describe()})
-            return record
-        self._split(graph, layer, wq, label)
-        return record
+        else:
+            self._split(graph, layer, quantized, label)
+        return {"op": node.op_type, "fan_in": int(layer.fan_in), "fan_out": int(layer.fan_out),
+                "in_chunks": len(layer.plan[0]), "out_chunks": len(layer.plan), "core_ops": blocks,
+                "reduction_ops": sum(1 for group in layer.plan if len(group) > 1),
+                "weight_scale": scale, "max_weight_error": float(np.max(errors)), "error_bound": scale / 2}
 
-    def _split(self, graph: ir.Graph, layer: BlockedLayer, wq: np.ndarray, label: str) -> None:
+    def _split(self, graph: ir.Graph, layer: BlockedLayer, quantized, label: str) -> None:
         node, x = layer.node, layer.node.inputs[0]
         out = node.outputs[0]
         meta = {LAYER: label}
@@ -173,7 +182,7 @@ class LegalizeCoreOps(NnccPass):
             partial = len(group) > 1
             parts = []
             for i, b in enumerate(group):
-                inputs = [piece[(b.in0, b.in1)], self._block_weight(graph, layer, wq, b, label, i, j)]
+                inputs = [piece[(b.in0, b.in1)], self._block_weight(graph, layer, quantized, b, label, i, j)]
                 if not partial and layer.bias is not None:
                     inputs.append(self._bias(graph, layer, b, label, j, for_sum=False))
                 elif node.op_type == "Gemm" and self._opset < 11:
@@ -200,12 +209,13 @@ class LegalizeCoreOps(NnccPass):
         final.shape, final.type = out.shape, out.type
         replace_node_output(graph, node, out, final, "_unlegalized")
 
-    def _block_weight(self, graph, layer: BlockedLayer, wq: np.ndarray, b: Block, label: str, i: int, j: int) -> ir.Value:
+    def _block_weight(self, graph, layer: BlockedLayer, quantized, b: Block, label: str, i: int, j: int) -> ir.Value:
+        """Block ``b``'s weights, quantized (``quantized``: a part of the layer's weight -> on its grid)."""
         if layer.is_conv:
-            w = wq[b.out0:b.out1, b.w_in[0]:b.w_in[1]]
+            w = layer.weight[b.out0:b.out1, b.w_in[0]:b.w_in[1]]
         else:
-            w = wq[b.in0:b.in1, b.out0:b.out1]  # [K, M] as multiplied; blocks use transB=0, alpha=1
-        return self._initializer(graph, f"{label}_w{j}_{i}", np.ascontiguousarray(w))
+            w = layer.weight[b.in0:b.in1, b.out0:b.out1]  # [K, M] as multiplied; blocks use transB=0, alpha=1
+        return self._initializer(graph, f"{label}_w{j}_{i}", np.ascontiguousarray(quantized(w)))
 
     def _bias(self, graph, layer: BlockedLayer, b: Block, label: str, j: int, for_sum: bool) -> ir.Value:
         if layer.is_conv:

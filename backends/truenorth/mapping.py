@@ -49,6 +49,7 @@ from nncc.cost import Unsupported
 from nncc.errors import NnccError
 from nncc.irutils import static_shape
 from nncc.ops import DEFAULT_DOMAINS, NO_OPS, RECURRENT_OPS, WEIGHTED_OPS
+from nncc.weights import nonzero_count
 
 from .packing import coverage, merge_cores, pack_conv
 
@@ -213,7 +214,7 @@ class _Mapper:
             n_group = 0
             for b in group:
                 w = desc.weight[b.out0:b.out1, b.w_in[0]:b.w_in[1]] if layer.op == "Conv" else desc.weight[b.in0:b.in1, b.out0:b.out1]
-                nnz = int(np.count_nonzero(w))
+                nnz = nonzero_count(w)
                 if layer.op == "Conv":
                     n = self.conv_block(node, b, dup, x, y, features, offset, row)
                     row.synapses += nnz * math.prod(y[2:]) * y[0] * dup

