@@ -50,7 +50,9 @@ def test_compare_runs_each_distinct_model_once_with_the_same_verification(tmp_pa
         return result
 
     monkeypatch.setattr("nncc.compare.compile_model", noting)
-    compare_targets(str(lenet), targets, [], CompileOptions(), {}, None, None, None, "5%")
+    # In this process (jobs=1), where the counting and noting patches see every compile; forked
+    # workers inherit the same Verifier.
+    compare_targets(str(lenet), targets, [], CompileOptions(), {}, None, None, None, "5%", jobs=1)
     # LeNet-5 has no BatchNormalization: no target's passes change it, so only the original runs.
     assert len(counted_sessions) == 1
     assert all(v["unchanged"] and v["max_abs_error"] == 0.0 and v["samples"] == 4 for v in seen.values())

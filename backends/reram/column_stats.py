@@ -237,8 +237,9 @@ def adc_units(col_slices: np.ndarray, live: np.ndarray, adc_bits: list[int], con
     at the largest resolution among its columns: ceil(live columns / cols_per_adc) ADCs."""
     if crossbars <= 0:
         return {}
-    need = sorted((adc_bits[s] for s, on in zip(col_slices[:config.crossbar_size], live) if on and adc_bits[s] > 0), reverse=True)
-    out: dict[int, int] = {}
-    for start in range(0, len(need), config.cols_per_adc):
-        out[need[start]] = out.get(need[start], 0) + crossbars
-    return out
+    n = min(len(live), config.crossbar_size, len(col_slices))
+    bits = np.asarray(adc_bits, dtype=np.int64)[col_slices[:n]]
+    need = np.sort(bits[np.asarray(live[:n], dtype=bool) & (bits > 0)])[::-1]
+    # The ADC of each run of cols_per_adc columns (highest first) converts at its first one's bits.
+    resolutions, counts = np.unique(need[::config.cols_per_adc], return_counts=True)
+    return {int(b): int(c) * crossbars for b, c in zip(resolutions[::-1], counts[::-1])}
