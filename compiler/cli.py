@@ -16,6 +16,10 @@ from typing import Any
 # their own thread settings.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from nncc import machine  # noqa: E402  (nothing heavy: os and pathlib)
+
+machine.tune_allocator()
+
 import click
 
 import nncc

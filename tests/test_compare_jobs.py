@@ -138,3 +138,19 @@ def test_compare_without_jobs_uses_the_default_workers(capsys, tmp_path, monkeyp
     rows = {line.split("|")[1].strip(): line for line in serial_table.splitlines() if line.startswith("| ")}
     assert sorted(line for line in table.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in
                   ("hypar", "reram", "ucnn")) == [rows["hypar"], rows["reram"], rows["ucnn"]]
+
+
+def test_the_allocator_is_tuned_unless_the_user_tuned_it(monkeypatch):
+    """glibc malloc keeps freed memory for reuse (nncc.cli applies it at start); a user's own
+    MALLOC_* or GLIBC_TUNABLES settings are left alone."""
+    import platform
+
+    from nncc import machine
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert machine.tune_allocator() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    for key in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(key)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert machine.tune_allocator() is True
