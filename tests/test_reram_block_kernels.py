@@ -130,3 +130,21 @@ def test_input_codes_are_numpys(bits, signed, monkeypatch):
         with_nan = adc.quantize_inputs(x, bits, 0.5, signed)
         monkeypatch.setenv("NNCC_NUMPY_KERNELS", "1")
         assert np.array_equal(with_nan, adc.quantize_inputs(x, bits, 0.5, signed))
+
+
+@needs_kernel
+@pytest.mark.parametrize("bits", [1, 3, 8])
+@pytest.mark.parametrize("rows, block_bytes", [(64, 8), (133, 16), (7, 1), (4608, 16)])
+def test_layer_planes_are_numpys(bits, rows, block_bytes, monkeypatch):
+    """A layer's packed bit planes, their 1 bits per row and per row block: the one-pass kernel
+    gives numpy's arrays (rows not a multiple of 8 included, codes wider than ``bits``)."""
+    from nncc.backends.reram import adc
+
+    codes = np.random.default_rng(rows + bits).integers(0, 256, (37, rows), dtype=np.uint8)
+    codes[0] = 0
+    codes[1] = 255
+    kernel = adc.layer_planes(codes, bits, block_bytes)
+    monkeypatch.setenv("NNCC_NUMPY_KERNELS", "1")
+    expected = adc.layer_planes(codes, bits, block_bytes)
+    for got, want in zip(kernel, expected):
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)

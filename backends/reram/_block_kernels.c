@@ -16,15 +16,17 @@
  *     crossbars one after another in float32, as numpy's sum over the columns of a column-major
  *     buffer does.
  *
- * And the codes of the calibration's sampled input vectors (input_codes: adc.quantize_inputs,
- * float32 as numpy computes it with a Python float scale): rint(x / scale * levels) in float32,
- * clipped to the code range, two's complement when signed.
+ * And the calibration's sampled input vectors: their codes (input_codes: adc.quantize_inputs,
+ * float32 as numpy computes it with a Python float scale: rint(x / scale * levels), clipped to
+ * the code range, two's complement when signed) and the codes' bit planes (packed_planes:
+ * adc.packed_planes and adc.ones_per_block).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels_common.h"
 
@@ -244,9 +246,68 @@ static PyObject *input_codes(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* packed_planes(codes: uint8 [V x rows] buffer, V, rows, bits (1..8), block_bytes,
+ * planes: uint8 [bits*V x ceil(rows/8)] buffer, row_ones: int64 [rows] buffer,
+ * block_ones: int32 [bits*V x blocks] buffer) -> None
+ *
+ * adc.packed_planes and adc.ones_per_block in one pass: plane b*V + v holds bit b of vector v's
+ * codes, 8 rows a byte, the first row in the high bit (np.packbits); row_ones counts each row's 1
+ * bits over the planes; block_ones each plane's 1 bits in each run of block_bytes bytes. Eight
+ * codes are read as one 64-bit word: bit b of each byte, moved to its byte's low bit, is gathered
+ * into one byte by a multiplication (row t lands on bit 7 - t of the top byte). */
+static PyObject *packed_planes(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer codes = {0}, planes = {0}, row_ones = {0}, block_ones = {0};
+    Py_ssize_t V, rows, bits, block_bytes;
+    if (!PyArg_ParseTuple(args, "y*nnnnw*w*w*", &codes, &V, &rows, &bits, &block_bytes, &planes, &row_ones, &block_ones))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t nbytes = (rows + 7) / 8, blocks = block_bytes > 0 ? (nbytes + block_bytes - 1) / block_bytes : 0;
+    if (V < 0 || rows < 0 || bits < 1 || bits > 8 || block_bytes < 1 || codes.len != V * rows ||
+        planes.len != bits * V * nbytes || row_ones.len != rows * (Py_ssize_t)sizeof(int64_t) ||
+        block_ones.len != bits * V * blocks * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "packed_planes: buffer sizes do not match");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *code = (const uint8_t *)codes.buf;
+    uint8_t *plane = (uint8_t *)planes.buf;
+    int64_t *ones = (int64_t *)row_ones.buf;
+    int32_t *block = (int32_t *)block_ones.buf;
+    const uint8_t mask = (uint8_t)((1u << bits) - 1);
+    memset(ones, 0, (size_t)rows * sizeof(int64_t));
+    memset(block, 0, (size_t)(bits * V * blocks) * sizeof(int32_t));
+    for (Py_ssize_t v = 0; v < V; v++) {
+        const uint8_t *row = code + v * rows;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            ones[r] += __builtin_popcount((unsigned)(row[r] & mask));
+        for (Py_ssize_t i = 0; i < nbytes; i++) {
+            uint64_t word = 0;
+            const Py_ssize_t take = rows - 8 * i < 8 ? rows - 8 * i : 8;
+            memcpy(&word, row + 8 * i, (size_t)take); /* little-endian: row 8i + t in byte t */
+            for (Py_ssize_t b = 0; b < bits; b++) {
+                const uint64_t lows = (word >> b) & 0x0101010101010101ULL;
+                const uint8_t packed = (uint8_t)((lows * 0x8040201008040201ULL) >> 56);
+                plane[(b * V + v) * nbytes + i] = packed;
+                block[(b * V + v) * blocks + i / block_bytes] += __builtin_popcount((unsigned)packed);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&planes);
+    PyBuffer_Release(&row_ones);
+    PyBuffer_Release(&block_ones);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_pass", block_pass, METH_VARARGS, "A crossbar row block's cells, column sums, placed crossbars and row conductance."},
     {"input_codes", input_codes, METH_VARARGS, "Activation codes of float32 input vectors, as adc.quantize_inputs computes them."},
+    {"packed_planes", packed_planes, METH_VARARGS, "Bit planes of 8-bit codes packed 8 rows a byte, with their 1 bits per row and per block."},
     {NULL, NULL, 0, NULL},
 };
 

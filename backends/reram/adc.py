@@ -26,6 +26,7 @@ import concurrent.futures as cf
 import functools
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -102,6 +103,23 @@ def packed_planes(codes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
         np.bitwise_and(codes, 2 ** bits - 1, out=plane)
         codes = plane
     return out.reshape(bits * len(codes), -1), _popcount(codes).sum(axis=0, dtype=np.int64)
+
+
+def layer_planes(codes: np.ndarray, bits: int, block_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(:func:`packed_planes` of a layer's codes [V x rows], then :func:`ones_per_block` of its
+    planes): by the compiled kernel in one pass for codes of a byte or less, numpy otherwise."""
+    kernels = block_kernels.compiled()
+    if kernels is not None and bits <= 8 and codes.dtype == np.uint8 and sys.byteorder == "little":
+        codes = np.ascontiguousarray(codes)
+        v, rows = codes.shape
+        nbytes = -(-rows // 8)
+        packed = np.empty((bits * v, nbytes), dtype=np.uint8)
+        row_ones = np.empty(rows, dtype=np.int64)
+        block_ones = np.empty((bits * v, -(-nbytes // block_bytes)), dtype=np.int32)
+        kernels.packed_planes(codes, v, rows, bits, block_bytes, packed, row_ones, block_ones)
+        return packed, row_ones, block_ones
+    packed, row_ones = packed_planes(codes, bits)
+    return packed, row_ones, ones_per_block(packed, block_bytes)
 
 
 def ones_per_block(packed: np.ndarray, block_bytes: int) -> np.ndarray:

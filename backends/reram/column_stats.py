@@ -46,8 +46,7 @@ def block_stats(mats, scale, codes, config) -> dict[str, Any]:
         if codes is not None:  # bytes when they fit: the planes of every row block are cut from them
             group_codes = np.ascontiguousarray(codes[gi], dtype=np.uint8 if config.input_bits <= 8 else None)
             if X % 8 == 0:  # row blocks start on a byte of the packed planes: pack the layer's once
-                planes = adc.packed_planes(group_codes, config.input_bits)
-                block_ones = adc.ones_per_block(planes[0], X // 8)
+                *planes, block_ones = adc.layer_planes(group_codes, config.input_bits, X // 8)
         w_t = block_kernels.transposed_weights(w, geometry, config)
         for r in range(0, k, X):
             # Cells as small integers, transposed ([physical columns, rows]): a column's cells
