@@ -106,9 +106,13 @@ def unique_name(graph: ir.Graph, base: str, taken: set[str] | None = None) -> st
     """A value name not yet used in ``graph`` (initializers, inputs, node outputs). ``taken``: a
     set of the graph's names that the caller keeps up to date (a pass adding many values),
     instead of reading every node's outputs again for each name."""
-    if taken is None:
-        taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
-    return fresh_name(base, taken)
+    return fresh_name(base, graph_names(graph) if taken is None else taken)
+
+
+def graph_names(graph: ir.Graph) -> set[str]:
+    """The names ``graph`` uses (initializers, inputs, node outputs): a pass adding many values
+    keeps this set up to date through :func:`unique_name` instead of scanning for each name."""
+    return set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
 
 
 def add_initializer(graph: ir.Graph, base_name: str, array: np.ndarray, taken: set[str] | None = None) -> ir.Value:

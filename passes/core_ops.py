@@ -41,7 +41,7 @@ import onnx_ir as ir
 from nncc import runtime
 from nncc.analysis import input_specs
 from nncc.errors import NnccError
-from nncc.irutils import add_initializer, const_array, drop_unused_initializers, fresh_name, replace_node_output, static_shape
+from nncc.irutils import add_initializer, const_array, drop_unused_initializers, fresh_name, graph_names, replace_node_output, static_shape
 from nncc.blocks import BLOCK, LAYER, MARK, Block, BlockedLayer, describe_weighted, on_grid, symmetric_scale
 from nncc.ops import ACTIVATIONS
 from nncc.pass_base import NnccPass
@@ -88,7 +88,7 @@ class LegalizeCoreOps(NnccPass):
 
     def apply(self, model: ir.Model) -> bool:
         graph = model.graph
-        self._taken = set(graph.initializers) | {v.name for v in graph.inputs} | {o.name for n in graph for o in n.outputs}
+        self._taken = graph_names(graph)
         self._opset = model.opset_imports.get("", 17)
         self._zero_cs: dict[str, ir.Value] = {}
         layers: list[dict[str, Any]] = []
