@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from nncc import machine  # noqa: E402  (nothing heavy: os and pathlib)
 
-machine.tune_allocator()
+machine.tune_memory()  # before numpy too: its huge pages off, glibc malloc keeping freed memory
 
 import click
 

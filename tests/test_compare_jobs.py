@@ -148,9 +148,32 @@ def test_the_allocator_is_tuned_unless_the_user_tuned_it(monkeypatch):
     from nncc import machine
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert machine.tune_allocator() is False
+    assert machine.tune_memory() is False
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     for key in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
         monkeypatch.delenv(key)
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert machine.tune_allocator() is True
+        assert machine.tune_memory() is True
+
+
+def test_numpy_huge_pages_are_off_unless_the_user_wants_them(monkeypatch):
+    """numpy's madvised huge pages stalled on the kernel's compaction: tune_memory turns them off,
+    also for a numpy imported before it, and keeps NUMPY_MADVISE_HUGEPAGE where the user set it."""
+    import numpy as np
+
+    from nncc import machine
+
+    get = np._core.multiarray._get_madvise_hugepage
+    set_ = np._core.multiarray._set_madvise_hugepage
+    before = get()
+    try:
+        set_(True)
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+        machine.tune_memory()
+        assert get() is False and os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
+        set_(True)
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        machine.tune_memory()
+        assert get() is True
+    finally:
+        set_(before)
