@@ -12,6 +12,7 @@ interest exposed as extra graph outputs (the graph is restored afterwards).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 from collections.abc import Iterable
@@ -150,20 +151,23 @@ def _runs(sess, names: list[str], feeds: list[dict[str, np.ndarray]]):
 
 
 def _runs_ahead(sess, names: list[str], feeds: list[dict[str, np.ndarray]]):
-    """The runs, each next one started (on a thread) while the caller reads this one's tensors:
-    for a one-thread session, in a compare worker sharing the cores (the caller's reading and
-    the run then take one core each once the other workers are done; the session's own thread
-    count was fixed when they were not). In the calling thread otherwise, where a second
-    thread's memory arena grew reram's peak by 60 MB on ResNet-50."""
-    with cf.ThreadPoolExecutor(1, thread_name_prefix="nncc-calibration") as pool:
-        pending = None
-        for feed in feeds:
-            started = pool.submit(sess.run, names, feed)
-            if pending is not None:
-                yield pending.result()
-            pending = started
-        if pending is not None:
-            yield pending.result()
+    """The runs of a one-thread session in a compare worker sharing the cores, on threads: as
+    many at once as :func:`threads` gives now (one while the other workers compile, more once
+    they are done: the session's own thread count was fixed before), the next ones started
+    while the caller reads this one's tensors. In feed order. In the calling thread otherwise
+    (:func:`_runs`), where a second thread's memory arena grew reram's peak by 60 MB on ResNet-50."""
+    pending: collections.deque = collections.deque()
+    upcoming = iter(feeds)
+    with cf.ThreadPoolExecutor(CALIBRATION_THREADS, thread_name_prefix="nncc-calibration") as pool:
+        def start() -> None:
+            while sum(not f.done() for f in pending) < threads() and (feed := next(upcoming, None)) is not None:
+                pending.append(pool.submit(sess.run, names, feed))
+
+        start()
+        while pending:
+            outputs = pending.popleft().result()
+            start()
+            yield outputs
 
 
 def collect_ranges(
