@@ -138,6 +138,7 @@ kind, model, jobs = sys.argv[1], sys.argv[2], sys.argv[3]
 if kind == "nncc":
     from nncc.cli import main  # first: it sets OPENBLAS_NUM_THREADS before numpy loads, as the CLI does
     import onnxruntime  # noqa: F401  (imported by nncc's first session, inside the timer otherwise)
+    import nncc.compare  # noqa: F401  (the command's own modules, imported by the CLI when it runs)
     from nncc.registry import TARGETS
     for name in TARGETS.names():  # the targets' modules, as TVM's frontend is imported before its timer
         TARGETS.get(name)

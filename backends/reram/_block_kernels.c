@@ -246,6 +246,42 @@ static PyObject *input_codes(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* The 1 bits of a byte, branch-free on its own lanes (the loops over codes vectorize). */
+static inline uint8_t ones8(uint8_t x) {
+    x = (uint8_t)(x - ((x >> 1) & 0x55));
+    x = (uint8_t)((x & 0x33) + ((x >> 2) & 0x33));
+    return (uint8_t)((x + (x >> 4)) & 0x0F);
+}
+
+CLONES static void planes_loop(const uint8_t *code, Py_ssize_t V, Py_ssize_t rows, Py_ssize_t bits, Py_ssize_t block_bytes,
+                               uint8_t *plane, int64_t *ones, int32_t *block) {
+    const Py_ssize_t nbytes = (rows + 7) / 8, blocks = (nbytes + block_bytes - 1) / block_bytes;
+    const uint8_t mask = (uint8_t)((1u << bits) - 1);
+    memset(ones, 0, (size_t)rows * sizeof(int64_t));
+    for (Py_ssize_t v = 0; v < V; v++) {
+        const uint8_t *row = code + v * rows;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            ones[r] += ones8((uint8_t)(row[r] & mask));
+        for (Py_ssize_t b = 0; b < bits; b++) {
+            uint8_t *out = plane + (b * V + v) * nbytes;
+            int32_t *count = block + (b * V + v) * blocks;
+            for (Py_ssize_t blk = 0; blk < blocks; blk++) {
+                const Py_ssize_t end = (blk + 1) * block_bytes < nbytes ? (blk + 1) * block_bytes : nbytes;
+                int32_t total = 0;
+                for (Py_ssize_t i = blk * block_bytes; i < end; i++) {
+                    uint64_t word = 0;
+                    const Py_ssize_t take = rows - 8 * i < 8 ? rows - 8 * i : 8;
+                    memcpy(&word, row + 8 * i, (size_t)take); /* little-endian: row 8i + t in byte t */
+                    const uint8_t packed = (uint8_t)((((word >> b) & 0x0101010101010101ULL) * 0x8040201008040201ULL) >> 56);
+                    out[i] = packed;
+                    total += ones8(packed);
+                }
+                count[blk] = total;
+            }
+        }
+    }
+}
+
 /* packed_planes(codes: uint8 [V x rows] buffer, V, rows, bits (1..8), block_bytes,
  * planes: uint8 [bits*V x ceil(rows/8)] buffer, row_ones: int64 [rows] buffer,
  * block_ones: int32 [bits*V x blocks] buffer) -> None
@@ -270,29 +306,8 @@ static PyObject *packed_planes(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *code = (const uint8_t *)codes.buf;
-    uint8_t *plane = (uint8_t *)planes.buf;
-    int64_t *ones = (int64_t *)row_ones.buf;
-    int32_t *block = (int32_t *)block_ones.buf;
-    const uint8_t mask = (uint8_t)((1u << bits) - 1);
-    memset(ones, 0, (size_t)rows * sizeof(int64_t));
-    memset(block, 0, (size_t)(bits * V * blocks) * sizeof(int32_t));
-    for (Py_ssize_t v = 0; v < V; v++) {
-        const uint8_t *row = code + v * rows;
-        for (Py_ssize_t r = 0; r < rows; r++)
-            ones[r] += __builtin_popcount((unsigned)(row[r] & mask));
-        for (Py_ssize_t i = 0; i < nbytes; i++) {
-            uint64_t word = 0;
-            const Py_ssize_t take = rows - 8 * i < 8 ? rows - 8 * i : 8;
-            memcpy(&word, row + 8 * i, (size_t)take); /* little-endian: row 8i + t in byte t */
-            for (Py_ssize_t b = 0; b < bits; b++) {
-                const uint64_t lows = (word >> b) & 0x0101010101010101ULL;
-                const uint8_t packed = (uint8_t)((lows * 0x8040201008040201ULL) >> 56);
-                plane[(b * V + v) * nbytes + i] = packed;
-                block[(b * V + v) * blocks + i / block_bytes] += __builtin_popcount((unsigned)packed);
-            }
-        }
-    }
+    planes_loop((const uint8_t *)codes.buf, V, rows, bits, block_bytes, (uint8_t *)planes.buf, (int64_t *)row_ones.buf,
+                (int32_t *)block_ones.buf);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
