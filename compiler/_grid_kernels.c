@@ -119,33 +119,61 @@ CLONES static void scaled_loop(const float *w, Py_ssize_t outer, Py_ssize_t coun
         }
 }
 
-/* grid(w: float32 buffer, scale: float, out: 4-byte buffer, values: bool):
+/* grid(w: float32 array, C-ordered or strided, scale: float, out: 4-byte buffer, values: bool):
  *   values False: out int32 codes -> bool (False: a code is NaN or outside int32; the caller
  *                 then computes with numpy);
- *   values True:  out float32 grid values -> max |out - w| (NaN if any is). */
+ *   values True:  out float32 grid values -> max |out - w| (NaN if any is).
+ * A strided w (a block cut out of a layer's weight) is read a contiguous run at a time (its
+ * innermost axes that are contiguous), out written in C order: no copy of the block first. */
 static PyObject *grid(PyObject *self, PyObject *args) {
     (void)self;
+    PyObject *array;
     Py_buffer w = {0}, out = {0};
     double scale;
     int values;
-    if (!PyArg_ParseTuple(args, "y*dw*p", &w, &scale, &out, &values))
+    if (!PyArg_ParseTuple(args, "Odw*p", &array, &scale, &out, &values))
         return NULL;
+    if (PyObject_GetBuffer(array, &w, PyBUF_STRIDES) != 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
     PyObject *result = NULL;
     const Py_ssize_t n = w.len / (Py_ssize_t)sizeof(float);
-    if (w.len != n * (Py_ssize_t)sizeof(float) || out.len != w.len) { /* int32 and float32: 4 bytes each */
+    /* The contiguous innermost axes: one run; the outer ones are walked with an index. */
+    Py_ssize_t inner = w.itemsize, k = w.ndim;
+    while (k > 0 && (w.strides[k - 1] == inner || w.shape[k - 1] == 1)) {
+        inner *= w.shape[k - 1];
+        k--;
+    }
+    const Py_ssize_t run = inner / (Py_ssize_t)sizeof(float);
+    if (w.itemsize != (Py_ssize_t)sizeof(float) || out.len != w.len || k > 32) { /* int32 and float32: 4 bytes each */
         PyErr_SetString(PyExc_ValueError, "grid: buffer sizes do not match");
-    } else if (values) {
-        double worst;
-        Py_BEGIN_ALLOW_THREADS
-        worst = values_loop((const float *)w.buf, n, scale, (float *)out.buf);
-        Py_END_ALLOW_THREADS
-        result = PyFloat_FromDouble(worst);
     } else {
-        int ok;
+        double worst = 0.0;
+        int ok = 1, nan = 0;
+        Py_ssize_t index[32] = {0};
         Py_BEGIN_ALLOW_THREADS
-        ok = codes_loop((const float *)w.buf, n, scale, (int32_t *)out.buf);
+        for (Py_ssize_t done = 0; run > 0 && done < n; done += run) {
+            Py_ssize_t offset = 0;
+            for (Py_ssize_t d = 0; d < k; d++)
+                offset += index[d] * w.strides[d];
+            const float *src = (const float *)((const char *)w.buf + offset);
+            if (values) {
+                const double e = values_loop(src, run, scale, (float *)out.buf + done);
+                nan |= e != e;
+                worst = e > worst ? e : worst;
+            } else if (!codes_loop(src, run, scale, (int32_t *)out.buf + done)) {
+                ok = 0;
+                break;
+            }
+            for (Py_ssize_t d = k - 1; d >= 0; d--) { /* the next outer index, C order */
+                if (++index[d] < w.shape[d])
+                    break;
+                index[d] = 0;
+            }
+        }
         Py_END_ALLOW_THREADS
-        result = PyBool_FromLong(ok);
+        result = values ? PyFloat_FromDouble(nan ? NAN : worst) : PyBool_FromLong(ok);
     }
     PyBuffer_Release(&w);
     PyBuffer_Release(&out);

@@ -42,10 +42,12 @@ def available_memory() -> int | None:
 
 # glibc's malloc settings (mallopt's parameter numbers, malloc.h) for a compile: freed memory is
 # kept for reuse instead of returned to the kernel, so the next array of that size costs no page
-# faults (1.7 us a 4 kB page on the build machine: ResNet-50's compare made 300k of them). Big
-# arrays come from the heap too, and threads share two arenas.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
-ALLOCATOR_SETTINGS = {_M_MMAP_THRESHOLD: 1 << 30, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20, _M_ARENA_MAX: 2}
+# faults (1.7 us a 4 kB page on the build machine: ResNet-50's compare made 300k of them); arrays
+# under 32 MB come from the heap, larger ones are mapped and unmapped (a 1 GB threshold was as
+# fast and grew reram's peak by 20-30 MB); threads share two arenas. light_resnet50's compare:
+# 1.27-1.32 s without, 1.23-1.25 s with; reram's peak 614 MB with, 621-628 MB without.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+ALLOCATOR_SETTINGS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 1 << 30, _M_ARENA_MAX: 2}
 
 
 def tune_memory() -> bool:

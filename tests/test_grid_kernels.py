@@ -105,3 +105,18 @@ def test_zoo_reports_are_the_same_with_the_kernels_off(target, monkeypatch):
     kernel = report()
     monkeypatch.setenv("NNCC_NUMPY_KERNELS", "1")
     assert report() == kernel
+
+
+@needs_kernel
+def test_strided_blocks_are_read_in_place_with_numpys_figures(numpy_only):
+    """A block cut out of a layer's weight (channel ranges of a conv, a column range of a
+    matrix, a transposed or reversed view) is quantized as its contiguous copy is."""
+    w = weights("zeros", np.random.default_rng(3))
+    fc = np.random.default_rng(4).standard_normal((300, 70)).astype(np.float32)
+    scale = float(np.max(np.abs(w))) / 127
+    for part in (w[10:40, 2:5], w[:, 3:4], w[5:6, :, 1:, ::2], fc[17:200, 40:70], fc.T[3:9], fc[::-1, ::3]):
+        assert not part.flags.c_contiguous
+        q, err = grid.grid_values(part, scale)
+        q_np, err_np = numpy_only(grid.grid_values, np.ascontiguousarray(part), scale)
+        assert same(q, q_np) and err == err_np
+        assert same(grid.grid_codes(part, scale), numpy_only(grid.grid_codes, np.ascontiguousarray(part), scale))

@@ -148,3 +148,18 @@ def test_layer_planes_are_numpys(bits, rows, block_bytes, monkeypatch):
     expected = adc.layer_planes(codes, bits, block_bytes)
     for got, want in zip(kernel, expected):
         assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+@needs_kernel
+@pytest.mark.parametrize("top, shape", [(3, (40, 128)), (15, (7, 33)), (1, (5, 9)), (0, (4, 16)), (3, (0, 128))])
+def test_level_counts_are_numpys(top, shape, monkeypatch):
+    """The search's bound counts each column's cells by level, highest first: the kernel's
+    histogram gives numpy's bincount."""
+    from nncc.backends.reram import adc
+
+    cells = np.random.default_rng(top).integers(0, top + 1, shape).astype(np.float32)
+    kernel = adc._LevelBound(cells)
+    monkeypatch.setenv("NNCC_NUMPY_KERNELS", "1")
+    expected = adc._LevelBound(cells)
+    assert list(kernel.levels) == list(expected.levels)
+    assert kernel.counts.dtype == expected.counts.dtype and np.array_equal(kernel.counts, expected.counts)

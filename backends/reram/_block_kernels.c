@@ -319,9 +319,46 @@ done:
     return result;
 }
 
+/* level_counts(cells: float32 [m x rows] buffer of small integers 0 .. top, m, top,
+ * counts: int64 [top x m] buffer) -> None: counts[i][c] = how many cells of row c equal
+ * top - i (adc._LevelBound's table: highest level first). */
+static PyObject *level_counts(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer cells = {0}, counts = {0};
+    Py_ssize_t m, top;
+    if (!PyArg_ParseTuple(args, "y*nnw*", &cells, &m, &top, &counts))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t rows = m > 0 ? cells.len / (Py_ssize_t)sizeof(float) / m : 0;
+    if (m < 0 || top < 0 || top > 255 || rows * m * (Py_ssize_t)sizeof(float) != cells.len ||
+        counts.len != top * m * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "level_counts: buffer sizes do not match");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const float *cell = (const float *)cells.buf;
+    int64_t *count = (int64_t *)counts.buf;
+    for (Py_ssize_t c = 0; c < m; c++) {
+        int64_t seen[256] = {0};
+        const float *row = cell + c * rows;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            seen[(int)row[r] & 255]++;
+        for (Py_ssize_t i = 0; i < top; i++)
+            count[i * m + c] = seen[top - i];
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_pass", block_pass, METH_VARARGS, "A crossbar row block's cells, column sums, placed crossbars and row conductance."},
     {"input_codes", input_codes, METH_VARARGS, "Activation codes of float32 input vectors, as adc.quantize_inputs computes them."},
+    {"level_counts", level_counts, METH_VARARGS, "Per row of small-integer float32 cells, how many hold each level, highest first."},
     {"packed_planes", packed_planes, METH_VARARGS, "Bit planes of 8-bit codes packed 8 rows a byte, with their 1 bits per row and per block."},
     {NULL, NULL, 0, NULL},
 };

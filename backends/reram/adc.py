@@ -164,11 +164,17 @@ def _distinct_rows(packed: np.ndarray) -> np.ndarray:
 class _LevelBound:
     """The most a plane with ``p`` ones can add up in each of some columns: the sum of its ``p``
     largest cells, from how many cells of each level the column holds (cells are small
-    integers). ``cells``: float32, one row per column; counts by one BLAS product per level."""
+    integers). ``cells``: float32, one row per column; counted by the compiled kernel (one pass,
+    a histogram per column) or one numpy bincount."""
 
     def __init__(self, cells: np.ndarray):
         top = int(cells.max(initial=0))
         self.levels = range(top, 0, -1)  # highest level first
+        kernels = block_kernels.compiled()
+        if kernels is not None and cells.dtype == np.float32 and cells.ndim == 2 and top <= 255:
+            self.counts = np.empty((top, len(cells)), dtype=np.int64)
+            kernels.level_counts(np.ascontiguousarray(cells), len(cells), top, self.counts)
+            return
         # Every column's cells counted by level in one bincount: column c's cells land in bins
         # c * (top + 1) + level (what comparing with each level and summing counted).
         bins = cells.astype(np.intp) + (np.arange(len(cells), dtype=np.intp) * (top + 1))[:, None]
