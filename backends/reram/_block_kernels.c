@@ -262,21 +262,17 @@ CLONES static void planes_loop(const uint8_t *code, Py_ssize_t V, Py_ssize_t row
         const uint8_t *row = code + v * rows;
         for (Py_ssize_t r = 0; r < rows; r++)
             ones[r] += ones8((uint8_t)(row[r] & mask));
-        for (Py_ssize_t b = 0; b < bits; b++) {
-            uint8_t *out = plane + (b * V + v) * nbytes;
-            int32_t *count = block + (b * V + v) * blocks;
-            for (Py_ssize_t blk = 0; blk < blocks; blk++) {
-                const Py_ssize_t end = (blk + 1) * block_bytes < nbytes ? (blk + 1) * block_bytes : nbytes;
-                int32_t total = 0;
-                for (Py_ssize_t i = blk * block_bytes; i < end; i++) {
-                    uint64_t word = 0;
-                    const Py_ssize_t take = rows - 8 * i < 8 ? rows - 8 * i : 8;
-                    memcpy(&word, row + 8 * i, (size_t)take); /* little-endian: row 8i + t in byte t */
-                    const uint8_t packed = (uint8_t)((((word >> b) & 0x0101010101010101ULL) * 0x8040201008040201ULL) >> 56);
-                    out[i] = packed;
-                    total += ones8(packed);
-                }
-                count[blk] = total;
+        for (Py_ssize_t b = 0; b < bits; b++)
+            memset(block + (b * V + v) * blocks, 0, (size_t)blocks * sizeof(int32_t));
+        for (Py_ssize_t i = 0; i < nbytes; i++) {
+            uint64_t word = 0;
+            const Py_ssize_t take = rows - 8 * i < 8 ? rows - 8 * i : 8;
+            memcpy(&word, row + 8 * i, (size_t)take); /* little-endian: row 8i + t in byte t */
+            const Py_ssize_t blk = i / block_bytes;
+            for (Py_ssize_t b = 0; b < bits; b++) { /* each plane's byte from the same word */
+                const uint8_t packed = (uint8_t)((((word >> b) & 0x0101010101010101ULL) * 0x8040201008040201ULL) >> 56);
+                plane[(b * V + v) * nbytes + i] = packed;
+                block[(b * V + v) * blocks + blk] += ones8(packed);
             }
         }
     }
