@@ -137,7 +137,10 @@ def nonfinite_weights(model: ir.Model) -> dict[str, int]:
             tensor = value.const_value
             if tensor is None or not ir.DataType(tensor.dtype).is_floating_point():
                 continue
-            bad = int(np.size(tensor.numpy()) - np.count_nonzero(np.isfinite(tensor.numpy())))
+            array = tensor.numpy()
+            if not array.size or (array.dtype.kind == "f" and np.isfinite(array.min()) and np.isfinite(array.max())):
+                continue  # min and max are finite only when every value is (a NaN makes both NaN): no mask to count
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
             if bad:
                 found[name] = bad
     return found
