@@ -63,7 +63,7 @@ def _materialize_constant_of_shape(model: ir.Model) -> bool:
         if any(d < 0 for d in dims) or fill.size != 1:
             continue
         value = ir.Value(name=out.name, shape=ir.Shape(dims), type=out.type,
-                         const_value=ir.tensor(np.full(dims, fill[0], dtype=fill.dtype), name=out.name))
+                         const_value=ir.Tensor(np.full(dims, fill[0], dtype=fill.dtype), name=out.name))  # ir.tensor's wrap, without its protocol checks
         out.name = None  # the initializer takes the name
         ir.convenience.replace_all_uses_with(out, value)
         graph.remove(node, safe=True)
