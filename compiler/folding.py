@@ -8,7 +8,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 import onnxscript.optimizer
 
-from nncc.irutils import const_array, constant_value
+from nncc.irutils import const_array, constant_value, tensor_of
 from nncc.safety import check_created_tensor
 
 # Weights produced by these ops are folded even when the result is larger than the
@@ -63,7 +63,7 @@ def _materialize_constant_of_shape(model: ir.Model) -> bool:
         if any(d < 0 for d in dims) or fill.size != 1:
             continue
         value = ir.Value(name=out.name, shape=ir.Shape(dims), type=out.type,
-                         const_value=ir.Tensor(np.full(dims, fill[0], dtype=fill.dtype), name=out.name))  # ir.tensor's wrap, without its protocol checks
+                         const_value=tensor_of(np.full(dims, fill[0], dtype=fill.dtype), name=out.name))
         out.name = None  # the initializer takes the name
         ir.convenience.replace_all_uses_with(out, value)
         graph.remove(node, safe=True)

@@ -2,8 +2,9 @@
 once, as numpy computes them (a float32 weight widens to float64 exactly).
 
 By the compiled kernel (``_grid_kernels.c``, built at install: one pass where numpy makes five
-through float64 temporaries) for C-ordered float32 weights; by numpy otherwise, and wherever the
-kernel is not built or ``NNCC_NUMPY_KERNELS=1`` (:mod:`nncc.native`). The two agree to the
+through float64 temporaries) for float32 weights (a strided block of one read in place by the
+grid functions, copied first by scaled_along); by numpy otherwise, and wherever the kernel is not
+built or ``NNCC_NUMPY_KERNELS=1`` (:mod:`nncc.native`). The two agree to the
 last bit (tests/test_grid_kernels.py). Users: ucnn's weight codes, legalize-core-ops'
 quantize_symmetric, fold-batchnorm's scaled weights.
 """
